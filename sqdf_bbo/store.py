@@ -1,0 +1,508 @@
+"""Durable study folders: every ask and tell is committed to SQLite before it returns.
+
+A study folder holds::
+
+    DIR/study.sqlite              observations, ids, designs, trajectories, study metadata (WAL mode)
+    DIR/objects/<name>/           constructor objects written once (e.g. the pretrained prior)
+    DIR/snapshots/<seq>/          optimizer state after an ask: state.json + tensors.safetensors
+
+Durability rules (what a ``SIGKILL`` at any instant can and cannot lose):
+
+1. ``tell`` / ``tell_external`` commit one SQLite transaction (``journal_mode=WAL``,
+   ``synchronous=FULL``) before returning: a told value is on disk once the call returns.
+2. ``ask`` first writes a new snapshot folder (fsynced), then commits the asked points
+   *and* the pointer to that snapshot in one transaction. A kill before the commit leaves an
+   unreferenced snapshot folder (ignored, removed at the next write) and no asked points;
+   a kill after it leaves a consistent study. The model state and the observations can
+   therefore never disagree.
+3. Nothing is unpickled: weights and tensors are safetensors, the rest is JSON and SQLite.
+4. Opening validates read-only first (``mode=ro``); a corrupted or foreign folder raises
+   :class:`StudyError` and nothing on disk is changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = [
+    "StudyStore",
+    "StudyError",
+    "PointRow",
+    "STUDY_FORMAT",
+    "STUDY_VERSION",
+    "DB_NAME",
+    "split_state",
+    "join_state",
+    "is_study",
+]
+
+STUDY_FORMAT = "sqdf-bbo-study"
+STUDY_VERSION = 1
+DB_NAME = "study.sqlite"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SNAPSHOTS = "snapshots"
+_OBJECTS = "objects"
+_STATE_JSON = "state.json"
+_TENSORS = "tensors.safetensors"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE points (
+    id       INTEGER PRIMARY KEY,
+    round    INTEGER NOT NULL,
+    source   TEXT NOT NULL CHECK (source IN ('asked', 'external')),
+    state    TEXT NOT NULL CHECK (state IN ('pending', 'complete', 'failed')),
+    value    REAL,
+    raw      TEXT,
+    asked_at REAL NOT NULL,
+    told_at  REAL,
+    x        BLOB NOT NULL,
+    traj     BLOB
+);
+"""
+_POINT_COLUMNS = ("id", "round", "source", "state", "value", "raw", "asked_at", "told_at")
+_REQUIRED_META = ("format", "version", "method", "shape", "dtype", "study_uid", "round")
+
+
+class StudyError(RuntimeError):
+    """A study folder is missing, corrupted, foreign, or cannot be written."""
+
+
+@dataclass
+class PointRow:
+    """One stored point as raw columns (designs still as bytes).
+
+    ``value`` is the told float for complete *and* failed points (NaN/±inf for failed ones,
+    NaN while pending). ``x`` / ``traj`` are the raw bytes of the design ``(*shape)`` and the
+    trajectory ``(K+1, *shape)`` (``None`` when the point has none).
+    """
+
+    id: int
+    round: int
+    source: str
+    state: str
+    value: float
+    asked_at: float
+    told_at: float | None
+    x: bytes
+    traj: bytes | None = None
+
+
+# ---------------------------------------------------------------------------- state splitting
+def split_state(obj: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
+    """Split a nested state (dicts/lists of tensors, arrays and JSON values) into JSON + tensors.
+
+    Tensors and numpy arrays are replaced by ``{"__tensor__": key}`` / ``{"__ndarray__": key}``
+    placeholders; the tensors dict maps each key to a contiguous CPU tensor (safetensors-able).
+    Anything else that is not JSON-able raises ``TypeError`` naming the offending key.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(v: Any, key: str) -> Any:
+        if isinstance(v, torch.Tensor):
+            tensors[key] = v.detach().to("cpu").contiguous().clone()
+            return {"__tensor__": key}
+        if isinstance(v, np.ndarray):
+            tensors[key] = torch.from_numpy(np.ascontiguousarray(v).copy())
+            return {"__ndarray__": key}
+        if isinstance(v, np.generic):
+            return v.item()
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, Mapping):
+            out = {}
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    raise TypeError(f"state key {k!r} under {key or '<root>'!r} is not a string")
+                out[k] = walk(item, f"{key}/{k}" if key else k)
+            return out
+        if isinstance(v, (list, tuple)):
+            return [walk(item, f"{key}/{i}" if key else str(i)) for i, item in enumerate(v)]
+        raise TypeError(
+            f"state entry {key or '<root>'!r} has type {type(v).__name__}, which cannot be saved "
+            "without pickle; use tensors, numpy arrays, or JSON values"
+        )
+
+    return walk(obj, prefix), tensors
+
+
+def join_state(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`split_state` (tuples come back as lists)."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        if set(obj) == {"__ndarray__"}:
+            return tensors[obj["__ndarray__"]].numpy()
+        return {k: join_state(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [join_state(v, tensors) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------- file helpers
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems cannot fsync directories
+        _fsync_file(path)
+
+
+def is_study(path: str | Path) -> bool:
+    """Whether ``path`` looks like a study folder (has a SQLite ``study.sqlite``)."""
+    db = Path(path) / DB_NAME
+    if not db.is_file():
+        return False
+    with open(db, "rb") as fh:
+        return fh.read(16) == _SQLITE_MAGIC
+
+
+class StudyStore:
+    """One open study folder. Create with :meth:`create`, open with :meth:`open`.
+
+    All writes are single SQLite transactions committed (and fsynced, ``synchronous=FULL``)
+    before the method returns.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, read_only: bool) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = conn
+        self.read_only = read_only
+
+    # ------------------------------------------------------------------ open / create
+    @staticmethod
+    def _connect(db: Path, read_only: bool) -> sqlite3.Connection:
+        if read_only:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+        else:
+            conn = sqlite3.connect(str(db), isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        meta: Mapping[str, Any],
+        write_objects: Any = None,
+    ) -> StudyStore:
+        """Create a new study at ``path`` (which must not exist or be an empty folder).
+
+        The folder is assembled under a temporary name and renamed into place, so a crash
+        during creation never leaves a half-made study at ``path``. ``write_objects(dir)``
+        may write constructor objects (e.g. the prior) into ``dir/objects``.
+        """
+        path = Path(path).expanduser().absolute()
+        if path.exists():
+            if not path.is_dir():
+                raise StudyError(f"cannot create a study at {path}: it is a file")
+            if any(path.iterdir()):
+                if is_study(path):
+                    raise StudyError(
+                        f"{path} already holds a study; resume it with .load({str(path)!r}) "
+                        "or choose an empty folder"
+                    )
+                raise StudyError(f"cannot create a study at {path}: the folder is not empty")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            conn = cls._connect(tmp / DB_NAME, read_only=False)
+            try:
+                conn.executescript(_SCHEMA)
+                full = {
+                    "format": STUDY_FORMAT,
+                    "version": STUDY_VERSION,
+                    "study_uid": uuid.uuid4().hex,
+                    "created_at": time.time(),
+                    "round": 0,
+                    "fitted_count": 0,
+                    "snapshot": None,
+                    **dict(meta),
+                }
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [(k, json.dumps(v)) for k, v in full.items()],
+                )
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            if write_objects is not None:
+                (tmp / _OBJECTS).mkdir()
+                write_objects(tmp / _OBJECTS)
+            (tmp / _SNAPSHOTS).mkdir()
+            _fsync_dir(tmp)
+            os.replace(tmp, path)  # replaces an empty folder atomically on POSIX
+            _fsync_dir(path.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(path, cls._connect(path / DB_NAME, read_only=False), read_only=False)
+
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = False) -> StudyStore:
+        """Open an existing study; validate it read-only before any write access."""
+        path = Path(path).expanduser().absolute()
+        if not path.exists():
+            raise StudyError(f"no study at {path}: the folder does not exist")
+        if not path.is_dir():
+            raise StudyError(f"no study at {path}: it is not a folder")
+        db = path / DB_NAME
+        if not db.is_file():
+            raise StudyError(f"{path} is not a sqdf-bbo study: {DB_NAME} is missing")
+        with open(db, "rb") as fh:
+            if fh.read(16) != _SQLITE_MAGIC:
+                raise StudyError(f"{db} is not a SQLite database (corrupted or foreign file)")
+        try:
+            conn = cls._connect(db, read_only=True)
+        except sqlite3.Error as err:
+            raise StudyError(f"cannot open {db}: {err}") from None
+        store = cls(path, conn, read_only=True)
+        try:
+            store._validate()
+        except BaseException:
+            store.close()
+            raise
+        if read_only:
+            return store
+        store.close()
+        return cls(path, cls._connect(db, read_only=False), read_only=False)
+
+    def _validate(self) -> None:
+        """Check the schema, the metadata and the referenced snapshot (read-only)."""
+        try:
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+            if not {"meta", "points"} <= tables:
+                raise StudyError(
+                    f"{self.path / DB_NAME} is a SQLite file but not a sqdf-bbo study "
+                    f"(tables found: {sorted(tables) or 'none'})"
+                )
+            cols = [r[1] for r in self.conn.execute("PRAGMA table_info(points)")]
+            missing = [c for c in (*_POINT_COLUMNS, "x", "traj") if c not in cols]
+            if missing:
+                raise StudyError(f"{self.path}: the points table lacks columns {missing}")
+            meta = self.read_meta()
+            check = self.conn.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.Error as err:
+            raise StudyError(f"{self.path / DB_NAME} is corrupted: {err}") from None
+        if check is None or check[0] != "ok":
+            raise StudyError(f"{self.path / DB_NAME} failed its integrity check: {check}")
+        if meta.get("format") != STUDY_FORMAT:
+            raise StudyError(f"{self.path} is not a sqdf-bbo study (format {meta.get('format')!r})")
+        if meta.get("version") != STUDY_VERSION:
+            raise StudyError(
+                f"{self.path} has study format version {meta.get('version')!r}; "
+                f"this sqdf-bbo reads version {STUDY_VERSION}"
+            )
+        absent = [k for k in _REQUIRED_META if k not in meta]
+        if absent:
+            raise StudyError(f"{self.path} is missing study metadata {absent}")
+        snap = meta.get("snapshot")
+        if snap is not None:
+            folder = self.path / _SNAPSHOTS / str(snap)
+            for name in (_STATE_JSON, _TENSORS):
+                if not (folder / name).is_file():
+                    raise StudyError(f"{self.path}: snapshot {snap} is missing {name}")
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StudyError(f"the study store at {self.path} is closed")
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise StudyError(f"the study at {self.path} was opened read-only")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._require_writable()
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.path / _OBJECTS
+
+    # ------------------------------------------------------------------ reads
+    def read_meta(self) -> dict[str, Any]:
+        rows = self.conn.execute("SELECT key, value FROM meta").fetchall()
+        try:
+            return {k: json.loads(v) for k, v in rows}
+        except (TypeError, ValueError) as err:
+            raise StudyError(f"{self.path}: unreadable study metadata ({err})") from None
+
+    def read_points(self) -> list[PointRow]:
+        """All points ordered by id."""
+        rows = self.conn.execute(
+            "SELECT id, round, source, state, value, raw, asked_at, told_at, x, traj "
+            "FROM points ORDER BY id"
+        ).fetchall()
+        out = []
+        for pid, rnd, source, state, value, raw, asked_at, told_at, x, traj in rows:
+            if state == "complete":
+                v = float(value)
+            elif state == "failed":
+                v = float(raw) if raw is not None else math.nan
+            else:
+                v = math.nan
+            out.append(PointRow(pid, rnd, source, state, v, asked_at, told_at, x, traj))
+        return out
+
+    def read_snapshot(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        folder = self.path / _SNAPSHOTS / str(name)
+        try:
+            state = json.loads((folder / _STATE_JSON).read_text())
+            tensors = load_file(str(folder / _TENSORS))
+        except (OSError, ValueError) as err:
+            raise StudyError(f"{self.path}: snapshot {name} is unreadable ({err})") from None
+        except Exception as err:  # safetensors raises its own error type on corruption
+            raise StudyError(f"{self.path}: snapshot {name} is corrupted ({err})") from None
+        return state, tensors
+
+    # ------------------------------------------------------------------ writes
+    @staticmethod
+    def _point_params(row: PointRow) -> tuple[Any, ...]:
+        value, raw = StudyStore._split_value(row.state, row.value)
+        return (
+            row.id,
+            row.round,
+            row.source,
+            row.state,
+            value,
+            raw,
+            row.asked_at,
+            row.told_at,
+            row.x,
+            row.traj,
+        )
+
+    @staticmethod
+    def _split_value(state: str, value: float) -> tuple[float | None, str | None]:
+        """SQLite turns NaN into NULL: failed values are kept as text in ``raw``."""
+        if state == "complete":
+            return float(value), None
+        if state == "failed":
+            return None, repr(float(value))
+        return None, None
+
+    def write_snapshot(self, state: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> str:
+        """Write (and fsync) a new snapshot folder; return its name. Not referenced until
+        :meth:`insert_points` / :meth:`set_snapshot` commits the pointer."""
+        self._require_writable()
+        root = self.path / _SNAPSHOTS
+        root.mkdir(exist_ok=True)
+        existing = [int(p.name) for p in root.iterdir() if p.name.isdigit()]
+        name = f"{max(existing, default=0) + 1:08d}"
+        folder = root / name
+        folder.mkdir()
+        (folder / _STATE_JSON).write_text(json.dumps(state))
+        save_file(dict(tensors), str(folder / _TENSORS))
+        for f in (_STATE_JSON, _TENSORS):
+            _fsync_file(folder / f)
+        _fsync_dir(folder)
+        _fsync_dir(root)
+        return name
+
+    def prune_snapshots(self) -> None:
+        """Delete snapshot folders other than the referenced one."""
+        self._require_writable()
+        keep = self.read_meta().get("snapshot")
+        root = self.path / _SNAPSHOTS
+        if not root.is_dir():
+            return
+        for p in root.iterdir():
+            if p.name != keep:
+                shutil.rmtree(p, ignore_errors=True)
+
+    def insert_points(
+        self,
+        rows: Sequence[PointRow],
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Insert new points and update metadata (e.g. the snapshot pointer) in one commit."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO points (id, round, source, state, value, raw, asked_at, told_at, x, traj) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [self._point_params(r) for r in rows],
+            )
+            self._update_meta(conn, meta or {})
+
+    def record_tells(self, updates: Iterable[tuple[int, str, float, float]]) -> None:
+        """Store told values ``(id, state, value, told_at)`` of pending points in one commit."""
+        with self._transaction() as conn:
+            for pid, state, value, told_at in updates:
+                v, raw = self._split_value(state, value)
+                cur = conn.execute(
+                    "UPDATE points SET state = ?, value = ?, raw = ?, told_at = ? "
+                    "WHERE id = ? AND state = 'pending'",
+                    (state, v, raw, told_at, int(pid)),
+                )
+                if cur.rowcount != 1:
+                    raise StudyError(
+                        f"point {pid} is not pending in the study at {self.path}; "
+                        "another process may be writing to the same study"
+                    )
+
+    def set_meta(self, meta: Mapping[str, Any]) -> None:
+        with self._transaction() as conn:
+            self._update_meta(conn, meta)
+
+    @staticmethod
+    def _update_meta(conn: sqlite3.Connection, meta: Mapping[str, Any]) -> None:
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(k, json.dumps(v)) for k, v in meta.items()],
+        )
+
+    def replace_all(self, rows: Sequence[PointRow], meta: Mapping[str, Any]) -> None:
+        """Make the stored points equal to ``rows`` (used by ``save`` onto the same study)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM points")
+            conn.executemany(
+                "INSERT INTO points (id, round, source, state, value, raw, asked_at, told_at, x, traj) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [self._point_params(r) for r in rows],
+            )
+            self._update_meta(conn, meta)
+
+    def max_point_id(self) -> int:
+        row = self.conn.execute("SELECT MAX(id) FROM points").fetchone()
+        return -1 if row is None or row[0] is None else int(row[0])
