@@ -323,7 +323,13 @@ class Optimizer(metaclass=_OptimizerMeta):
             for v in y:
                 if v is None:
                     vals.append(math.nan)
-                elif isinstance(v, numbers.Real) and not isinstance(v, bool) or isinstance(v, torch.Tensor) and v.numel() == 1 and v.dtype.is_floating_point:
+                elif (
+                    isinstance(v, numbers.Real)
+                    and not isinstance(v, bool)
+                    or isinstance(v, torch.Tensor)
+                    and v.numel() == 1
+                    and v.dtype.is_floating_point
+                ):
                     vals.append(float(v))
                 else:
                     raise TypeError(

@@ -193,7 +193,14 @@ class StudyStore:
     @staticmethod
     def _connect(db: Path, read_only: bool) -> sqlite3.Connection:
         if read_only:
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+            # Without a -wal file (clean close) the database file alone is complete: open it
+            # immutable so that not even -wal/-shm side files appear. With a -wal file (e.g.
+            # after a kill) read it too, read-only.
+            wal = db.with_name(db.name + "-wal")
+            flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+            conn = sqlite3.connect(
+                f"{db.absolute().as_uri()}?{flags}", uri=True, isolation_level=None
+            )
         else:
             conn = sqlite3.connect(str(db), isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
