@@ -288,16 +288,19 @@ class SQDFTrainer:
         # 1. Frozen reference (estimator f and, by default, the KL reference).
         self.reference = _frozen_copy(prior)
         # 2. The policy: a trainable copy (all weights, or LoRA adapters on frozen base weights).
-        self.policy = prior.clone()
+        #    The network stays in eval mode: the policy is a fixed Gaussian per step
+        #    (no dropout noise in μ_θ); gradients flow all the same.
         if config.train == "lora":
             from .lora import add_lora
 
+            self.policy = copy.copy(prior)
             self.policy.denoiser = add_lora(
                 prior.denoiser, config.lora_rank, config.lora_alpha, config.lora_targets
             )
         else:
+            self.policy = prior.clone()
             self.policy.denoiser.requires_grad_(True)
-        self.policy.denoiser.train()
+        self.policy.denoiser.eval()
         self._params: list[nn.Parameter] = [
             p for p in self.policy.denoiser.parameters() if p.requires_grad
         ]
@@ -434,10 +437,7 @@ class SQDFTrainer:
     # ------------------------------------------------------------------ training
     def _rollouts(self, reward_fn: RewardFn, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n fresh policy trajectories ``(n, K+1, *shape)`` and their rewards ``(n,)``."""
-        was_training = self.policy.denoiser.training
-        self.policy.denoiser.eval()
         out = self.policy.sample(n, self.generator, return_trajectory=True)
-        self.policy.denoiser.train(was_training)
         with torch.no_grad():
             r = self._reward(reward_fn, out.x)
         assert out.trajectory is not None

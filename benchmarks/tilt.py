@@ -1,0 +1,289 @@
+"""SQDF fine-tuner benchmark: analytic Gaussian tilt, step cost, rollout cost, digits reward gain.
+
+Run ``python -m benchmarks.tilt [--device cuda]``. It prints a few readable
+lines and, as its LAST line, one JSON object:
+
+* ``shift_fraction``: achieved mean shift along the reward direction a divided
+  by the KL-optimal shift aᵀΣ_ref a / α (γ = 1, ``tweedie``), for a 2-D Gaussian
+  prior N(m, S) (``GaussianDenoiser``, K = 10 DDIM steps, η = 1) and r(x) = aᵀx.
+  Σ_ref is the covariance of the *reference sampler's* outputs (measured).
+* ``cov_ratio``: aᵀΣ_θ a / aᵀΣ_ref a (1 = the tilt kept the covariance), and
+  ``cov_rel_err`` = ‖Σ_θ − Σ_ref‖_F / ‖Σ_ref‖_F.
+* ``step_time_ratio``: time of one SQDF gradient step (loss + backward) on a
+  batch of stored transitions, rollouts excluded, divided by the time of one
+  plain denoising-loss forward + backward of the same network on the same batch.
+* ``rollout_s_per_trajectory``: seconds per K-step policy trajectory (batched).
+* ``digits``: the same costs for the shipped digits prior (a random tiny UNet
+  while that prior is not built), plus the reward gain of a short offline
+  fine-tuning against a differentiable reward (a classifier logit when the
+  digits classifier is shipped, else mean pixel intensity).
+
+This is a benchmark that prints numbers, not a test: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from sqdf_bbo.prior import DiffusionPrior
+from sqdf_bbo.sqdf import SQDFConfig, SQDFTrainer
+
+__all__ = ["gaussian_tilt", "step_timing", "rollout_timing", "digits_benchmark", "main"]
+
+MEAN = (0.5, -0.3)
+COV = ((1.0, 0.6), (0.6, 0.5))
+DIRECTION = (0.8, -0.4)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gaussian_prior(device: torch.device, K: int = 10) -> DiffusionPrior:
+    """The analytic 2-D prior N(MEAN, COV) with an exact ε-network and K DDIM steps."""
+    from diffusers import DDIMScheduler
+
+    from sqdf_bbo.models import GaussianDenoiser
+
+    sched = DDIMScheduler(clip_sample=False)
+    net = GaussianDenoiser(torch.tensor(MEAN), torch.tensor(COV), sched.alphas_cumprod)
+    prior = DiffusionPrior(net, sched, shape=(2,), num_inference_steps=K, value_range=None)
+    return prior.to(device)
+
+
+def step_timing(
+    trainer: SQDFTrainer,
+    reward_fn: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int,
+    repeats: int = 10,
+) -> dict[str, float]:
+    """Median time of one SQDF gradient step vs one plain denoising-loss step, same batch.
+
+    Both are forward + backward with respect to the trained parameters (no
+    optimizer update); the SQDF batch is drawn from the trainer's buffer.
+    """
+    prior, params, device = (
+        trainer.policy,
+        list(trainer.trainable_parameters.values()),
+        trainer.device,
+    )
+    batch = trainer.buffer.sample(batch_size, "random")
+    x_t, step = batch.x_t.to(device), batch.step.cpu()
+    x0 = trainer.buffer.trajectories()[batch.traj_index, -1].to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    eps = torch.randn(x0.shape, generator=gen, device=device, dtype=x0.dtype)
+    ab = prior.alpha_bars[step].to(device).reshape(-1, *([1] * (x0.ndim - 1)))
+    x_noisy = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    t = prior.timesteps[step].to(device)
+
+    def sqdf_step() -> None:
+        loss, _ = trainer.loss(reward_fn, x_t, step)
+        torch.autograd.grad(loss, params, allow_unused=True)
+
+    def plain_step() -> None:
+        out = prior.denoiser(x_noisy, t)
+        out = getattr(out, "sample", out)
+        loss = (out - eps).pow(2).mean()
+        torch.autograd.grad(loss, params, allow_unused=True)
+
+    def timed(fn: Callable[[], None]) -> float:
+        for _ in range(2):  # warm-up
+            fn()
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    s, p = timed(sqdf_step), timed(plain_step)
+    return {"sqdf_step_s": s, "plain_step_s": p, "step_time_ratio": s / p}
+
+
+def rollout_timing(trainer: SQDFTrainer, n: int, repeats: int = 3) -> float:
+    """Seconds per trajectory of sampling ``n`` K-step policy trajectories at once."""
+    gen = torch.Generator(device=trainer.device).manual_seed(1)
+    trainer.sample(n, gen, return_trajectory=True)  # warm-up
+    times = []
+    for _ in range(repeats):
+        _sync(trainer.device)
+        t0 = time.perf_counter()
+        trainer.sample(n, gen, return_trajectory=True)
+        _sync(trainer.device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / n
+
+
+def gaussian_tilt(device: torch.device, steps: int = 80, n_eval: int = 200_000) -> dict[str, Any]:
+    """Fine-tune the analytic Gaussian prior with r(x) = aᵀx, γ = 1, tweedie; measure the tilt."""
+    prior = gaussian_prior(device)
+    a = torch.tensor(DIRECTION, device=device)
+
+    def reward(x: torch.Tensor) -> torch.Tensor:
+        return x @ a.to(x.dtype)
+
+    alpha = 1.0
+    cfg = SQDFConfig(
+        alpha=alpha,
+        gamma=1.0,
+        x0_method="tweedie",
+        steps=steps,
+        batch_size=128,
+        lr=0.05,
+        grad_clip=None,
+        rollouts_per_step=4,
+        onpolicy_fraction=0.25,
+        buffer_method="random",
+        seed=0,
+    )
+    trainer = SQDFTrainer(prior, cfg)
+    t0 = time.perf_counter()
+    trainer.train(reward, progress=False)
+    train_s = time.perf_counter() - t0
+    # 1. Measure with common random numbers (same x_T and z for both samplers).
+    ref = prior.sample(n_eval, torch.Generator(device=device).manual_seed(7)).x.double()
+    pol = trainer.sample(n_eval, torch.Generator(device=device).manual_seed(7)).x.double()
+    cov_ref, cov_pol = torch.cov(ref.T), torch.cov(pol.T)
+    ad = a.double()
+    shift = pol.mean(0) - ref.mean(0)
+    optimal = cov_ref @ ad / alpha
+    out: dict[str, Any] = {
+        "shift_fraction": float(shift @ ad / (optimal @ ad)),
+        "shift_rel_err": float(torch.linalg.norm(shift - optimal) / torch.linalg.norm(optimal)),
+        "cov_ratio": float(ad @ cov_pol @ ad / (ad @ cov_ref @ ad)),
+        "cov_rel_err": float(torch.linalg.norm(cov_pol - cov_ref) / torch.linalg.norm(cov_ref)),
+        "gaussian_train_s": train_s,
+        "gaussian_steps": steps,
+    }
+    out.update(step_timing(trainer, reward, batch_size=128))
+    out["rollout_s_per_trajectory"] = rollout_timing(trainer, 256)
+    return out
+
+
+def _digits_prior(device: torch.device) -> tuple[DiffusionPrior, str]:
+    from sqdf_bbo.registry import load_prior
+
+    try:
+        return load_prior("digits", device=device), "digits"
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        from diffusers import DDIMScheduler, UNet2DModel
+
+        print(f"digits prior unavailable ({exc}); timing a random tiny UNet instead")
+        torch.manual_seed(0)
+        net = UNet2DModel(
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=(16, 32),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=8,
+        )
+        prior = DiffusionPrior(net, DDIMScheduler(clip_sample=False), shape=(1, 8, 8))
+        return prior.to(device), "tiny-unet (random weights)"
+
+
+def _digits_reward(device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    try:
+        from sqdf_bbo.classifier import load_digits_classifier
+
+        clf = load_digits_classifier(device=device)
+    except (FileNotFoundError, ImportError, AttributeError) as exc:
+        print(f"digits classifier unavailable ({exc}); reward = mean pixel intensity")
+        return (lambda x: x.flatten(1).mean(1)), "mean_intensity"
+    target = 3
+
+    def logit(x: torch.Tensor) -> torch.Tensor:
+        return clf(x)[:, target]
+
+    return logit, f"classifier_logit[{target}]"
+
+
+def digits_benchmark(device: torch.device, steps: int = 20, train: str = "full") -> dict[str, Any]:
+    """Step cost, rollout cost and a short fine-tuning's reward gain on the digits prior."""
+    prior, prior_name = _digits_prior(device)
+    reward, reward_name = _digits_reward(device)
+    cfg = SQDFConfig(
+        alpha=official_alpha(prior.dim),
+        gamma=0.9,
+        steps=steps,
+        batch_size=64,
+        lr=1e-3,
+        rollouts_per_step=8,
+        onpolicy_fraction=0.5,
+        buffer_method="reward+gamma",
+        train=train,  # type: ignore[arg-type]
+        seed=0,
+    )
+    trainer = SQDFTrainer(prior, cfg)
+    n_eval = 256
+    before = reward(prior.sample(n_eval, torch.Generator(device=device).manual_seed(3)).x)
+    t0 = time.perf_counter()
+    history = trainer.train(reward, progress=True)
+    train_s = time.perf_counter() - t0
+    after = reward(trainer.sample(n_eval, torch.Generator(device=device).manual_seed(3)).x)
+    out: dict[str, Any] = {
+        "prior": prior_name,
+        "reward": reward_name,
+        "train": train,
+        "K": prior.num_inference_steps,
+        "alpha": cfg.alpha,
+        "steps": steps,
+        "train_s": train_s,
+        "reward_before": float(before.double().mean()),
+        "reward_after": float(after.double().mean()),
+        "reward_gain": float(after.double().mean() - before.double().mean()),
+        "final_mean_kl": history[-1]["kl"] if history else float("nan"),
+    }
+    out.update(step_timing(trainer, reward, batch_size=64))
+    out["rollout_s_per_trajectory"] = rollout_timing(trainer, 64)
+    return out
+
+
+def official_alpha(dim: int, alpha_official: float = 1.0) -> float:
+    """Our α for the official BBO default α_official = 1 (see ``official_alpha_to_ours``)."""
+    from sqdf_bbo.sqdf import official_alpha_to_ours
+
+    return official_alpha_to_ours(alpha_official, dim)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--steps", type=int, default=80, help="SQDF steps for the Gaussian tilt")
+    parser.add_argument("--digits-steps", type=int, default=20, help="SQDF steps on digits")
+    parser.add_argument("--skip-digits", action="store_true", help="only the Gaussian part")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    result = gaussian_tilt(device, steps=args.steps)
+    print(
+        f"gaussian tilt: shift_fraction={result['shift_fraction']:.4f} "
+        f"cov_ratio={result['cov_ratio']:.4f} step_time_ratio={result['step_time_ratio']:.2f} "
+        f"rollout={result['rollout_s_per_trajectory'] * 1e6:.1f} us/trajectory"
+    )
+    if not args.skip_digits:
+        d = digits_benchmark(device, steps=args.digits_steps)
+        result["digits"] = d
+        print(
+            f"digits ({d['prior']}, {d['reward']}): step_time_ratio={d['step_time_ratio']:.2f} "
+            f"rollout={d['rollout_s_per_trajectory'] * 1e3:.2f} ms/trajectory "
+            f"reward {d['reward_before']:.3f} -> {d['reward_after']:.3f} in {d['steps']} steps"
+        )
+    result["device"] = str(device)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
