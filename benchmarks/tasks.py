@@ -1,0 +1,207 @@
+"""Benchmark tasks: prior + oracle + naturalness measure + diversity feature map, by name.
+
+A :class:`Task` bundles what a benchmark run needs:
+
+* ``prior()`` — the pretrained diffusion prior the generative methods start from;
+* ``oracle(seed)`` — the black box (the only source of rewards);
+* ``naturalness`` — a calibrated :class:`~benchmarks.naturalness.NaturalnessModel`
+  that no method optimizes (fit on training data only, thresholded on held-out data);
+* ``features(x)`` and a fixed RBF ``bandwidth`` — the space diversity is measured in;
+* ``box`` — the design box a method without a generative prior searches (GP-BO);
+* ``heldout()`` — held-out real designs (naturalness and diversity references).
+
+Registered tasks (``available_tasks()``):
+
+==================  ==========================================================
+``rings``           2-D ring of 8 Gaussians; oracle ``RingsOracle`` (its maximum
+                    lies off the data manifold); naturalness = exact log p(x);
+                    diversity in R² with h = median distance of real samples;
+                    box [-4, 4]².
+``digits-logit``    8×8 digits; reward = the frozen classifier's logit of a
+                    target class (``DigitsClassOracle``); naturalness = PCA×GMM
+                    log-density of train digits; diversity in pixel space.
+``digits-<second>`` 8×8 digits with the second digits oracle (see
+                    :func:`_second_digits_oracle`), same naturalness/diversity.
+==================  ==========================================================
+
+Tasks are cached per process (``get_task``): priors, density fits and bandwidths
+are computed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
+from sqdf_bbo.metrics import mean_pairwise_distance, median_pairwise_distance, vendi_score
+
+__all__ = [
+    "Task",
+    "register_task",
+    "get_task",
+    "available_tasks",
+    "DIGITS_TARGET",
+]
+
+DIGITS_TARGET = 3  # target class of the digits-logit task
+_REFERENCE_SEED = 12345  # draws of reference samples (rings held-out set)
+
+
+@dataclass
+class Task:
+    """One benchmark task (see module docstring).
+
+    Args:
+        name: registry name.
+        description: one line for reports.
+        make_prior: ``() → DiffusionPrior``.
+        make_oracle: ``(seed) → Oracle``.
+        make_naturalness: ``() → NaturalnessModel`` fit on training data (not calibrated).
+        make_heldout: ``() → (m, *shape)`` held-out real designs.
+        feature_fn: ``(n, *shape) → (n, F)`` features for diversity.
+        box: ``(low, high)`` per-coordinate design box for prior-free methods.
+        is_image: designs are images (sample grids are drawn).
+    """
+
+    name: str
+    description: str
+    make_prior: Callable[[], object]
+    make_oracle: Callable[[int], object]
+    make_naturalness: Callable[[], NaturalnessModel]
+    make_heldout: Callable[[], torch.Tensor]
+    feature_fn: Callable[[torch.Tensor], torch.Tensor]
+    box: tuple[float, float]
+    is_image: bool = False
+    _prior: object | None = field(default=None, repr=False)
+
+    def prior(self):
+        """The pretrained prior (loaded once; methods clone it before fine-tuning)."""
+        if self._prior is None:
+            self._prior = self.make_prior()
+        return self._prior
+
+    def oracle(self, seed: int = 0):
+        """A fresh oracle whose observation noise is seeded by ``seed``."""
+        return self.make_oracle(int(seed))
+
+    @cached_property
+    def heldout_designs(self) -> torch.Tensor:
+        """Held-out real designs ``(m, *shape)``."""
+        return self.make_heldout()
+
+    @cached_property
+    def naturalness(self) -> NaturalnessModel:
+        """The naturalness model, calibrated on :attr:`heldout_designs` (5th percentile)."""
+        return self.make_naturalness().calibrate(self.heldout_designs, 5.0)
+
+    @cached_property
+    def bandwidth(self) -> float:
+        """RBF bandwidth h = median pairwise feature distance of held-out real designs."""
+        return median_pairwise_distance(self.features(self.heldout_designs))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Diversity features ``(n, F)`` of designs ``(n, *shape)``."""
+        with torch.no_grad():
+            return self.feature_fn(torch.as_tensor(x).detach().cpu().float())
+
+    def score_designs(self, x: torch.Tensor) -> dict[str, float]:
+        """Naturalness and diversity of one batch ``(n, *shape)`` (finite designs only)."""
+        x = torch.as_tensor(x).detach().cpu().float()
+        ok = torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+        lq = self.naturalness.log_density(x)
+        f = self.features(x[ok]) if bool(ok.any()) else None
+        return {
+            "naturalness": float(torch.as_tensor(lq).nanmean()),
+            "natural_frac": self.naturalness.fraction_natural(x),
+            "vendi": vendi_score(f, "rbf", self.bandwidth) if f is not None else float("nan"),
+            "pairwise_dist": mean_pairwise_distance(f) if f is not None else float("nan"),
+        }
+
+
+_REGISTRY: dict[str, Callable[[], Task]] = {}
+_CACHE: dict[str, Task] = {}
+
+
+def register_task(name: str, factory: Callable[[], Task]) -> None:
+    """Register a task factory under ``name`` (replacing an earlier one and its cache)."""
+    _REGISTRY[name] = factory
+    _CACHE.pop(name, None)
+
+
+def available_tasks() -> list[str]:
+    """Names of registered tasks."""
+    return sorted(_REGISTRY)
+
+
+def get_task(name: str) -> Task:
+    """The task ``name`` (built once per process)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown task {name!r}; accepted values: {', '.join(available_tasks())}")
+    if name not in _CACHE:
+        _CACHE[name] = _REGISTRY[name]()
+    return _CACHE[name]
+
+
+# ---------------------------------------------------------------------------- built-in tasks
+def _flatten(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def _load_prior(name: str):
+    from sqdf_bbo import load_prior
+
+    return load_prior(name)
+
+
+def _digits_heldout() -> torch.Tensor:
+    from sqdf_bbo.data import digits_split
+
+    return digits_split().x_heldout
+
+
+def _digits_naturalness() -> NaturalnessModel:
+    from sqdf_bbo.data import digits_split
+
+    return PCAGMMDensity(n_pca=16, n_components=10, seed=0).fit(digits_split().x_train)
+
+
+def _rings_task() -> Task:
+    from oracles import RingsOracle
+    from sqdf_bbo.data import RingsDistribution
+
+    dist = RingsDistribution()
+    return Task(
+        name="rings",
+        description="2-D ring of 8 Gaussians; reward maximum off the data manifold",
+        make_prior=lambda: _load_prior("rings"),
+        make_oracle=lambda seed: RingsOracle(seed=seed),
+        make_naturalness=lambda: ExactLogDensity(dist.log_prob),
+        make_heldout=lambda: dist.sample(2000, torch.Generator().manual_seed(_REFERENCE_SEED)),
+        feature_fn=_flatten,
+        box=(-4.0, 4.0),
+        is_image=False,
+    )
+
+
+def _digits_logit_task() -> Task:
+    from oracles import DigitsClassOracle
+
+    return Task(
+        name="digits-logit",
+        description=f"8x8 digits; reward = classifier logit of class {DIGITS_TARGET}",
+        make_prior=lambda: _load_prior("digits"),
+        make_oracle=lambda seed: DigitsClassOracle(target=DIGITS_TARGET, seed=seed),
+        make_naturalness=_digits_naturalness,
+        make_heldout=_digits_heldout,
+        feature_fn=_flatten,
+        box=(-1.0, 1.0),
+        is_image=True,
+    )
+
+
+register_task("rings", _rings_task)
+register_task("digits-logit", _digits_logit_task)

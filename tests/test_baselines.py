@@ -1,0 +1,151 @@
+"""Baselines: the optimizer contract, and what makes SEIKO and GP-BO what they are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from sqdf_bbo.baselines import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
+from sqdf_bbo.baselines.gp_bo_core import select_training_set
+from sqdf_bbo.baselines.seiko_trainer import SEIKOTrainConfig, SEIKOTrainer
+from sqdf_bbo.models import MLPDenoiser
+from sqdf_bbo.optimizer import Optimizer
+from sqdf_bbo.prior import DiffusionPrior
+from tests.test_optimizer_contract import OptimizerContract
+
+
+def _flat_prior() -> DiffusionPrior:
+    torch.manual_seed(0)
+    return DiffusionPrior(
+        MLPDenoiser(2, hidden=16, depth=2),
+        DDIMScheduler(clip_sample=False),
+        shape=(2,),
+        num_inference_steps=4,
+        value_range=None,
+    )
+
+
+_TINY_SURROGATE = {"hidden": 8, "depth": 1, "steps": 20, "batch_size": 32}
+
+
+class TestPriorSamplerContract(OptimizerContract):
+    def make_optimizer(self, study: Path | None = None) -> Optimizer:
+        return PriorSampler(_flat_prior(), batch_size=self.batch_size, seed=0, study=study)
+
+
+class TestSEIKOUCBContract(OptimizerContract):
+    def make_optimizer(self, study: Path | None = None) -> Optimizer:
+        cfg = SEIKOConfig(
+            surrogate="ucb",
+            surrogate_options=_TINY_SURROGATE,
+            steps_per_round=2,
+            finetune_batch_size=4,
+        )
+        return SEIKO(_flat_prior(), batch_size=self.batch_size, seed=0, config=cfg, study=study)
+
+
+class TestSEIKOBootstrapContract(OptimizerContract):
+    def make_optimizer(self, study: Path | None = None) -> Optimizer:
+        cfg = SEIKOConfig(
+            surrogate="ensemble",
+            surrogate_options={**_TINY_SURROGATE, "n_heads": 2},
+            steps_per_round=2,
+            finetune_batch_size=4,
+        )
+        return SEIKO(_flat_prior(), batch_size=self.batch_size, seed=0, config=cfg, study=study)
+
+
+class TestGPBOContract(OptimizerContract):
+    def make_optimizer(self, study: Path | None = None) -> Optimizer:
+        cfg = GPBOConfig(max_train=16, raw_samples=8, maxiter=5, mc_samples=8, fit_maxiter=10)
+        return GPBO(
+            (2,), box=(-1.0, 1.0), batch_size=self.batch_size, seed=0, config=cfg, study=study
+        )
+
+
+def test_prior_sampler_matches_prior_samples() -> None:
+    prior = _flat_prior()
+    opt = PriorSampler(prior, batch_size=5, seed=3)
+    expected = prior.sample(5, torch.Generator().manual_seed(3)).x
+    assert torch.allclose(opt.ask().x, expected)
+    assert opt.metrics()["kl_to_prior"] == 0.0
+
+
+def test_seiko_gradient_flows_only_through_the_last_steps() -> None:
+    """Randomized truncation: with bp_min = bp_max = 1, x_0's gradient reaches the parameters
+    through the last step only, so the reward gradient of a network whose last-step output
+    is detached vanishes; with bp = K it does not."""
+    prior = _flat_prior()
+    K = prior.num_inference_steps
+    seen: dict[str, list[torch.Tensor]] = {}
+
+    for bp in (1, K):
+        trainer = SEIKOTrainer(prior, SEIKOTrainConfig(alpha=0.0, bp_min=bp, bp_max=bp), seed=0)
+        states: list[torch.Tensor] = []
+        orig = trainer.policy.step_mean
+
+        def spy(x, i, denoiser=None, eta=None, _orig=orig, _states=states):
+            if denoiser is None:
+                if x.requires_grad:
+                    x.retain_grad()
+                _states.append(x)
+            return _orig(x, i, denoiser=denoiser, eta=eta)
+
+        trainer.policy.step_mean = spy  # type: ignore[method-assign]
+        out = trainer._loss(lambda x0: x0.sum(1))
+        out["loss"].backward()
+        seen[str(bp)] = states
+    # bp = 1: only the last state x_{K-1} carries a gradient from the reward.
+    one = seen["1"]
+    assert one[-1].grad is not None
+    assert all(s.grad is None for s in one[:-1])
+    # bp = K: every state after x_T does (x_T itself is a leaf without requires_grad).
+    full = seen[str(K)]
+    assert all(s.grad is not None for s in full[1:])
+
+
+def test_seiko_moves_samples_toward_linear_reward_and_kl_to_previous() -> None:
+    prior = _flat_prior()
+    trainer = SEIKOTrainer(
+        prior, SEIKOTrainConfig(alpha=0.5, steps=30, batch_size=32, lr=1e-2), seed=0
+    )
+    g = torch.Generator().manual_seed(0)
+    before = prior.sample(400, g).x[:, 0].mean()
+    log = trainer.train(lambda x: x[:, 0])
+    after = trainer.policy.sample(400, g).x[:, 0].mean()
+    assert after > before + 0.5
+    assert log[0]["kl"] == pytest.approx(0.0, abs=1e-10)  # policy == previous at the start
+    assert log[-1]["kl"] > 0
+    # A new round re-anchors the KL to the current policy.
+    trainer.start_round()
+    assert trainer._loss(lambda x: x[:, 0])["kl"] == pytest.approx(0.0, abs=1e-10)
+
+
+def test_seiko_config_validation() -> None:
+    with pytest.raises(ValueError, match="accepted values"):
+        SEIKOConfig(surrogate="bootstrap")
+    with pytest.raises(ValueError, match="bp_min"):
+        SEIKOConfig(bp_min=3, bp_max=2)
+    assert SEIKOConfig().resolved_alpha(64) == pytest.approx(1 / 32)
+
+
+def test_gp_bo_first_round_uniform_in_box_then_in_box() -> None:
+    cfg = GPBOConfig(max_train=16, raw_samples=8, maxiter=5, mc_samples=8, fit_maxiter=10)
+    opt = GPBO((1, 2, 2), box=(-4.0, 4.0), batch_size=6, seed=0, config=cfg)
+    b = opt.ask()
+    assert b.x.min() >= -4 and b.x.max() <= 4 and b.x.std() > 1.0
+    opt.tell(b.ids, -(b.x.flatten(1) ** 2).sum(1))
+    b2 = opt.ask()
+    assert b2.x.shape == (6, 1, 2, 2)
+    assert b2.x.min() >= -4 and b2.x.max() <= 4
+
+
+def test_gp_training_set_cap_keeps_the_best() -> None:
+    y = torch.arange(100.0)
+    idx = select_training_set(y, 20, torch.Generator().manual_seed(0))
+    assert len(idx) == 20 and len(set(idx.tolist())) == 20
+    assert set(range(90, 100)) <= set(idx.tolist())
+    assert len(select_training_set(y[:5], 20, torch.Generator())) == 5
