@@ -1,0 +1,113 @@
+"""Small MLPs trained as H independent heads at once (stacked weights, batched matmuls).
+
+Used by the ``ensemble`` surrogate (H bootstrap heads) and the ``ucb``
+surrogate (H = 1, penultimate features).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["HeadsMLP", "train_heads"]
+
+
+class HeadsMLP(nn.Module):
+    """``H`` MLPs with the same architecture and independent weights.
+
+    Each head: ``depth`` hidden layers of width ``hidden`` with SiLU, then a
+    linear output. ``forward(z (n, F)) -> (H, n)``; ``features(z) -> (H, n, hidden)``
+    is the last hidden layer (the penultimate features φ).
+    """
+
+    def __init__(
+        self,
+        n_heads: int,
+        in_features: int,
+        hidden: int,
+        depth: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.n_heads, self.in_features, self.hidden, self.depth = (
+            n_heads,
+            in_features,
+            hidden,
+            depth,
+        )
+        widths = [in_features] + [hidden] * depth + [1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            # same scheme as nn.Linear: U(−1/√fan_in, 1/√fan_in), drawn from our generator
+            bound = 1.0 / math.sqrt(fan_in)
+            w = torch.rand(
+                n_heads, fan_in, fan_out, generator=generator, device=device, dtype=dtype
+            )
+            b = torch.rand(n_heads, 1, fan_out, generator=generator, device=device, dtype=dtype)
+            self.weights.append(nn.Parameter((2 * w - 1) * bound))
+            self.biases.append(nn.Parameter((2 * b - 1) * bound))
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """Penultimate features of ``z (n, F)`` (shared) or ``(H, n, F)`` (per head) → ``(H, n, hidden)``."""
+        h = z.unsqueeze(0).expand(self.n_heads, -1, -1) if z.ndim == 2 else z
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            h = torch.nn.functional.silu(torch.baddbmm(b, h, w))
+        return h
+
+    def head(self, phi: torch.Tensor) -> torch.Tensor:
+        """Output layer on features ``phi (H, n, hidden)`` → ``(H, n)``."""
+        return torch.baddbmm(self.biases[-1], phi, self.weights[-1]).squeeze(-1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(z))
+
+
+def train_heads(
+    net: HeadsMLP,
+    z: torch.Tensor,
+    y: torch.Tensor,
+    index: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    generator: torch.Generator,
+    progress: bool = False,
+) -> list[float]:
+    """Train every head on its own rows of ``(z (n, F), y (n,))`` with AdamW (MSE).
+
+    Args:
+        index: ``(H, m)`` long rows each head trains on (bootstrap resamples
+            for an ensemble; ``arange(n)`` for a single net).
+        steps: optimizer steps; cosine learning-rate decay to 0.
+        batch_size: rows per head per step (all ``m`` rows if ``m ≤ batch_size``).
+
+    Returns:
+        The training loss (mean over heads) per step.
+    """
+    n_heads, m = index.shape
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    losses: list[torch.Tensor] = []
+    heads = torch.arange(n_heads, device=z.device)[:, None]
+    for _ in tqdm(range(steps), desc="surrogate fit", disable=not progress, leave=False):
+        if m <= batch_size:
+            rows = index
+        else:
+            cols = torch.randint(m, (n_heads, batch_size), generator=generator, device=index.device)
+            rows = index[heads, cols]
+        pred = net(z[rows])  # (H, b)
+        loss = ((pred - y[rows]) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.detach())
+    return torch.stack(losses).tolist() if losses else []

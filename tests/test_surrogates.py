@@ -1,0 +1,266 @@
+"""Surrogate contract (every surrogate passes it) plus per-surrogate checks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sqdf_bbo.surrogates import (
+    SURROGATES,
+    EnsembleSurrogate,
+    GPSurrogate,
+    Surrogate,
+    UCBSurrogate,
+    make_surrogate,
+)
+
+
+def sines_2d(x: torch.Tensor) -> torch.Tensor:
+    """Smooth test function of 2-D designs ``(n, 2)``."""
+    return torch.sin(3 * x[:, 0]) + torch.sin(2 * x[:, 1]) + 0.5 * torch.sin(2 * x[:, 0] * x[:, 1])
+
+
+def dataset_2d(n: int, seed: int, noise: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, 2, generator=g) * 2 - 1) * 1.5
+    return x, sines_2d(x) + noise * torch.randn(n, generator=g)
+
+
+def dataset_image(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(1, 8, 8) designs with low-dim structure: x = A s for a latent s ∈ [-1, 1]², y = sines(s)."""
+    embed = torch.randn(64, 2, generator=torch.Generator().manual_seed(123)) / math.sqrt(2)
+    g = torch.Generator().manual_seed(seed)
+    s = torch.rand(n, 2, generator=g) * 2 - 1
+    x = (s @ embed.T).reshape(n, 1, 8, 8)
+    return x, sines_2d(s * 1.5), s
+
+
+def r_squared(pred: torch.Tensor, y: torch.Tensor) -> float:
+    return float(1 - ((pred - y) ** 2).mean() / ((y - y.mean()) ** 2).mean())
+
+
+def is_jsonable(value: object) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+class SurrogateContract:
+    """Mixin: subclass with ``name`` (a ``make_surrogate`` name) and ``fast`` (cheap options)."""
+
+    name: str
+    fast: dict
+
+    def make(self, seed: int = 0, **kw) -> Surrogate:
+        return make_surrogate(self.name, seed=seed, **{**self.fast, **kw})
+
+    @pytest.fixture(scope="class")
+    def fitted(self) -> tuple[Surrogate, torch.Tensor]:
+        x, y = dataset_2d(80, seed=1)
+        return self.make().fit(x, y), x
+
+    # --- accuracy (default options) ------------------------------------------------
+    def test_heldout_r2_2d(self) -> None:
+        x, y = dataset_2d(300, seed=0)
+        xt, _ = dataset_2d(300, seed=99)
+        sur = make_surrogate(self.name, seed=0).fit(x, y)
+        with torch.no_grad():
+            assert r_squared(sur.mean(xt), sines_2d(xt)) >= 0.8
+
+    def test_heldout_r2_image_shape(self) -> None:
+        x, y, _ = dataset_image(300, seed=0)
+        xt, yt, _ = dataset_image(200, seed=7)
+        sur = make_surrogate(self.name, seed=0).fit(x, y)
+        with torch.no_grad():
+            pred = sur.mean(xt)
+        assert pred.shape == (200,)
+        assert r_squared(pred, yt) >= 0.8
+
+    # --- optimism and gradients ----------------------------------------------------
+    def test_optimistic_at_least_mean(self, fitted) -> None:
+        sur, x = fitted
+        probe = torch.cat([x, dataset_2d(50, seed=5)[0] * 4])  # data and far away
+        with torch.no_grad():
+            mean, opt = sur.mean(probe), sur.optimistic(probe)
+        assert mean.shape == opt.shape == (probe.shape[0],)
+        assert torch.isfinite(opt).all()
+        assert (opt >= mean).all()
+        assert torch.equal(sur(probe), opt)
+
+    def test_gradients_finite(self, fitted) -> None:
+        sur, x = fitted
+        probe = torch.cat([x[:10], x[:10] * 5]).clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(sur.optimistic(probe).sum(), probe)
+        assert torch.isfinite(grad).all()
+        assert grad.abs().sum() > 0
+
+    # --- degenerate data -----------------------------------------------------------
+    def test_constant_targets(self) -> None:
+        x, _ = dataset_2d(20, seed=2)
+        sur = self.make().fit(x, torch.full((20,), 3.5))
+        probe = dataset_2d(10, seed=3)[0].requires_grad_(True)
+        mean, opt = sur.mean(probe), sur.optimistic(probe)
+        assert torch.allclose(mean, torch.full((10,), 3.5))
+        assert torch.isfinite(opt).all() and (opt >= mean).all()
+        (grad,) = torch.autograd.grad(opt.sum(), probe)
+        assert torch.isfinite(grad).all()
+
+    def test_single_point(self) -> None:
+        sur = self.make().fit(torch.tensor([[0.3, -0.2]]), torch.tensor([-1.25]))
+        probe = dataset_2d(5, seed=4)[0]
+        assert torch.allclose(sur.mean(probe), torch.full((5,), -1.25))
+        assert torch.isfinite(sur.optimistic(probe)).all()
+
+    # --- bad input -----------------------------------------------------------------
+    def test_bad_inputs_raise_clear_errors(self) -> None:
+        x, y = dataset_2d(10, seed=0)
+        sur = self.make()
+        with pytest.raises(RuntimeError, match="not fitted"):
+            sur.mean(x)
+        with pytest.raises(ValueError, match=r"y must have shape \(n,\)"):
+            sur.fit(x, y[:5])
+        with pytest.raises(ValueError, match="non-finite"):
+            sur.fit(x, torch.where(torch.arange(10) == 3, torch.nan, y))
+        with pytest.raises(ValueError, match=r"\(n, \*shape\)"):
+            sur.fit(x[:, 0], y)
+        with pytest.raises(ValueError, match="empty"):
+            sur.fit(x[:0], y[:0])
+        sur.fit(x, y)
+        with pytest.raises(ValueError, match="design shape"):
+            sur.mean(torch.zeros(3, 5))
+
+    def test_unknown_option_lists_accepted(self) -> None:
+        with pytest.raises(TypeError, match="accepted"):
+            make_surrogate(self.name, not_an_option=1)
+
+    # --- reproducibility and persistence -------------------------------------------
+    def test_deterministic_given_seed(self) -> None:
+        x, y = dataset_2d(60, seed=6)
+        probe = dataset_2d(20, seed=8)[0]
+        a = self.make(seed=3).fit(x, y)
+        b = self.make(seed=3).fit(x, y)
+        assert torch.equal(a.optimistic(probe), b.optimistic(probe))
+        assert torch.equal(a.mean(probe), b.mean(probe))
+        c = self.make(seed=4).fit(x, y)
+        assert not torch.equal(a.mean(probe), c.mean(probe))
+
+    def test_state_dict_round_trip(self, fitted, tmp_path) -> None:
+        sur, x = fitted
+        state = sur.state_dict()
+        tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        meta = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
+        assert tensors and is_jsonable(meta)
+        save_file(tensors, str(tmp_path / "s.safetensors"))
+        (tmp_path / "s.json").write_text(json.dumps(meta))
+        restored = {
+            **load_file(str(tmp_path / "s.safetensors")),
+            **json.loads((tmp_path / "s.json").read_text()),
+        }
+        clone = Surrogate.from_state_dict(restored)
+        assert type(clone) is type(sur)
+        probe = torch.cat([x[:7], x[:7] * 3])
+        assert torch.equal(clone.mean(probe), sur.mean(probe))
+        assert torch.equal(clone.optimistic(probe), sur.optimistic(probe))
+        # an unfitted or degenerate surrogate round-trips too
+        degenerate = self.make().fit(x[:1], torch.ones(1))
+        again = Surrogate.from_state_dict(degenerate.state_dict())
+        assert torch.equal(again.mean(probe), degenerate.mean(probe))
+        assert not Surrogate.from_state_dict(self.make().state_dict()).fitted
+
+    def test_feature_map_is_used(self) -> None:
+        x, _, s = dataset_image(120, seed=11)
+        y = sines_2d(s * 1.5)
+        embed_pinv = torch.linalg.pinv(
+            torch.randn(64, 2, generator=torch.Generator().manual_seed(123)) / math.sqrt(2)
+        )
+        calls: list[int] = []
+
+        def latent(v: torch.Tensor) -> torch.Tensor:  # (n, 1, 8, 8) -> (n, 2), differentiable
+            calls.append(v.shape[0])
+            return v.reshape(v.shape[0], -1) @ embed_pinv.T
+
+        sur = self.make(feature_map=latent).fit(x, y)
+        probe = x[:4].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(sur.optimistic(probe).sum(), probe)
+        assert calls and calls[-1] == 4
+        assert torch.isfinite(grad).all()
+        assert sur.state_dict()["z_mean"].shape == (2,)
+
+
+class TestEnsemble(SurrogateContract):
+    name = "ensemble"
+    fast = {"steps": 150}
+
+    def test_optimistic_is_max_over_heads(self, fitted) -> None:
+        sur, x = fitted
+        assert isinstance(sur, EnsembleSurrogate)
+        with torch.no_grad():
+            heads = sur.heads(x)
+            assert heads.shape == (sur.config.n_heads, x.shape[0])
+            assert torch.allclose(sur.optimistic(x), heads.max(0).values, atol=1e-5)
+            assert torch.allclose(sur.mean(x), heads.mean(0), atol=1e-5)
+            # bootstrap heads disagree somewhere
+            assert (heads.max(0).values - heads.min(0).values).max() > 1e-3
+
+
+class TestUCB(SurrogateContract):
+    name = "ucb"
+    fast = {"steps": 150}
+
+    def test_bonus_clipped_and_matches_formula(self, fitted) -> None:
+        sur, x = fitted
+        assert isinstance(sur, UCBSurrogate)
+        far = x[:5] * 1e3
+        with torch.no_grad():
+            bonus = sur.optimistic(far) - sur.mean(far)
+            assert torch.allclose(
+                bonus, torch.full((5,), sur.config.bonus_max * sur._y_std), rtol=1e-4
+            )
+            # at the data the bonus is β·√(φᵀA⁻¹φ) (unclipped), recomputed here by hand
+            z = sur._normalized(x[:5])
+            phi = sur._phi(z).double()
+            quad = ((phi @ sur.precision_inv.double()) * phi).sum(1)
+            expected = sur.config.beta * quad.sqrt() * sur._y_std
+            near = sur.optimistic(x[:5]) - sur.mean(x[:5])
+            assert torch.allclose(near.double(), expected, rtol=1e-3, atol=1e-6)
+            assert (near < bonus).all()
+
+
+class TestGP(SurrogateContract):
+    name = "gp"
+    fast = {"max_points": 40}
+
+    def test_subset_is_top_plus_random_and_std_grows_away(self, fitted) -> None:
+        sur, x = fitted
+        assert isinstance(sur, GPSurrogate)
+        _, y = dataset_2d(80, seed=1)
+        subset = sur.subset
+        assert subset.numel() == 40 and subset.unique().numel() == 40
+        top = torch.argsort(y, descending=True)[:20]
+        assert set(top.tolist()) <= set(subset.tolist())
+        with torch.no_grad():
+            near = sur.optimistic(x[subset[:5]]) - sur.mean(x[subset[:5]])
+            pts = torch.tensor(
+                [[10.0, 10.0], [-10.0, 10.0], [10.0, -10.0], [-10.0, -10.0], [0.0, 12.0]]
+            )
+            far = sur.optimistic(pts) - sur.mean(pts)
+        assert (far > near).all()
+        assert torch.allclose(far, torch.full_like(far, far[0]), rtol=0.05)  # prior std far away
+
+
+def test_make_surrogate_names_and_errors() -> None:
+    assert sorted(SURROGATES) == ["ensemble", "gp", "ucb"]
+    for name, cls in SURROGATES.items():
+        assert isinstance(make_surrogate(name, seed=1), cls)
+    with pytest.raises(ValueError, match=r"accepted names: \['ensemble', 'gp', 'ucb'\]"):
+        make_surrogate("forest")
+    with pytest.raises(ValueError, match="must be"):
+        make_surrogate("ucb", beta=-1.0)
+    with pytest.raises(ValueError, match="max_points"):
+        make_surrogate("gp", max_points=1)
