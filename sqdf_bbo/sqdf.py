@@ -587,14 +587,23 @@ class SQDFTrainer:
         def sub(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
+        def load_net(net: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
+            res = net.load_state_dict(weights, strict=strict)
+            missing = [k for k in res.missing_keys if k in set(self._param_names)]
+            if res.unexpected_keys or missing:
+                raise KeyError(
+                    f"{what} weights do not match this trainer (train={self.config.train!r}): "
+                    f"unexpected {res.unexpected_keys[:5]}, missing {missing[:5]}"
+                )
+
         pol = sub("policy/")
         if not pol:
             raise KeyError("trainer state has no 'policy/...' entries")
-        self.policy.denoiser.load_state_dict(pol, strict=strict)
+        load_net(self.policy.denoiser, pol, "policy")
         ref = sub("kl_reference/")
         if ref:
             snap = self.policy.clone()
-            snap.denoiser.load_state_dict(ref, strict=strict)
+            load_net(snap.denoiser, ref, "kl_reference")
             snap.denoiser.requires_grad_(False).eval()
             self._kl_ref = snap
         else:

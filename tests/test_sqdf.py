@@ -335,6 +335,14 @@ def test_lora_trains_only_adapters_on_the_tiny_unet(image_prior) -> None:
     assert any("lora_B" in k for k in changed)
     for k, v in image_prior.denoiser.state_dict().items():
         assert torch.equal(v, base[k])
+    # the state holds only adapter weights and restores them
+    state = trainer.state_dict(include_buffer=False)
+    policy_keys = [k for k in state if k.startswith("policy/")]
+    assert policy_keys and all("lora_" in k for k in policy_keys)
+    other = SQDFTrainer(image_prior, cfg)
+    other.load_state_dict(state)
+    for k, v in other.policy.denoiser.state_dict().items():
+        assert torch.equal(v, after[k]), k
     # merged result: a plain UNet2DModel computing the adapted network
     tuned = trainer.finetuned_prior()
     assert type(tuned.denoiser) is UNet2DModel
