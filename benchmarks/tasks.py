@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import pandas as pd
 import torch
 
 from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
@@ -45,6 +46,7 @@ __all__ = [
     "get_task",
     "available_tasks",
     "DIGITS_TARGET",
+    "naturalness_reference",
 ]
 
 DIGITS_TARGET = 3  # target class of the digits-logit task
@@ -205,3 +207,39 @@ def _digits_logit_task() -> Task:
 
 register_task("rings", _rings_task)
 register_task("digits-logit", _digits_logit_task)
+
+
+def naturalness_reference(name: str, n: int = 256, seed: int = 0) -> pd.DataFrame:
+    """Calibration table of a task's naturalness and diversity on reference sets.
+
+    Rows: held-out real designs, training designs (digits), ``n`` samples of the pretrained
+    prior, uniform noise in the task's box, saturated designs (every coordinate at a box
+    corner, i.e. random signs), and held-out designs plus N(0, 0.3²) noise (clamped to the
+    box for images). Columns: ``naturalness`` (mean log q), ``natural_frac`` (share above the
+    held-out 5th percentile), ``vendi``, ``pairwise_dist``. A good measure ranks held-out real
+    high, prior samples close to it, noise and saturated designs low.
+    """
+    task = get_task(name)
+    g = torch.Generator().manual_seed(int(seed))
+    held = task.heldout_designs
+    shape = held.shape[1:]
+    low, high = task.box
+    sets: dict[str, torch.Tensor] = {"held-out real": held[:n]}
+    if task.is_image:
+        from sqdf_bbo.data import digits_split
+
+        sets["train real"] = digits_split().x_train[:n]
+    prior = task.prior()
+    x_prior = prior.sample(n, torch.Generator(device=prior.device).manual_seed(int(seed))).x
+    if prior.value_range is not None:
+        x_prior = x_prior.clamp(*prior.value_range)
+    sets["prior samples"] = x_prior.detach().cpu()
+    sets["uniform noise in box"] = low + (high - low) * torch.rand((n, *shape), generator=g)
+    signs = torch.randint(0, 2, (n, *shape), generator=g).float()
+    sets["saturated (box corners)"] = low + (high - low) * signs
+    noisy = held[:n] + 0.3 * torch.randn(held[:n].shape, generator=g)
+    sets["held-out + N(0, 0.3^2)"] = noisy.clamp(low, high) if task.is_image else noisy
+    rows = []
+    for label, x in sets.items():
+        rows.append({"set": label, "n": int(x.shape[0]), **task.score_designs(x)})
+    return pd.DataFrame(rows)

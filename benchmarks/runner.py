@@ -1,0 +1,256 @@
+"""Run benchmark suites: one run = (task, method, seed), driven through ask/tell only.
+
+Layout of ``OUT`` (resumable: a run whose ``rounds.csv`` AND ``done.json`` exist is skipped)::
+
+    OUT/runs/<task>/<method>/seed<k>/rounds.csv        per-round metrics (ROUND_COLUMNS)
+    OUT/runs/<task>/<method>/seed<k>/samples.pt        up to 16 designs per round (tensors)
+    OUT/runs/<task>/<method>/seed<k>/done.json         done marker: wall time, suite, settings
+    OUT/summary.csv     mean ± standard error over seeds per task × method × round
+    OUT/summary.md      markdown tables (final round per task) + naturalness references
+    OUT/curves_<task>.png, OUT/samples_<task>.png (image tasks)
+
+One round r of a run:
+
+1. ``batch = opt.ask(budgets[r])`` — the optimizer fits/fine-tunes on everything told so far
+   (round 0: nothing yet, so the generative methods sample the pretrained prior);
+2. ``y = oracle(batch.x)`` (NaN = failed point);
+3. ``opt.tell(batch.ids, y)``;
+4. metrics of this batch: reward mean / top-10% mean / max, best-so-far, naturalness (mean
+   log q and the share above the held-out 5th percentile), diversity (Vendi score with the
+   task's fixed RBF bandwidth, mean pairwise distance), the optimizer's own estimated chain
+   KL to the prior (``metrics()["kl_to_prior"]`` where it has one) and wall times.
+
+Command line: ``sqdf-bbo bench --suite quick --out runs/quick`` or
+``python -m benchmarks.runner --suite smoke --out /tmp/smoke``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from benchmarks.suites import Suite, get_suite, make_optimizer
+from benchmarks.tasks import get_task
+from sqdf_bbo.metrics import reward_stats
+
+__all__ = ["ROUND_COLUMNS", "run_one", "run_suite", "bench_cli", "main"]
+
+ROUND_COLUMNS = [
+    "task",
+    "method",
+    "seed",
+    "round",
+    "batch_size",
+    "queries",
+    "reward_mean",
+    "reward_top10",
+    "reward_max",
+    "best_so_far",
+    "n_failed",
+    "naturalness",
+    "natural_frac",
+    "vendi",
+    "pairwise_dist",
+    "kl_to_prior",
+    "ask_s",
+    "oracle_s",
+    "wall_s",
+]
+_N_SAMPLES_KEPT = 16
+
+
+def run_dir(out: Path, task: str, method: str, seed: int) -> Path:
+    return Path(out) / "runs" / task / method / f"seed{seed}"
+
+
+def is_done(path: Path) -> bool:
+    """A run is finished when its rounds.csv and done.json both exist."""
+    return (path / "rounds.csv").is_file() and (path / "done.json").is_file()
+
+
+def run_one(
+    task_name: str,
+    method: str,
+    seed: int,
+    suite: Suite,
+    out: Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run one (task, method, seed) for ``len(suite.budgets)`` rounds; returns rounds.csv's rows.
+
+    With ``out``, writes ``rounds.csv``, ``samples.pt`` and (last) ``done.json`` to the run
+    folder; an already finished run is read back instead of re-run.
+    """
+    folder = None if out is None else run_dir(out, task_name, method, seed)
+    if folder is not None and is_done(folder):
+        return pd.read_csv(folder / "rounds.csv")
+    task = get_task(task_name)
+    oracle = task.oracle(seed)
+    t_start = time.perf_counter()
+    opt = make_optimizer(method, task, seed, suite, progress=False)
+    rows: list[dict] = []
+    samples: dict[str, torch.Tensor] = {}
+    all_y: list[float] = []
+    queries = 0
+    wall = time.perf_counter() - t_start
+    for r, budget in enumerate(suite.budgets):
+        # 1.-3. ask (fit + fine-tune happen here), oracle, tell.
+        t0 = time.perf_counter()
+        batch = opt.ask(int(budget))
+        t1 = time.perf_counter()
+        y = oracle(batch.x)
+        t2 = time.perf_counter()
+        opt.tell(batch.ids, y)
+        t3 = time.perf_counter()
+        wall += (t1 - t0) + (t3 - t2)
+        # 4. Metrics (not timed).
+        y_np = torch.as_tensor(y).detach().cpu().double().numpy()
+        all_y.extend(y_np.tolist())
+        queries += len(batch.ids)
+        stats = reward_stats(y_np)
+        finite = np.asarray(all_y)[np.isfinite(all_y)]
+        scores = task.score_designs(batch.x)
+        kl = opt.metrics().get("kl_to_prior", math.nan)
+        rows.append(
+            {
+                "task": task_name,
+                "method": method,
+                "seed": seed,
+                "round": r,
+                "batch_size": len(batch.ids),
+                "queries": queries,
+                "reward_mean": stats.mean,
+                "reward_top10": stats.top10_mean,
+                "reward_max": stats.max,
+                "best_so_far": float(finite.max()) if finite.size else math.nan,
+                "n_failed": stats.n_failed,
+                **scores,
+                "kl_to_prior": float(kl),
+                "ask_s": t1 - t0,
+                "oracle_s": t2 - t1,
+                "wall_s": wall,
+            }
+        )
+        samples[f"round{r}"] = batch.x[:_N_SAMPLES_KEPT].detach().cpu().clone()
+    df = pd.DataFrame(rows, columns=ROUND_COLUMNS)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(samples, folder / "samples.pt")
+        tmp = folder / "rounds.csv.tmp"
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, folder / "rounds.csv")
+        marker = {
+            "task": task_name,
+            "method": method,
+            "seed": seed,
+            "suite": suite.name,
+            "budgets": list(suite.budgets),
+            "optimizer_wall_s": wall,
+            "total_s": time.perf_counter() - t_start,
+            "suite_settings": {
+                k: v for k, v in asdict(suite).items() if k not in ("tasks", "methods", "seeds")
+            },
+        }
+        (folder / "done.json").write_text(json.dumps(marker, indent=2))
+    return df
+
+
+def run_suite(
+    suite: Suite,
+    out: str | Path,
+    progress: bool = True,
+    report: bool = True,
+) -> pd.DataFrame:
+    """Run (or resume) every run of ``suite`` into ``out``; write the summary and plots."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = [(t, m, s) for t in suite.tasks for m in suite.methods for s in suite.seeds]
+    frames = []
+    t0 = time.perf_counter()
+    bar = tqdm(grid, desc=f"suite {suite.name}", disable=not progress, unit="run")
+    for task_name, method, seed in bar:
+        bar.set_postfix_str(f"{task_name}/{method}/seed{seed}")
+        frames.append(run_one(task_name, method, seed, suite, out, progress=progress))
+    elapsed = time.perf_counter() - t0
+    rounds = pd.concat(frames, ignore_index=True)
+    (out / "suite.json").write_text(
+        json.dumps(
+            {
+                "suite": suite.name,
+                "description": suite.description,
+                "tasks": list(suite.tasks),
+                "methods": list(suite.methods),
+                "seeds": list(suite.seeds),
+                "budgets": list(suite.budgets),
+                "this_invocation_s": elapsed,
+                "sum_of_run_times_s": float(
+                    sum(
+                        json.loads((run_dir(out, t, m, s) / "done.json").read_text())["total_s"]
+                        for t, m, s in grid
+                    )
+                ),
+                "torch_threads": torch.get_num_threads(),
+            },
+            indent=2,
+        )
+    )
+    if report:
+        from benchmarks.report import write_report
+
+        write_report(rounds, out, suite)
+    return rounds
+
+
+def _split(s: str | None) -> list[str] | None:
+    if s is None:
+        return None
+    items = [p.strip() for p in str(s).split(",") if p.strip()]
+    return items or None
+
+
+def bench_cli(args: argparse.Namespace) -> int:
+    """Entry of ``sqdf-bbo bench`` (args: suite, out, seeds, tasks, methods, progress)."""
+    suite = get_suite(args.suite)
+    seeds = _split(getattr(args, "seeds", None))
+    suite = suite.restricted(
+        tasks=_split(getattr(args, "tasks", None)),
+        methods=_split(getattr(args, "methods", None)),
+        seeds=[int(s) for s in seeds] if seeds else None,
+    )
+    for t in suite.tasks:
+        get_task(t)  # unknown names fail here, before any run starts
+    t0 = time.perf_counter()
+    run_suite(suite, args.out, progress=getattr(args, "progress", True))
+    print(f"suite {suite.name}: results in {args.out} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.runner --suite quick --out runs/quick``."""
+    from benchmarks.suites import SUITES
+
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.runner", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--seeds", default=None)
+    p.add_argument("--methods", default=None)
+    p.add_argument("--tasks", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return bench_cli(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""Benchmark suites (tasks × methods × seeds × per-round budgets) and the method factory.
+
+Methods (``METHODS``), all driven through the public ask/tell API:
+
+====================  =====================================================================
+``prior``             :class:`~sqdf_bbo.baselines.PriorSampler` (no fine-tuning)
+``sqdf``              :class:`sqdf_bbo.SQDF`, official BBO setup: bootstrap-ensemble
+                      surrogate, ``x0_method="auto"`` (consistency model when the prior has
+                      one), prioritized ``reward+gamma`` buffer, γ = 0.9, α_official = 1
+``sqdf-ucb``          SQDF with the neural-linear UCB surrogate
+``sqdf-gp``           SQDF with the GP surrogate
+``sqdf-tweedie``      SQDF with Tweedie's x0 estimate instead of the consistency model
+``sqdf-consistency``  SQDF with the consistency model forced
+``sqdf-random-buffer``SQDF with uniform buffer sampling
+``seiko-ucb``         :class:`~sqdf_bbo.baselines.SEIKO` with the UCB surrogate
+``seiko-bootstrap``   SEIKO with the bootstrap-ensemble surrogate
+``gp-bo``             :class:`~sqdf_bbo.baselines.GPBO` in the task's raw design box
+====================  =====================================================================
+
+Fairness: SQDF and SEIKO use the same α (α_official = 1 → α = 2/D), the same reward
+standardization, the same number of fine-tuning gradient steps per round and the same
+surrogate training budget within a suite (``Suite.finetune_steps`` etc.).
+
+Suites (``SUITES``): ``smoke`` (tests; seconds), ``quick`` (every task × the five main
+methods × 2 seeds, small budgets; ≤ 15 min on 2 CPU cores) and ``paper`` (4 rounds with
+budgets in the paper's ratio 1:2:4:8, 3 seeds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.tasks import Task
+
+__all__ = ["Suite", "SUITES", "METHODS", "MAIN_METHODS", "get_suite", "make_optimizer"]
+
+MAIN_METHODS = ("prior", "sqdf", "seiko-ucb", "seiko-bootstrap", "gp-bo")
+METHODS = (
+    *MAIN_METHODS,
+    "sqdf-ucb",
+    "sqdf-gp",
+    "sqdf-tweedie",
+    "sqdf-consistency",
+    "sqdf-random-buffer",
+)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One benchmark suite.
+
+    Attributes:
+        name: registry name.
+        tasks, methods, seeds: the grid.
+        budgets: designs asked in each round (round r asks ``budgets[r]``).
+        finetune_steps: SQDF / SEIKO gradient steps per round.
+        finetune_batch_size: transitions (SQDF) / chains (SEIKO) per gradient step.
+        surrogate_steps: training steps of the neural surrogates per fit.
+        rollouts_per_step: SQDF on-policy rollouts per step.
+        gp_options: :class:`~sqdf_bbo.baselines.GPBOConfig` overrides.
+        description: one line.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    budgets: tuple[int, ...]
+    finetune_steps: int = 40
+    finetune_batch_size: int = 32
+    surrogate_steps: int = 300
+    rollouts_per_step: int = 8
+    gp_options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; accepted values: {', '.join(METHODS)}")
+        if not self.budgets or any(int(b) < 1 for b in self.budgets):
+            raise ValueError(f"budgets must be positive ints, got {self.budgets}")
+        if not self.seeds or not self.tasks or not self.methods:
+            raise ValueError("a suite needs at least one task, method and seed")
+
+    def restricted(
+        self,
+        tasks: list[str] | None = None,
+        methods: list[str] | None = None,
+        seeds: list[int] | None = None,
+    ) -> Suite:
+        """The same suite on a sub-grid (or other seeds / methods)."""
+        from dataclasses import replace
+
+        return replace(
+            self,
+            tasks=tuple(tasks) if tasks else self.tasks,
+            methods=tuple(methods) if methods else self.methods,
+            seeds=tuple(int(s) for s in seeds) if seeds else self.seeds,
+        )
+
+
+_ALL_TASKS = ("rings", "digits-logit", "digits-smooth")
+
+SUITES: dict[str, Suite] = {
+    "smoke": Suite(
+        name="smoke",
+        tasks=("rings",),
+        methods=MAIN_METHODS,
+        seeds=(0,),
+        budgets=(8, 8),
+        finetune_steps=2,
+        finetune_batch_size=8,
+        surrogate_steps=20,
+        rollouts_per_step=2,
+        gp_options={"max_train": 16, "raw_samples": 8, "maxiter": 5, "mc_samples": 8},
+        description="end-to-end check in seconds (tests)",
+    ),
+    "quick": Suite(
+        name="quick",
+        tasks=_ALL_TASKS,
+        methods=MAIN_METHODS,
+        seeds=(0, 1),
+        budgets=(32, 32, 64),
+        finetune_steps=15,
+        finetune_batch_size=32,
+        surrogate_steps=200,
+        rollouts_per_step=4,
+        gp_options={"max_train": 96, "num_restarts": 1, "raw_samples": 32, "maxiter": 15},
+        description="every task x main methods x 2 seeds, small budgets (<= 15 min on 2 cores)",
+    ),
+    "paper": Suite(
+        name="paper",
+        tasks=_ALL_TASKS,
+        methods=MAIN_METHODS,
+        seeds=(0, 1, 2),
+        budgets=(64, 128, 256, 512),
+        finetune_steps=40,
+        finetune_batch_size=64,
+        surrogate_steps=600,
+        rollouts_per_step=8,
+        gp_options={"max_train": 256, "num_restarts": 2, "raw_samples": 64, "maxiter": 30},
+        description="4 rounds, budgets 1:2:4:8 as in the paper, 3 seeds",
+    ),
+}
+
+
+def get_suite(name: str) -> Suite:
+    """The suite ``name``."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; accepted values: {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+def make_optimizer(method: str, task: Task, seed: int, suite: Suite, progress: bool = False):
+    """A fresh optimizer of ``method`` for ``task`` (batch size = the suite's first budget)."""
+    from sqdf_bbo import SQDF, SQDFOptimizerConfig
+    from sqdf_bbo.baselines import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
+
+    batch = int(suite.budgets[0])
+    if method == "prior":
+        return PriorSampler(task.prior(), batch_size=batch, seed=seed)
+    if method == "gp-bo":
+        shape = task.prior().shape
+        return GPBO(
+            shape, task.box, batch_size=batch, seed=seed, config=GPBOConfig(**suite.gp_options)
+        )
+    sur_opts = {"steps": suite.surrogate_steps}
+    if method.startswith("seiko-"):
+        sur = {"seiko-ucb": "ucb", "seiko-bootstrap": "ensemble"}[method]
+        cfg = SEIKOConfig(
+            surrogate=sur,
+            surrogate_options=sur_opts,
+            steps_per_round=suite.finetune_steps,
+            finetune_batch_size=suite.finetune_batch_size,
+            progress=progress,
+        )
+        return SEIKO(task.prior(), batch_size=batch, seed=seed, config=cfg)
+    if method.startswith("sqdf"):
+        variant: dict[str, Any] = {
+            "sqdf": {},
+            "sqdf-ucb": {"surrogate": "ucb"},
+            "sqdf-gp": {"surrogate": "gp"},
+            "sqdf-tweedie": {"x0_method": "tweedie"},
+            "sqdf-consistency": {"x0_method": "consistency"},
+            "sqdf-random-buffer": {"buffer_method": "random"},
+        }[method]
+        surrogate = variant.get("surrogate", "ensemble")
+        cfg = SQDFOptimizerConfig(
+            steps_per_round=suite.finetune_steps,
+            finetune_batch_size=suite.finetune_batch_size,
+            rollouts_per_step=suite.rollouts_per_step,
+            surrogate_options={} if surrogate == "gp" else sur_opts,
+            progress=progress,
+            **variant,
+        )
+        return SQDF(task.prior(), batch_size=batch, seed=seed, config=cfg)
+    raise ValueError(f"unknown method {method!r}; accepted values: {', '.join(METHODS)}")

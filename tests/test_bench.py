@@ -1,0 +1,167 @@
+"""Benchmark runner end to end on tiny tasks: files, columns, resume, summary statistics."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from benchmarks.naturalness import ExactLogDensity
+from benchmarks.report import summarize
+from benchmarks.runner import ROUND_COLUMNS, bench_cli, is_done, run_dir, run_suite
+from benchmarks.suites import MAIN_METHODS, SUITES, get_suite
+from benchmarks.tasks import Task, available_tasks, register_task
+from sqdf_bbo.models import MLPDenoiser
+from sqdf_bbo.prior import DiffusionPrior
+from tests.conftest import tiny_unet
+
+
+def _std_normal_log_prob(x: torch.Tensor) -> torch.Tensor:
+    x = x.reshape(x.shape[0], -1).double()
+    return -0.5 * (x**2).sum(1) - 0.5 * x.shape[1] * math.log(2 * math.pi)
+
+
+def _tiny_flat_task() -> Task:
+    def prior() -> DiffusionPrior:
+        torch.manual_seed(0)
+        return DiffusionPrior(
+            MLPDenoiser(2, hidden=8, depth=1),
+            DDIMScheduler(clip_sample=False),
+            shape=(2,),
+            num_inference_steps=3,
+            value_range=None,
+        )
+
+    return Task(
+        name="tiny-flat",
+        description="random-weight 2-D prior, reward -|x - 1|^2",
+        make_prior=prior,
+        make_oracle=lambda seed: lambda x: -((x.double() - 1.0) ** 2).sum(1),
+        make_naturalness=lambda: ExactLogDensity(_std_normal_log_prob),
+        make_heldout=lambda: torch.randn(200, 2, generator=torch.Generator().manual_seed(0)),
+        feature_fn=lambda x: x.reshape(x.shape[0], -1),
+        box=(-3.0, 3.0),
+    )
+
+
+def _tiny_image_task() -> Task:
+    def prior() -> DiffusionPrior:
+        return DiffusionPrior(
+            tiny_unet(), DDIMScheduler(clip_sample=False), shape=(1, 8, 8), num_inference_steps=2
+        )
+
+    return Task(
+        name="tiny-image",
+        description="random-weight 8x8 prior, reward = mean pixel",
+        make_prior=prior,
+        make_oracle=lambda seed: lambda x: x.double().flatten(1).mean(1),
+        make_naturalness=lambda: ExactLogDensity(_std_normal_log_prob),
+        make_heldout=lambda: torch.randn(100, 1, 8, 8, generator=torch.Generator().manual_seed(0)),
+        feature_fn=lambda x: x.reshape(x.shape[0], -1),
+        box=(-1.0, 1.0),
+        is_image=True,
+    )
+
+
+register_task("tiny-flat", _tiny_flat_task)
+register_task("tiny-image", _tiny_image_task)
+
+
+def _tiny_suite():
+    return replace(SUITES["smoke"], tasks=("tiny-flat", "tiny-image"), seeds=(0, 1), budgets=(4, 6))
+
+
+def test_suite_end_to_end_files_columns_and_resume(tmp_path: Path) -> None:
+    suite = _tiny_suite()
+    rounds = run_suite(suite, tmp_path, progress=False)
+    # Every run: rounds.csv with the documented columns, a done marker, kept samples.
+    for t in suite.tasks:
+        for m in suite.methods:
+            for s in suite.seeds:
+                d = run_dir(tmp_path, t, m, s)
+                assert is_done(d)
+                df = pd.read_csv(d / "rounds.csv")
+                assert list(df.columns) == ROUND_COLUMNS
+                assert df["queries"].tolist() == [4, 10]
+                assert (np.diff(df["best_so_far"]) >= 0).all()
+                assert (df["wall_s"].diff().dropna() >= 0).all()
+                assert (d / "samples.pt").is_file()
+    assert len(rounds) == 2 * len(MAIN_METHODS) * 2 * 2
+    assert rounds[["reward_mean", "naturalness", "vendi"]].notna().all().all()
+    prior_rows = rounds[rounds["method"] == "prior"]
+    assert (prior_rows["kl_to_prior"] == 0).all()
+    sqdf_rows = rounds[(rounds["method"] == "sqdf") & (rounds["round"] == 1)]
+    assert (sqdf_rows["kl_to_prior"] > 0).all(), "fine-tuned samplers have moved off the prior"
+    assert rounds.loc[rounds["method"] == "gp-bo", "kl_to_prior"].isna().all()
+    # Suite outputs.
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert {"reward_mean_mean", "reward_mean_se", "vendi_mean", "n_seeds"} <= set(summary.columns)
+    assert len(summary) == 2 * len(MAIN_METHODS) * 2
+    md = (tmp_path / "summary.md").read_text()
+    assert "| method |" in md and "seiko-bootstrap" in md and "Naturalness calibration" in md
+    for t in suite.tasks:
+        assert (tmp_path / f"curves_{t}.png").stat().st_size > 1000
+    assert (tmp_path / "samples_tiny-image.png").is_file()
+    assert not (tmp_path / "samples_tiny-flat.png").exists()
+    # Resume: a finished run is not re-run (its rounds.csv is read back unchanged).
+    f = run_dir(tmp_path, "tiny-flat", "sqdf", 0) / "rounds.csv"
+    stamp = f.stat().st_mtime_ns
+    again = run_suite(suite, tmp_path, progress=False, report=False)
+    assert f.stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(
+        again.sort_values(["task", "method", "seed", "round"]).reset_index(drop=True),
+        rounds.sort_values(["task", "method", "seed", "round"]).reset_index(drop=True),
+    )
+
+
+def test_unfinished_run_is_rerun(tmp_path: Path) -> None:
+    suite = replace(_tiny_suite(), tasks=("tiny-flat",), methods=("prior",), seeds=(0,))
+    d = run_dir(tmp_path, "tiny-flat", "prior", 0)
+    d.mkdir(parents=True)
+    (d / "rounds.csv").write_text("garbage\n")  # no done marker: a crashed run
+    rounds = run_suite(suite, tmp_path, progress=False, report=False)
+    assert list(pd.read_csv(d / "rounds.csv").columns) == ROUND_COLUMNS
+    assert len(rounds) == 2
+
+
+def test_summary_mean_and_standard_error() -> None:
+    rows = []
+    for seed, v in enumerate([1.0, 2.0, 3.0]):
+        rows.append(
+            {c: 0.0 for c in ROUND_COLUMNS}
+            | {"task": "t", "method": "m", "seed": seed, "round": 0, "queries": 4, "reward_mean": v}
+        )
+    s = summarize(pd.DataFrame(rows))
+    assert s["reward_mean_mean"].iloc[0] == pytest.approx(2.0)
+    assert s["reward_mean_se"].iloc[0] == pytest.approx(1.0 / math.sqrt(3))
+    assert s["n_seeds"].iloc[0] == 3
+
+
+def test_bench_cli_filters_and_rejects_unknown_names(tmp_path: Path) -> None:
+    args = argparse.Namespace(
+        suite="smoke",
+        out=str(tmp_path),
+        seeds="3",
+        tasks="tiny-flat",
+        methods="prior",
+        progress=False,
+    )
+    assert bench_cli(args) == 0
+    assert is_done(run_dir(tmp_path, "tiny-flat", "prior", 3))
+    with pytest.raises(ValueError, match="accepted values"):
+        bench_cli(argparse.Namespace(**{**vars(args), "tasks": "nope"}))
+    with pytest.raises(ValueError, match="accepted values"):
+        bench_cli(argparse.Namespace(**{**vars(args), "methods": "adam"}))
+    with pytest.raises(ValueError, match="accepted values"):
+        get_suite("huge")
+
+
+def test_builtin_tasks_registered() -> None:
+    assert {"rings", "digits-logit"} <= set(available_tasks())
