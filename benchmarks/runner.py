@@ -31,6 +31,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -84,11 +85,13 @@ def run_one(
     suite: Suite,
     out: Path | None = None,
     progress: bool = True,
+    on_round: Callable[[dict, torch.Tensor], None] | None = None,
 ) -> pd.DataFrame:
     """Run one (task, method, seed) for ``len(suite.budgets)`` rounds; returns rounds.csv's rows.
 
     With ``out``, writes ``rounds.csv``, ``samples.pt`` and (last) ``done.json`` to the run
-    folder; an already finished run is read back instead of re-run.
+    folder; an already finished run is read back instead of re-run. ``on_round(row, x)`` is
+    called after each round with its metrics row and the batch's designs ``(n, *shape)``.
     """
     folder = None if out is None else run_dir(out, task_name, method, seed)
     if folder is not None and is_done(folder):
@@ -96,7 +99,7 @@ def run_one(
     task = get_task(task_name)
     oracle = task.oracle(seed)
     t_start = time.perf_counter()
-    opt = make_optimizer(method, task, seed, suite, progress=False)
+    opt = make_optimizer(method, task, seed, suite, progress=progress)
     rows: list[dict] = []
     samples: dict[str, torch.Tensor] = {}
     all_y: list[float] = []
@@ -141,6 +144,8 @@ def run_one(
             }
         )
         samples[f"round{r}"] = batch.x[:_N_SAMPLES_KEPT].detach().cpu().clone()
+        if on_round is not None:
+            on_round(rows[-1], batch.x.detach().cpu())
     df = pd.DataFrame(rows, columns=ROUND_COLUMNS)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -181,7 +186,7 @@ def run_suite(
     bar = tqdm(grid, desc=f"suite {suite.name}", disable=not progress, unit="run")
     for task_name, method, seed in bar:
         bar.set_postfix_str(f"{task_name}/{method}/seed{seed}")
-        frames.append(run_one(task_name, method, seed, suite, out, progress=progress))
+        frames.append(run_one(task_name, method, seed, suite, out, progress=False))
     elapsed = time.perf_counter() - t0
     rounds = pd.concat(frames, ignore_index=True)
     (out / "suite.json").write_text(

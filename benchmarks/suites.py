@@ -100,7 +100,7 @@ class Suite:
         )
 
 
-_ALL_TASKS = ("rings", "digits-logit", "digits-smooth")
+_ALL_TASKS = ("rings", "digits-logit", "digits-ink")
 
 SUITES: dict[str, Suite] = {
     "smoke": Suite(

@@ -20,8 +20,10 @@ Registered tasks (``available_tasks()``):
 ``digits-logit``    8×8 digits; reward = the frozen classifier's logit of a
                     target class (``DigitsClassOracle``); naturalness = PCA×GMM
                     log-density of train digits; diversity in pixel space.
-``digits-<second>`` 8×8 digits with the second digits oracle (see
-                    :func:`_second_digits_oracle`), same naturalness/diversity.
+``digits-ink``      8×8 digits; reward = stroke thickness, the mean ink of the
+                    image (``DigitsInkOracle``, ∈ [0, 1]; real digits ≈ 0.3, the
+                    maximum is an all-ink square — not a digit); same
+                    naturalness and diversity as ``digits-logit``.
 ==================  ==========================================================
 
 Tasks are cached per process (``get_task``): priors, density fits and bandwidths
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import pandas as pd
 import torch
@@ -165,6 +167,7 @@ def _digits_heldout() -> torch.Tensor:
     return digits_split().x_heldout
 
 
+@lru_cache(maxsize=1)
 def _digits_naturalness() -> NaturalnessModel:
     from sqdf_bbo.data import digits_split
 
@@ -172,7 +175,7 @@ def _digits_naturalness() -> NaturalnessModel:
 
 
 def _rings_task() -> Task:
-    from oracles import RingsOracle
+    from oracles.toy import RingsOracle
     from sqdf_bbo.data import RingsDistribution
 
     dist = RingsDistribution()
@@ -190,7 +193,7 @@ def _rings_task() -> Task:
 
 
 def _digits_logit_task() -> Task:
-    from oracles import DigitsClassOracle
+    from oracles.digits import DigitsClassOracle
 
     return Task(
         name="digits-logit",
@@ -243,3 +246,22 @@ def naturalness_reference(name: str, n: int = 256, seed: int = 0) -> pd.DataFram
     for label, x in sets.items():
         rows.append({"set": label, "n": int(x.shape[0]), **task.score_designs(x)})
     return pd.DataFrame(rows)
+
+
+def _digits_ink_task() -> Task:
+    from oracles.digits import DigitsInkOracle
+
+    return Task(
+        name="digits-ink",
+        description="8x8 digits; reward = mean ink (maximum = all-ink square, not a digit)",
+        make_prior=lambda: _load_prior("digits"),
+        make_oracle=lambda seed: DigitsInkOracle(seed=seed),
+        make_naturalness=_digits_naturalness,
+        make_heldout=_digits_heldout,
+        feature_fn=_flatten,
+        box=(-1.0, 1.0),
+        is_image=True,
+    )
+
+
+register_task("digits-ink", _digits_ink_task)
