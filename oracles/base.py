@@ -1,0 +1,288 @@
+"""The :class:`Oracle` base: the expensive black box, evaluated in batches.
+
+An oracle maps a batch of designs ``x (n, *shape)`` to values ``(n,)``
+(float64) that the optimizer **maximizes**. The base does everything but the
+evaluation itself (BoTorch ``test_functions/base.py`` style):
+
+1. checks the batch shape;
+2. evaluates it through the one required hook ``_evaluate(x) -> (n,)``, serially
+   or in chunks on any ``concurrent.futures.Executor``;
+3. turns every failure into NaN: an exception raised by ``_evaluate`` for the
+   whole batch is retried point by point to isolate the failing points; a
+   non-finite value, or a reason reported through :class:`Evaluation`, marks
+   that point failed; the reasons land in ``oracle.failures`` (last call) and
+   ``oracle.failure_log`` (all calls) — a point's failure never raises;
+4. adds observation noise ``N(0, noise_std²)`` from the oracle's own seeded
+   generator (one draw per point, failed or not, so the stream does not depend
+   on which points failed);
+5. negates when ``negate=True`` (``y = −(f(x) + ε)``, BoTorch's order).
+
+A subclass declares ``shape`` (and optionally ``bounds``, ``optimal_value``,
+``name``) and implements ``_evaluate``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+__all__ = ["Oracle", "DifferentiableOracle", "Evaluation", "evaluate_chunk"]
+
+
+@dataclass
+class Evaluation:
+    """What ``_evaluate`` may return instead of a plain tensor.
+
+    Attributes:
+        values: ``(n,)`` values; NaN where a point failed.
+        reasons: ``{local index: reason}`` of the failed points.
+    """
+
+    values: torch.Tensor | np.ndarray | list[float]
+    reasons: dict[int, str] = field(default_factory=dict)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def evaluate_chunk(oracle: Oracle, x: torch.Tensor) -> tuple[np.ndarray, dict[int, str]]:
+    """Evaluate one chunk ``x (m, *shape)`` noise-free; never raises.
+
+    Module-level so that process pools can pickle it. Returns float64 values
+    ``(m,)`` (NaN for failed points) and ``{local index: reason}``.
+    """
+    m = x.shape[0]
+    try:
+        return _checked(oracle._evaluate(x), m)
+    except Exception as exc:  # noqa: BLE001 - a failure of the black box becomes NaN
+        if m == 1:
+            return np.full(1, np.nan), {0: _describe(exc)}
+        # isolate the failing points: evaluate one by one
+        values = np.full(m, np.nan)
+        reasons: dict[int, str] = {}
+        for i in range(m):
+            try:
+                v, r = _checked(oracle._evaluate(x[i : i + 1]), 1)
+                values[i] = v[0]
+                if r:
+                    reasons[i] = r[0]
+            except Exception as point_exc:  # noqa: BLE001
+                reasons[i] = _describe(point_exc)
+        return values, reasons
+
+
+def _checked(out: Any, m: int) -> tuple[np.ndarray, dict[int, str]]:
+    """Validate ``_evaluate``'s output: ``(m,)`` values, non-finite → failed with a reason."""
+    reasons: dict[int, str] = {}
+    if isinstance(out, Evaluation):
+        reasons = {int(k): str(v) for k, v in out.reasons.items()}
+        out = out.values
+    if isinstance(out, torch.Tensor):
+        out = out.detach().to("cpu", torch.float64).numpy()
+    values = np.asarray(out, dtype=np.float64).reshape(-1) if np.ndim(out) <= 1 else None
+    if values is None or values.shape[0] != m:
+        got = np.shape(out)
+        raise ValueError(f"_evaluate must return {m} values (shape ({m},)), got shape {got}")
+    values = values.copy()
+    for i in np.flatnonzero(~np.isfinite(values)):
+        reasons.setdefault(int(i), f"non-finite value {values[i]}")
+    for i in reasons:
+        values[i] = np.nan
+    return values, reasons
+
+
+class Oracle(ABC):
+    """A batch black box ``x (n, *shape) -> (n,)`` float64 to maximize; NaN marks a failed point.
+
+    Args:
+        noise_std: σ of the additive observation noise ``N(0, σ²)`` (0: exact).
+        negate: return ``−f`` (turns a minimization problem into maximization).
+        seed: seed of the oracle's generator (the noise).
+        executor: optional ``concurrent.futures.Executor`` (thread pool,
+            process pool, a cluster executor); chunks are submitted to it.
+            For process pools the oracle must be picklable (the executor and
+            the generator are not sent).
+        chunk_size: points per submitted job; default 1 (one job per point)
+            with an executor, the whole batch without.
+
+    Attributes:
+        failures: ``{index in the last batch: reason}`` of the last call.
+        failure_log: every failure so far as ``(call number, index, reason)``.
+        n_calls, n_evaluations: batches and points evaluated so far.
+    """
+
+    name: ClassVar[str] = "oracle"
+    shape: tuple[int, ...] = ()
+    bounds: tuple[float, float] | None = None
+    _optimal_value: float | None = None
+
+    def __init__(
+        self,
+        *,
+        noise_std: float = 0.0,
+        negate: bool = False,
+        seed: int = 0,
+        executor: Executor | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        if not (
+            isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0
+        ):
+            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError(
+                f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
+            )
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size must be an int >= 1 or None, got {chunk_size!r}")
+        self.shape = tuple(int(s) for s in self.shape)
+        if not self.shape or any(s < 1 for s in self.shape):
+            raise ValueError(
+                f"{type(self).__name__}.shape must be a non-empty tuple of sizes >= 1, got {self.shape}"
+            )
+        self.noise_std = float(noise_std)
+        self.negate = bool(negate)
+        self.seed = seed
+        self.executor = executor
+        self.chunk_size = chunk_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.failures: dict[int, str] = {}
+        self.failure_log: list[tuple[int, int, str]] = []
+        self.n_calls = 0
+        self.n_evaluations = 0
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """Workers get the oracle without its executor, generator and logs (noise is added by the caller)."""
+        state = self.__dict__.copy()
+        state["executor"] = None
+        state["generator"] = None
+        state["failure_log"] = []
+        return state
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Number of design coordinates, ``prod(shape)``."""
+        return math.prod(self.shape)
+
+    @property
+    def last_failures(self) -> dict[int, str]:
+        """Alias of :attr:`failures` (reasons of the last call's failed points)."""
+        return self.failures
+
+    @property
+    def optimal_value(self) -> float | None:
+        """Best noise-free value in this oracle's orientation (after ``negate``), if known."""
+        if self._optimal_value is None:
+            return None
+        return -self._optimal_value if self.negate else self._optimal_value
+
+    def reseed(self, seed: int) -> None:
+        """Restart the noise stream from ``seed``."""
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    # ------------------------------------------------------------------ evaluation
+    def _check(self, x: Any) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        if x.ndim != len(self.shape) + 1 or tuple(x.shape[1:]) != self.shape:
+            raise ValueError(
+                f"{self.name} oracle expects a batch of shape (n, {', '.join(map(str, self.shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return x.detach()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Values of the batch ``x (n, *shape)``: ``(n,)`` float64 on ``x``'s device, NaN where failed."""
+        x = self._check(x)
+        n = x.shape[0]
+        values = np.full(n, np.nan)
+        reasons: dict[int, str] = {}
+        if n:
+            # 1. evaluate, serially or chunk by chunk on the executor
+            size = self.chunk_size or (1 if self.executor is not None else n)
+            starts = list(range(0, n, size))
+            if self.executor is None:
+                results = [evaluate_chunk(self, x[s : s + size]) for s in starts]
+            else:
+                cpu = x.cpu()
+                futures = [
+                    self.executor.submit(evaluate_chunk, self, cpu[s : s + size]) for s in starts
+                ]
+                results = []
+                for s, fut in zip(starts, futures):
+                    try:
+                        results.append(fut.result())
+                    except Exception as exc:  # noqa: BLE001 - e.g. a worker died or pickling failed
+                        m = min(size, n - s)
+                        results.append(
+                            (
+                                np.full(m, np.nan),
+                                dict.fromkeys(range(m), f"executor: {_describe(exc)}"),
+                            )
+                        )
+            for s, (v, r) in zip(starts, results):
+                values[s : s + v.shape[0]] = v
+                reasons.update({s + i: msg for i, msg in r.items()})
+        # 2. noise from the oracle's generator (one draw per point), then negation
+        if self.noise_std > 0 and n:
+            values = (
+                values
+                + self.noise_std
+                * torch.randn(n, generator=self.generator, dtype=torch.float64).numpy()
+            )
+        if self.negate:
+            values = -values
+        self.n_calls += 1
+        self.n_evaluations += n
+        self.failures = dict(sorted(reasons.items()))
+        self.failure_log.extend((self.n_calls, i, msg) for i, msg in self.failures.items())
+        return torch.as_tensor(values, dtype=torch.float64).to(x.device)
+
+    @abstractmethod
+    def _evaluate(self, x: torch.Tensor) -> torch.Tensor | np.ndarray | Evaluation:
+        """Noise-free values of ``x (m, *shape)``: ``(m,)``, NaN or :class:`Evaluation` reasons for failures.
+
+        May raise: the base then retries point by point and records the exception as the reason.
+        """
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, shape={self.shape}, noise_std={self.noise_std}, "
+            f"negate={self.negate}, seed={self.seed})"
+        )
+
+
+class DifferentiableOracle(Oracle):
+    """An oracle given by a differentiable torch function ``evaluate_true`` (synthetic benchmarks).
+
+    Implement ``evaluate_true(x (n, *shape)) -> (n,)`` (noise-free, before
+    ``negate``); calling the oracle evaluates it without gradients, and
+    :meth:`true_value` gives the differentiable noise-free value in the
+    oracle's orientation (for upper-bound baselines and analytic checks).
+    """
+
+    def _evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.evaluate_true(x)
+
+    @abstractmethod
+    def evaluate_true(self, x: torch.Tensor) -> torch.Tensor:
+        """Noise-free value of ``x (n, *shape)``, shape ``(n,)``, differentiable in ``x``."""
+
+    def true_value(self, x: torch.Tensor) -> torch.Tensor:
+        """Noise-free value after ``negate``, differentiable in ``x``; shape ``(n,)``."""
+        f = self.evaluate_true(x)
+        return -f if self.negate else f
