@@ -1,0 +1,486 @@
+"""``sqdf-bbo``: run a study from the shell, one call per lab step (days may pass between calls).
+
+    sqdf-bbo init   --study DIR --prior digits [--batch-size 64 --seed 0 --method sqdf --set k=v]
+    sqdf-bbo ask    --study DIR [--n 96] --out batch.csv        # + batch.npy (n, *shape) beside it
+    sqdf-bbo tell   --study DIR results.csv                     # columns id,value; empty/nan = failed
+    sqdf-bbo add    --study DIR data.csv                        # external data: x0..x{D-1},value
+    sqdf-bbo status --study DIR [--json]
+    sqdf-bbo export --study DIR --out history.csv [--state pending]
+    sqdf-bbo bench  --suite quick --out runs/bench               # benchmarks.runner.bench_cli
+    sqdf-bbo demo   --out runs/demo                              # benchmarks.demo.demo_cli
+
+Every call loads the study, acts, and commits before it exits (see :mod:`sqdf_bbo.store`).
+Errors print one line to stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "CLIError"]
+
+FAILED_TOKENS = ("", "nan", "na", "n/a", "failed")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise CLIError(f"{self.prog}: {message}")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _load_prior(name: str, device: str) -> Any:
+    from .prior import DiffusionPrior
+
+    if Path(name).is_dir():
+        return DiffusionPrior.load(name, device=device)
+    from .registry import available_priors, load_prior
+
+    names = available_priors()
+    if name not in names:
+        raise CLIError(
+            f"unknown prior {name!r}; available: {', '.join(names) or 'none'} (or a folder)"
+        )
+    return load_prior(name, device=device)
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _optimizer_classes() -> dict[str, type]:
+    from . import sqdf_optimizer  # noqa: F401  (registers "sqdf")
+    from .optimizer import registered_methods
+
+    try:  # baselines register themselves when imported (optional module)
+        importlib.import_module("sqdf_bbo.baselines")
+    except ModuleNotFoundError as err:
+        if err.name not in ("sqdf_bbo.baselines",):
+            raise
+    return {k: v for k, v in registered_methods().items() if not k.startswith("test-")}
+
+
+def _load_study(path: str, attach: bool = True) -> Any:
+    from .optimizer import Optimizer
+
+    _optimizer_classes()
+    return Optimizer.load(path, attach=attach)
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_designs_csv(
+    path: Path, ids: list[int], x: Any, extra: dict[str, list] | None = None
+) -> None:
+    flat = x.reshape(x.shape[0], -1).double().cpu().numpy()
+    header = ["id"] + [f"x{j}" for j in range(flat.shape[1])] + list(extra or {})
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            for k, i in enumerate(ids):
+                row = [str(i)] + [repr(float(v)) for v in flat[k]]
+                row += [str(col[k]) for col in (extra or {}).values()]
+                w.writerow(row)
+
+    _write_atomic(path, write)
+
+
+def _read_csv(path: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"no such file: {path}")
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None:
+            raise CLIError(f"{path} is empty (expected a header line)")
+        header = [h.strip() for h in reader.fieldnames]
+        reader.fieldnames = header
+        rows = [
+            (reader.line_num, {k: (v or "").strip() for k, v in r.items() if k}) for r in reader
+        ]
+    return header, rows
+
+
+def _parse_value(raw: str, where: str) -> float:
+    if raw.lower() in FAILED_TOKENS:
+        return math.nan
+    try:
+        return float(raw)
+    except ValueError:
+        raise CLIError(
+            f"{where}: value {raw!r} is not a number (leave it empty or write nan for a failed evaluation)"
+        ) from None
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_init(args: argparse.Namespace) -> int:
+    classes = _optimizer_classes()
+    cls = classes.get(args.method)
+    if cls is None:
+        raise CLIError(f"unknown method {args.method!r}; available: {', '.join(sorted(classes))}")
+    prior = _load_prior(args.prior, args.device)
+    sets = _parse_sets(args.set or [])
+    kwargs: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed, "study": args.study}
+    if args.method == "sqdf":
+        from .sqdf_optimizer import SQDFOptimizerConfig
+
+        kwargs["config"] = SQDFOptimizerConfig.from_dict(sets)
+    elif sets:
+        raise CLIError(f"--set is only supported for method 'sqdf', not {args.method!r}")
+    opt = cls(prior, **kwargs)
+    print(
+        f"created study {opt.study} (method {args.method}, prior {args.prior}, design shape "
+        f"{tuple(opt.shape)}, batch size {opt.batch_size}, seed {opt.seed})\n"
+        f"next: sqdf-bbo ask --study {args.study} --out batch.csv"
+    )
+    opt.close()
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise CLIError(f"--out must name a .csv file, got {args.out!r}")
+    opt = _load_study(args.study)
+    try:
+        batch = opt.ask(args.n)
+    finally:
+        opt.close()
+    npy = out.with_suffix(".npy")
+    # The points are committed as pending now; if writing fails they can be re-exported.
+    try:
+        _write_designs_csv(out, batch.ids, batch.x)
+        arr = batch.x.cpu().numpy()
+
+        def write_npy(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+
+        _write_atomic(npy, write_npy)
+    except OSError as err:
+        raise CLIError(
+            f"asked {len(batch)} points but could not write {out}: {err}; recover them with "
+            f"sqdf-bbo export --study {args.study} --state pending --out FILE.csv"
+        ) from None
+    print(
+        f"asked {len(batch)} designs (ids {batch.ids[0]}..{batch.ids[-1]}, round {opt.round}) "
+        f"-> {out} and {npy} (shape {tuple(batch.x.shape)})\n"
+        f"next: evaluate them, write a CSV with columns id,value, then "
+        f"sqdf-bbo tell --study {args.study} FILE.csv"
+    )
+    return 0
+
+
+def cmd_tell(args: argparse.Namespace) -> int:
+    header, rows = _read_csv(args.results)
+    for col in ("id", "value"):
+        if col not in header:
+            raise CLIError(f"{args.results} has no {col!r} column (columns: {', '.join(header)})")
+    if not rows:
+        raise CLIError(f"{args.results} has no rows")
+    ids, values = [], []
+    for line, r in rows:
+        where = f"{args.results} line {line}"
+        try:
+            ids.append(int(r["id"]))
+        except ValueError:
+            raise CLIError(f"{where}: id {r['id']!r} is not an integer") from None
+        values.append(_parse_value(r["value"], where))
+    opt = _load_study(args.study)
+    try:
+        opt.tell(ids, values)  # validates everything before writing anything
+    finally:
+        opt.close()
+    n_failed = sum(1 for v in values if not math.isfinite(v))
+    c = opt.counts()
+    print(
+        f"told {len(ids)} values ({n_failed} failed) to {args.study}; "
+        f"pending {c['pending']}, complete {c['complete']}, failed {c['failed']}"
+    )
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    header, rows = _read_csv(args.data)
+    xcols = [h for h in header if h.startswith("x") and h[1:].isdigit()]
+    if "value" not in header or not xcols:
+        raise CLIError(
+            f"{args.data} needs columns x0..x{{D-1}} and value (got {', '.join(header)})"
+        )
+    xcols.sort(key=lambda h: int(h[1:]))
+    if not rows:
+        raise CLIError(f"{args.data} has no rows")
+    xs, values = [], []
+    for line, r in rows:
+        where = f"{args.data} line {line}"
+        try:
+            xs.append([float(r[c]) for c in xcols])
+        except ValueError:
+            raise CLIError(f"{where}: a design value is not a number") from None
+        values.append(_parse_value(r["value"], where))
+    opt = _load_study(args.study)
+    try:
+        dim = int(np.prod(opt.shape))
+        if len(xcols) != dim:
+            raise CLIError(
+                f"{args.data} has {len(xcols)} design columns; the study's designs have {dim}"
+            )
+        x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
+        ids = opt.tell_external(x, values)
+    finally:
+        opt.close()
+    print(f"added {len(ids)} external observations (ids {ids[0]}..{ids[-1]}) to {args.study}")
+    return 0
+
+
+def _status(opt: Any) -> dict[str, Any]:
+    h = opt.history
+    best = opt.best()
+    c = opt.counts()
+    out: dict[str, Any] = {
+        "study": str(opt.study) if opt.study else None,
+        "method": opt.method,
+        "shape": list(opt.shape),
+        "batch_size": opt.batch_size,
+        "seed": opt.seed,
+        "round": opt.round,
+        "points": len(h),
+        "pending": c["pending"],
+        "complete": c["complete"],
+        "failed": c["failed"],
+        "external": int((h["source"] == "external").sum()) if len(h) else 0,
+        "best_value": None if best is None else best.value,
+        "best_id": None if best is None else best.id,
+    }
+    prior = getattr(opt, "prior", None)
+    if prior is not None:
+        out["prior"] = prior.name
+    return out
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    opt = _load_study(args.study, attach=False)
+    st = _status(opt)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    h = opt.history
+    print(
+        f"study    {args.study}  (method {st['method']}, prior {st.get('prior', '-')}, shape {tuple(st['shape'])})"
+    )
+    print(f"rounds   {st['round']} fitted; batch size {st['batch_size']}; seed {st['seed']}")
+    print(
+        f"points   {st['points']}: pending {st['pending']}, complete {st['complete']}, "
+        f"failed {st['failed']} (external {st['external']})"
+    )
+    if st["best_value"] is None:
+        print("best     - (no successful evaluation yet)")
+    else:
+        print(f"best     {st['best_value']:.6g} (id {st['best_id']})")
+    if len(h):
+        per = h.groupby("round").agg(
+            asked=("source", lambda s: int((s == "asked").sum())),
+            complete=("state", lambda s: int((s == "complete").sum())),
+            mean=(
+                "value",
+                lambda v: (
+                    float(v[v.map(math.isfinite)].mean())
+                    if v.map(math.isfinite).any()
+                    else math.nan
+                ),
+            ),
+            best=(
+                "value",
+                lambda v: (
+                    float(v[v.map(math.isfinite)].max()) if v.map(math.isfinite).any() else math.nan
+                ),
+            ),
+        )
+        print("per round:")
+        print(per.to_string())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    opt = _load_study(args.study, attach=False)
+    h = opt.history
+    if args.state:
+        h = h[h["state"] == args.state]
+    ids = [int(i) for i in h["id"]]
+    out = Path(args.out)
+    if not ids:
+        raise CLIError(f"no points with state {args.state!r} in {args.study}")
+    x = opt.designs(ids)
+    extra = {
+        "round": h["round"].tolist(),
+        "state": h["state"].tolist(),
+        "value": ["" if math.isnan(v) else repr(v) for v in h["value"].tolist()],
+        "source": h["source"].tolist(),
+    }
+    _write_designs_csv(out, ids, x, extra)
+    print(f"wrote {len(ids)} points to {out}")
+    return 0
+
+
+def _delegate(module: str, func: str, args: argparse.Namespace) -> int:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name and (module == err.name or module.startswith(err.name + ".")):
+            raise CLIError(
+                f"'{args.command}' needs {module} ({module.replace('.', '/')}.py), which is not "
+                "available in this installation"
+            ) from None
+        raise
+    fn = getattr(mod, func, None)
+    if fn is None:
+        raise CLIError(f"'{args.command}' needs {module}.{func}, which does not exist")
+    result = fn(args)
+    return int(result) if isinstance(result, int) else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return _delegate("benchmarks.runner", "bench_cli", args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _delegate("benchmarks.demo", "demo_cli", args)
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="sqdf-bbo",
+        description="Online black-box optimization with SQDF-fine-tuned diffusion priors.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def study_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--study", required=True, metavar="DIR", help="study folder")
+
+    sp = sub.add_parser("init", help="create a study folder")
+    study_arg(sp)
+    sp.add_argument(
+        "--prior", required=True, help="embedded prior name (digits, rings) or a saved prior folder"
+    )
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--method", default="sqdf", help="optimizer (default sqdf)")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="SQDFOptimizerConfig field (JSON value), repeatable",
+    )
+    sp.set_defaults(func=cmd_init)
+
+    sp = sub.add_parser("ask", help="propose designs; write CSV (+ .npy beside it)")
+    study_arg(sp)
+    sp.add_argument(
+        "--n", type=int, default=None, help="number of designs (default: the study's batch size)"
+    )
+    sp.add_argument("--out", default="batch.csv", help="CSV file (default batch.csv)")
+    sp.set_defaults(func=cmd_ask)
+
+    sp = sub.add_parser("tell", help="report values from a CSV with columns id,value")
+    study_arg(sp)
+    sp.add_argument("results", help="CSV with columns id,value (empty or nan = failed)")
+    sp.set_defaults(func=cmd_tell)
+
+    sp = sub.add_parser("add", help="add external observations (CSV: x0..x{D-1},value)")
+    study_arg(sp)
+    sp.add_argument("data")
+    sp.set_defaults(func=cmd_add)
+
+    sp = sub.add_parser("status", help="rounds, counts and best value")
+    study_arg(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_status)
+
+    sp = sub.add_parser("export", help="write points (designs, values, states) to CSV")
+    study_arg(sp)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--state", choices=("pending", "complete", "failed"), default=None)
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("bench", help="run a benchmark suite (benchmarks.runner)")
+    sp.add_argument("--suite", choices=("quick", "paper"), default="quick")
+    sp.add_argument("--out", default="runs/bench")
+    sp.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    sp.add_argument("--methods", default=None, help="comma-separated method names")
+    sp.add_argument("--tasks", default=None, help="comma-separated task names")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--no-progress", dest="progress", action="store_false")
+    sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser("demo", help="the digits demo (benchmarks.demo)")
+    sp.add_argument("--out", default="runs/demo")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--no-progress", dest="progress", action="store_false")
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sqdf-bbo`` console script; returns the exit code."""
+    from .store import StudyError
+
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        return int(args.func(args))
+    except CLIError as err:
+        msg = str(err)
+    except StudyError as err:
+        msg = f"sqdf-bbo: {err}"
+    except KeyError as err:
+        msg = f"sqdf-bbo: {err.args[0] if err.args else err}"
+    except (ValueError, TypeError, OSError) as err:
+        msg = f"sqdf-bbo: {err}"
+    except KeyboardInterrupt:
+        msg = "sqdf-bbo: interrupted (everything told before is saved)"
+    print(" ".join(msg.split()), file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
