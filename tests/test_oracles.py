@@ -340,3 +340,18 @@ def test_executor_job_failure_is_recorded() -> None:
         y = oracle(torch.zeros(2, 2))
     assert torch.isnan(y).all()
     assert all(r.startswith("executor: ") for r in oracle.failures.values())
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_values_follow_the_batch_device(device: str) -> None:
+    x = torch.tensor([[3.0, 3.0], [0.0, 0.0]], device=device)
+    oracle = RingsOracle(noise_std=0.01, seed=0)
+    y = oracle(x)
+    assert y.device == x.device and y.dtype == torch.float64
+    assert torch.allclose(y.cpu(), RingsOracle(noise_std=0.01, seed=0)(x.cpu()))
+    branin = BoTorchOracle("branin")
+    assert torch.allclose(
+        branin(branin.optimizers.to(device)).cpu(),
+        torch.full((3,), -0.397887, dtype=torch.float64),
+        atol=1e-5,
+    )

@@ -264,3 +264,36 @@ def test_make_surrogate_names_and_errors() -> None:
         make_surrogate("ucb", beta=-1.0)
     with pytest.raises(ValueError, match="max_points"):
         make_surrogate("gp", max_points=1)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+def test_device_follows_inputs(name: str, device: str) -> None:
+    """Fit and predict on the inputs' device; state_dict is CPU; load + to(device) restores it."""
+    x, y = dataset_2d(50, seed=12)
+    x, y = x.to(device), y.to(device)
+    sur = make_surrogate(name, seed=0, steps=50) if name != "gp" else make_surrogate(name, seed=0)
+    sur.fit(x, y)
+    probe = x[:6].clone().requires_grad_(True)
+    opt = sur.optimistic(probe)
+    assert opt.device == probe.device and opt.dtype == probe.dtype
+    (grad,) = torch.autograd.grad(opt.sum(), probe)
+    assert torch.isfinite(grad).all()
+    state = sur.state_dict()
+    assert all(v.device.type == "cpu" for v in state.values() if isinstance(v, torch.Tensor))
+    clone = Surrogate.from_state_dict(state).to(device)
+    assert torch.allclose(clone.optimistic(probe), opt, rtol=1e-5, atol=1e-6)
+
+
+def test_failed_fit_keeps_the_previous_model() -> None:
+    x, y = dataset_2d(30, seed=13)
+    sur = make_surrogate("ucb", seed=0, steps=50).fit(x, y)
+    before = sur.mean(x)
+    with pytest.raises(ValueError, match="non-finite"):
+        sur.fit(torch.zeros(4, 3), torch.tensor([1.0, float("nan"), 2.0, 3.0]))
+    assert torch.equal(sur.mean(x), before)
+    sur.fit(torch.zeros(4, 3), torch.arange(4.0))  # a new design shape is fine on refit
+    assert sur.mean(torch.zeros(2, 3)).shape == (2,)

@@ -123,7 +123,7 @@ class Surrogate(ABC):
             )
         return z.reshape(z.shape[0], -1)
 
-    def _check_x(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
+    def _check_x(self, x: torch.Tensor, what: str = "x", fitting: bool = False) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise TypeError(
                 f"{what} must be a torch.Tensor of shape (n, *shape), got {type(x).__name__}"
@@ -132,7 +132,11 @@ class Surrogate(ABC):
             raise ValueError(
                 f"{what} must have shape (n, *shape) with at least 2 dimensions, got {tuple(x.shape)}"
             )
-        if self._design_shape is not None and tuple(x.shape[1:]) != self._design_shape:
+        if (
+            not fitting
+            and self._design_shape is not None
+            and tuple(x.shape[1:]) != self._design_shape
+        ):
             raise ValueError(
                 f"{what} has design shape {tuple(x.shape[1:])}, but the surrogate was fitted on "
                 f"designs of shape {self._design_shape}"
@@ -153,8 +157,7 @@ class Surrogate(ABC):
         Refits from scratch (same seed: same result). ``y`` must be finite: drop
         failed (NaN) observations before fitting.
         """
-        x = self._check_x(x)
-        self._design_shape = None
+        x = self._check_x(x, fitting=True)
         if not isinstance(y, torch.Tensor):
             y = torch.as_tensor(y)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -178,21 +181,24 @@ class Surrogate(ABC):
             if not torch.isfinite(z).all():
                 raise ValueError("x (or its features) contains non-finite values")
             # 1. standardize features with the training statistics (constant features keep scale 1)
-            self._z_mean = z.mean(0)
+            z_mean = z.mean(0)
             z_std = z.std(0, unbiased=False) if z.shape[0] > 1 else torch.ones_like(z[0])
-            self._z_std = torch.where(z_std > _STD_FLOOR, z_std, torch.ones_like(z_std))
+            z_std = torch.where(z_std > _STD_FLOOR, z_std, torch.ones_like(z_std))
             # 2. standardize targets: y_s = (y − ȳ) / s
             y64 = y.double()
-            self._y_mean = float(y64.mean())
+            y_mean = float(y64.mean())
             spread = float(y64.std(unbiased=False)) if y.shape[0] > 1 else 0.0
-            scale_floor = _STD_FLOOR * max(1.0, abs(self._y_mean))
-            self._degenerate = y.shape[0] < 2 or spread <= scale_floor
-            self._y_std = 1.0 if self._degenerate else spread
-            zn = (z - self._z_mean) / self._z_std
-            ys = ((y64 - self._y_mean) / self._y_std).to(zn.dtype)
+            degenerate = y.shape[0] < 2 or spread <= _STD_FLOOR * max(1.0, abs(y_mean))
+            y_std = 1.0 if degenerate else spread
+            zn = (z - z_mean) / z_std
+            ys = ((y64 - y_mean) / y_std).to(zn.dtype)
+        # the inputs are valid: replace the previous fit
+        self._fitted = False
+        self._z_mean, self._z_std = z_mean, z_std
+        self._y_mean, self._y_std, self._degenerate = y_mean, y_std, degenerate
         self._design_shape = tuple(x.shape[1:])
         self.n_train = int(x.shape[0])
-        if not self._degenerate:
+        if not degenerate:
             self._fit(zn, ys)
         self._fitted = True
         return self
