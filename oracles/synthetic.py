@@ -125,4 +125,6 @@ class BoTorchOracle(DifferentiableOracle):
         return self.to_design(torch.tensor(opts, dtype=torch.float64))
 
     def evaluate_true(self, x: torch.Tensor) -> torch.Tensor:
+        if self.function.bounds.device != x.device:
+            self.function.to(x.device)  # its constants are buffers (e.g. Hartmann's A, P)
         return self.function.evaluate_true(self.to_function_domain(x))

@@ -355,3 +355,5 @@ def test_values_follow_the_batch_device(device: str) -> None:
         torch.full((3,), -0.397887, dtype=torch.float64),
         atol=1e-5,
     )
+    hart = BoTorchOracle("hartmann", function_kwargs={"dim": 6})
+    assert float(hart(hart.optimizers.to(device))) == pytest.approx(3.32237, abs=1e-4)
