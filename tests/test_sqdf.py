@@ -433,3 +433,19 @@ def test_finetune_leaves_the_prior_alone_and_calls_back(flat_prior) -> None:
     # early stop: a callback returning True ends training
     trainer = SQDFTrainer(flat_prior, SQDFConfig(rollouts_per_step=1, batch_size=2))
     assert len(trainer.train(linear_reward, steps=10, callback=lambda m: True, progress=False)) == 1
+
+
+@pytest.mark.parametrize("method", ["random", "on-policy", "reward", "reward+gamma"])
+def test_trains_from_queried_trajectories_only(flat_prior, method) -> None:
+    """The ask/tell pattern: no rollouts, a buffer of queried trajectories with observed values."""
+    buf = ReplayBuffer(capacity=32, seed=0)
+    q = flat_prior.sample(8, torch.Generator().manual_seed(0), return_trajectory=True)
+    buf.add(q.trajectory, torch.linspace(-3, -1, 8), "queried", round=0)
+    cfg = SQDFConfig(
+        rollouts_per_step=0, onpolicy_fraction=0.0, buffer_method=method, batch_size=8, lr=0.05
+    )
+    trainer = SQDFTrainer(flat_prior, cfg, buffer=buf)
+    history = trainer.train(linear_reward, steps=3, progress=False)
+    assert len(buf) == 8 and all(h["grad_norm"] > 0 for h in history)
+    assert history[0]["kl"] == pytest.approx(0.0, abs=1e-10)  # policy starts at the prior
+    assert history[-1]["kl"] > 0
