@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 __all__ = ["Oracle", "DifferentiableOracle", "Evaluation", "evaluate_chunk"]
 
@@ -112,6 +113,7 @@ class Oracle(ABC):
             the generator are not sent).
         chunk_size: points per submitted job; default 1 (one job per point)
             with an executor, the whole batch without.
+        progress: show a tqdm bar over the chunks of each call (slow simulators).
 
     Attributes:
         failures: ``{index in the last batch: reason}`` of the last call.
@@ -132,6 +134,7 @@ class Oracle(ABC):
         seed: int = 0,
         executor: Executor | None = None,
         chunk_size: int | None = None,
+        progress: bool = False,
     ) -> None:
         if not (
             isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0
@@ -155,6 +158,7 @@ class Oracle(ABC):
         self.seed = seed
         self.executor = executor
         self.chunk_size = chunk_size
+        self.progress = bool(progress)
         self.generator = torch.Generator().manual_seed(seed)
         self.failures: dict[int, str] = {}
         self.failure_log: list[tuple[int, int, str]] = []
@@ -214,8 +218,12 @@ class Oracle(ABC):
             # 1. evaluate, serially or chunk by chunk on the executor
             size = self.chunk_size or (1 if self.executor is not None else n)
             starts = list(range(0, n, size))
+            bar = tqdm(total=n, desc=f"oracle {self.name}", disable=not self.progress, leave=False)
             if self.executor is None:
-                results = [evaluate_chunk(self, x[s : s + size]) for s in starts]
+                results = []
+                for s in starts:
+                    results.append(evaluate_chunk(self, x[s : s + size]))
+                    bar.update(results[-1][0].shape[0])
             else:
                 cpu = x.cpu()
                 futures = [
@@ -233,6 +241,8 @@ class Oracle(ABC):
                                 dict.fromkeys(range(m), f"executor: {_describe(exc)}"),
                             )
                         )
+                    bar.update(results[-1][0].shape[0])
+            bar.close()
             for s, (v, r) in zip(starts, results):
                 values[s : s + v.shape[0]] = v
                 reasons.update({s + i: msg for i, msg in r.items()})
