@@ -86,15 +86,14 @@ def test_rings_toy_reward_rises_and_stays_natural() -> None:
     keep a high exact log-density; a naive maximizer reaching the same reward by gradient
     ascent on r from prior samples leaves the manifold.
     """
+    from oracles.toy import LinearOracle
     from sqdf_bbo.data import RingsDistribution
     from sqdf_bbo.registry import load_prior
 
     prior = load_prior("rings")
     data = RingsDistribution()
     a = torch.tensor([1.0, 0.5]) / torch.tensor([1.0, 0.5]).norm()
-
-    def reward(x: torch.Tensor) -> torch.Tensor:
-        return x.double() @ a.double()
+    reward = LinearOracle(direction=a)  # r(x) = aᵀx, |a| = 1, float64 values
 
     cfg = SQDFOptimizerConfig(gamma=1.0, alpha_official=0.5, progress=False)
     opt = SQDF(prior, batch_size=64, seed=0, config=cfg)
