@@ -188,6 +188,22 @@ class _OptimizerMeta(ABCMeta):
 _REGISTRY: dict[str, type[Optimizer]] = {}
 
 
+_BUILTIN_MODULES = ("sqdf_bbo.sqdf_optimizer", "sqdf_bbo.baselines")
+
+
+def _import_builtin_methods() -> None:
+    """Import this package's optimizer modules so that they register (a fixed list: nothing
+    named inside a study folder is ever imported)."""
+    import importlib
+
+    for name in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+
+
 def registered_methods() -> dict[str, type[Optimizer]]:
     """Optimizer classes known to ``Optimizer.load`` (by their ``method`` name)."""
     return dict(_REGISTRY)
@@ -833,6 +849,8 @@ class Optimizer(metaclass=_OptimizerMeta):
 
         meta = store.read_meta()
         method = meta.get("method")
+        if str(method) not in _REGISTRY:
+            _import_builtin_methods()
         target = _REGISTRY.get(str(method))
         if cls is not Optimizer and cls.method != method:
             raise StudyError(
@@ -882,7 +900,17 @@ class Optimizer(metaclass=_OptimizerMeta):
             snap = meta.get("snapshot")
             if snap is not None:
                 state, tensors = store.read_snapshot(str(snap))
-                obj.generator.set_state(tensors["rng/torch"])
+                try:
+                    obj.generator.set_state(tensors["rng/torch"])
+                except RuntimeError:  # saved on another device kind: reseed deterministically
+                    import warnings
+
+                    warnings.warn(
+                        f"the random state in {store.path} was saved on another device kind; "
+                        "reseeding (results continue but are not bit-identical)",
+                        stacklevel=3,
+                    )
+                    obj.generator.manual_seed(obj.seed + 1_000_003 * (len(points) + 1))
                 obj.np_rng.bit_generator.state = state["numpy_rng"]
                 obj._load_extra_state(join_state(state["extra"], tensors))
         except StudyError:
