@@ -32,6 +32,10 @@ class OptimizerContract:
     """Mixin of contract tests; override :meth:`make_optimizer` (and optionally ``objective``)."""
 
     batch_size: int = 4
+    exact_resume: bool = True
+    """Whether a reloaded optimizer must propose exactly the batch the original would. Set it
+    to ``False`` only for algorithms whose proposals depend on state that cannot be saved
+    (e.g. a third-party optimizer drawing from the global RNG); say why where you do."""
 
     def make_optimizer(self, study: Path | None = None) -> Optimizer:
         """A fresh optimizer with a fixed seed (``study`` = folder to write through to)."""
@@ -232,7 +236,11 @@ class OptimizerContract:
         # The restored state continues exactly like the original.
         nxt, nxt_loaded = opt.ask(), loaded.ask()
         assert nxt.ids == nxt_loaded.ids
-        assert torch.allclose(nxt.x, nxt_loaded.x, atol=1e-5), "save/load must restore all state"
+        assert torch.isfinite(nxt_loaded.x).all()
+        if self.exact_resume:
+            assert torch.allclose(nxt.x, nxt_loaded.x, atol=1e-5), (
+                "save/load must restore all state"
+            )
         loaded.tell(b.ids[1:], self.objective(b.x[1:]))
         assert loaded.counts()["pending"] == len(nxt.ids)
         assert Optimizer.load(tmp_path / "s", attach=False).round == saved_round
