@@ -135,7 +135,9 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True
 
 
 def demo_cli(args: argparse.Namespace) -> int:
-    """Entry of ``sqdf-bbo demo`` (args: out, seed, progress)."""
+    """Entry of ``sqdf-bbo demo`` (args: out, seed, progress, optional threads — torch threads,
+    default 1: the models are tiny and oversubscribed threads on shared cores are very slow)."""
+    torch.set_num_threads(int(getattr(args, "threads", None) or 1))
     run_demo(args.out, seed=int(getattr(args, "seed", 0)), progress=getattr(args, "progress", True))
     return 0
 
@@ -146,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return demo_cli(p.parse_args(argv))
 

@@ -169,26 +169,69 @@ def run_one(
     return df
 
 
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(int(threads))
+
+
+def _run_in_worker(task_name: str, method: str, seed: int, suite: Suite, out: str) -> str:
+    run_one(task_name, method, seed, suite, Path(out), progress=False)
+    return f"{task_name}/{method}/seed{seed}"
+
+
 def run_suite(
     suite: Suite,
     out: str | Path,
     progress: bool = True,
     report: bool = True,
+    workers: int = 1,
+    threads: int | None = None,
 ) -> pd.DataFrame:
-    """Run (or resume) every run of ``suite`` into ``out``; write the summary and plots."""
+    """Run (or resume) every run of ``suite`` into ``out``; write the summary and plots.
+
+    Args:
+        suite: the grid and budgets.
+        out: output folder (finished runs in it are skipped).
+        progress: tqdm bar over runs.
+        report: write summary.csv / summary.md / plots at the end.
+        workers: runs executed in parallel processes (``spawn``); 1 runs them in this
+            process. Only tasks registered at import of :mod:`benchmarks.tasks` are
+            available in worker processes.
+        threads: torch threads per worker process (default 1: these models are tiny and
+            oversubscribed OpenMP threads slow down by orders of magnitude on shared cores).
+    """
     from tqdm.auto import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     grid = [(t, m, s) for t in suite.tasks for m in suite.methods for s in suite.seeds]
-    frames = []
+    todo = [g for g in grid if not is_done(run_dir(out, *g))]
     t0 = time.perf_counter()
-    bar = tqdm(grid, desc=f"suite {suite.name}", disable=not progress, unit="run")
-    for task_name, method, seed in bar:
-        bar.set_postfix_str(f"{task_name}/{method}/seed{seed}")
-        frames.append(run_one(task_name, method, seed, suite, out, progress=False))
+    bar = tqdm(total=len(grid), desc=f"suite {suite.name}", disable=not progress, unit="run")
+    bar.update(len(grid) - len(todo))
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(
+            max_workers=int(workers),
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(threads or 1,),
+        ) as pool:
+            futures = [pool.submit(_run_in_worker, *g, suite, str(out)) for g in todo]
+            for fut in as_completed(futures):
+                bar.set_postfix_str(fut.result())
+                bar.update(1)
+    else:
+        for task_name, method, seed in todo:
+            bar.set_postfix_str(f"{task_name}/{method}/seed{seed}")
+            run_one(task_name, method, seed, suite, out, progress=False)
+            bar.update(1)
+    bar.close()
     elapsed = time.perf_counter() - t0
-    rounds = pd.concat(frames, ignore_index=True)
+    rounds = pd.concat(
+        [pd.read_csv(run_dir(out, *g) / "rounds.csv") for g in grid], ignore_index=True
+    )
     (out / "suite.json").write_text(
         json.dumps(
             {
@@ -199,13 +242,14 @@ def run_suite(
                 "seeds": list(suite.seeds),
                 "budgets": list(suite.budgets),
                 "this_invocation_s": elapsed,
+                "runs_done_in_this_invocation": len(todo),
+                "workers": int(workers),
                 "sum_of_run_times_s": float(
                     sum(
-                        json.loads((run_dir(out, t, m, s) / "done.json").read_text())["total_s"]
-                        for t, m, s in grid
+                        json.loads((run_dir(out, *g) / "done.json").read_text())["total_s"]
+                        for g in grid
                     )
                 ),
-                "torch_threads": torch.get_num_threads(),
             },
             indent=2,
         )
@@ -225,7 +269,12 @@ def _split(s: str | None) -> list[str] | None:
 
 
 def bench_cli(args: argparse.Namespace) -> int:
-    """Entry of ``sqdf-bbo bench`` (args: suite, out, seeds, tasks, methods, progress)."""
+    """Entry of ``sqdf-bbo bench``.
+
+    ``args``: ``suite``, ``out``, optional ``seeds`` / ``tasks`` / ``methods`` (comma-separated
+    filters), ``progress``, ``workers`` (parallel runs, default 1) and ``threads`` (torch
+    threads per process, default 1).
+    """
     suite = get_suite(args.suite)
     seeds = _split(getattr(args, "seeds", None))
     suite = suite.restricted(
@@ -235,9 +284,21 @@ def bench_cli(args: argparse.Namespace) -> int:
     )
     for t in suite.tasks:
         get_task(t)  # unknown names fail here, before any run starts
+    threads = int(getattr(args, "threads", None) or 1)
+    workers = int(getattr(args, "workers", None) or 1)
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    run_suite(suite, args.out, progress=getattr(args, "progress", True))
-    print(f"suite {suite.name}: results in {args.out} ({time.perf_counter() - t0:.0f} s)")
+    run_suite(
+        suite,
+        args.out,
+        progress=getattr(args, "progress", True),
+        workers=workers,
+        threads=threads,
+    )
+    print(
+        f"suite {suite.name}: results in {args.out} ({time.perf_counter() - t0:.0f} s, "
+        f"{workers} worker(s) x {threads} torch thread(s))"
+    )
     return 0
 
 
@@ -253,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default=None)
     p.add_argument("--methods", default=None)
     p.add_argument("--tasks", default=None)
+    p.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return bench_cli(p.parse_args(argv))
 
