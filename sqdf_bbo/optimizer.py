@@ -802,6 +802,14 @@ class Optimizer(metaclass=_OptimizerMeta):
                 raise StudyError(
                     f"{path} holds another study; save to a new folder or load that study"
                 )
+            lost = self._would_lose(store)
+            if lost:
+                store.close()
+                raise StudyError(
+                    f"{path} holds {len(lost)} observation(s) this optimizer does not have "
+                    f"(e.g. id {lost[0]}, told after it was loaded); saving would lose them — "
+                    "load the study again instead"
+                )
         else:
             store, own = self._create_store(path), False
         try:
@@ -813,6 +821,20 @@ class Optimizer(metaclass=_OptimizerMeta):
             if not own:
                 store.close()
         return path
+
+    def _would_lose(self, store: StudyStore) -> list[int]:
+        """Ids whose stored state is newer than (or differs from) this optimizer's."""
+        lost = []
+        for r in store.read_points():
+            mine = self._points.get(r.id)
+            told_there = r.state != "pending"
+            same = mine is not None and (
+                mine.state == r.state
+                and (mine.value == r.value or (math.isnan(mine.value) and math.isnan(r.value)))
+            )
+            if mine is None or (told_there and not same):
+                lost.append(r.id)
+        return lost
 
     @classmethod
     def load(

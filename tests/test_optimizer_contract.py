@@ -368,3 +368,14 @@ def test_save_refuses_foreign_folder(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="not empty"):
         GaussianSearch().save(tmp_path / "b")
     assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
+
+
+def test_stale_copy_cannot_overwrite_newer_tells(tmp_path: Path) -> None:
+    study = tmp_path / "s"
+    live = GaussianSearch(batch_size=3, study=study)
+    b = live.ask()
+    stale = GaussianSearch.load(study, attach=False)
+    live.tell(b.ids, [1.0, 2.0, 3.0])
+    with pytest.raises(StudyError, match="does not have"):
+        stale.save(study)
+    assert GaussianSearch.load(study, attach=False).counts()["complete"] == 3
