@@ -1,0 +1,421 @@
+"""Reproduce the priors and the classifier shipped in ``sqdf_bbo/embedded/``.
+
+Usage::
+
+    python -m benchmarks.train_priors                      # all three, into sqdf_bbo/embedded/
+    python -m benchmarks.train_priors --only digits        # one of digits | rings | classifier
+    python -m benchmarks.train_priors --quick              # smoke run into a temporary folder
+
+What it trains (deterministic: seeded generators, fixed thread count):
+
+1. ``digits``: a diffusers ``UNet2DModel`` (1×8×8, block_out_channels (16, 32),
+   2 layers per block, no attention) with the DDPM ε-loss on the 1437 training
+   digits of :func:`sqdf_bbo.data.digits_split`, an EMA of its weights, and a
+   ``DDIMScheduler`` (squaredcos_cap_v2 betas, 1000 train steps, leading
+   timestep spacing, clip_sample=False); sampled with K = 20 steps, η = 1.
+   Leading spacing (t = 950, 900, …, 0) on purpose: the cosine schedule clips
+   β_999 at 0.999, so ᾱ_999 ≈ 1e-9 and a DDIM step from t = 999 ("trailing")
+   multiplies any ε error by √(ᾱ_949/ᾱ_999) ≈ 2500; from t = 950 the factor is ≈ 2.
+2. ``rings``: an :class:`~sqdf_bbo.models.MLPDenoiser` on fresh draws of
+   :class:`~sqdf_bbo.data.RingsDistribution` each step, same scheduler family.
+3. For each prior, a consistency model distilled from its deterministic DDIM ODE
+   (:func:`sqdf_bbo.consistency.distill_consistency`), and the per-noise-level
+   error report against Tweedie's one-call estimate.
+4. ``classifier``: :func:`sqdf_bbo.classifier.train_digits_classifier`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from sqdf_bbo.prior import DiffusionPrior
+
+__all__ = [
+    "DenoiserTrainConfig",
+    "PriorRecipe",
+    "DIGITS_RECIPE",
+    "RINGS_RECIPE",
+    "make_scheduler",
+    "digits_unet",
+    "train_denoiser",
+    "train_prior_denoiser",
+    "attach_consistency",
+    "state_error_report",
+    "main",
+]
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "sqdf_bbo" / "embedded"
+NAMES = ("digits", "rings", "classifier")
+
+
+@dataclass(frozen=True)
+class DenoiserTrainConfig:
+    """DDPM ε-loss training settings.
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: examples per step.
+        lr: AdamW learning rate (linear warm-up over 2% of steps, then cosine to 0).
+        weight_decay: AdamW weight decay.
+        ema_decay: decay of the exponential moving average of the weights (the
+            EMA weights are the ones shipped); 0 disables it.
+        seed: seeds initialization, data order, t and ε.
+    """
+
+    steps: int = 4000
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
+            )
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.ema_decay < 1:
+            raise ValueError(
+                "need lr > 0, weight_decay >= 0 and 0 <= ema_decay < 1; "
+                f"got {self.lr}, {self.weight_decay}, {self.ema_decay}"
+            )
+
+
+@dataclass(frozen=True)
+class PriorRecipe:
+    """Everything that defines one shipped prior.
+
+    Attributes:
+        name: registry name.
+        train: denoiser training settings.
+        num_inference_steps: K of the shipped sampler.
+        eta: DDIM η of the shipped sampler.
+        cm_steps / cm_batch_size / cm_lr / cm_pool_size: consistency distillation settings.
+    """
+
+    name: str
+    train: DenoiserTrainConfig
+    num_inference_steps: int = 20
+    eta: float = 1.0
+    cm_steps: int = 2000
+    cm_batch_size: int = 128
+    cm_lr: float = 1e-3
+    cm_pool_size: int = 4096
+
+
+DIGITS_RECIPE = PriorRecipe(
+    "digits", DenoiserTrainConfig(steps=4000, batch_size=128, lr=2e-3), cm_steps=3000, cm_lr=3e-4
+)
+RINGS_RECIPE = PriorRecipe(
+    "rings", DenoiserTrainConfig(steps=6000, batch_size=512, lr=2e-3), cm_steps=3000
+)
+
+
+def make_scheduler():
+    """The DDIM scheduler both shipped priors use (1000 train steps, cosine ᾱ, leading spacing)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        clip_sample=False,
+        timestep_spacing="leading",
+        set_alpha_to_one=True,
+    )
+
+
+def digits_unet(seed: int = 0) -> nn.Module:
+    """The digits ε-network: ``UNet2DModel`` 1×8×8, channels (16, 32), 2 layers per block."""
+    from diffusers import UNet2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet2DModel(
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=(16, 32),
+            layers_per_block=2,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=8,
+        )
+
+
+def rings_mlp(seed: int = 0) -> nn.Module:
+    """The rings ε-network: ``MLPDenoiser(2, hidden=128, depth=3)``."""
+    from sqdf_bbo.models import MLPDenoiser
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLPDenoiser(2, hidden=128, depth=3, time_dim=32)
+
+
+def train_denoiser(
+    net: nn.Module,
+    data: Callable[[int, torch.Generator], torch.Tensor],
+    scheduler,
+    cfg: DenoiserTrainConfig,
+    *,
+    progress: bool = True,
+    desc: str = "denoiser",
+) -> tuple[nn.Module, float]:
+    """Fit ``net`` with the DDPM ε-loss; returns (EMA copy of ``net``, mean loss of the last 5% of steps).
+
+    ``data(batch_size, generator)`` returns clean examples x_0, shape ``(b, *shape)``.
+    Loss: ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t ~ U{0, …, T−1}.
+    """
+    from tqdm.auto import tqdm
+
+    from sqdf_bbo.prior import call_denoiser
+
+    device = next(net.parameters()).device
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    ab_all = scheduler.alphas_cumprod.float().to(device)
+    T = len(ab_all)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, cfg.steps // 50)
+    sched = torch.optim.lr_scheduler.SequentialLR(
+        opt,
+        [
+            torch.optim.lr_scheduler.LinearLR(opt, 0.01, 1.0, total_iters=warm),
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps - warm)),
+        ],
+        milestones=[warm],
+    )
+    tail: list[float] = []
+    net.train()
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        # 1. x_0 from the data, t uniform, ε standard normal.
+        x0 = data(cfg.batch_size, gen)
+        t = torch.randint(T, (x0.shape[0],), generator=gen)
+        eps = torch.randn(x0.shape, generator=gen)
+        x0, t, eps = x0.to(device), t.to(device), eps.to(device)
+        ab = ab_all[t].reshape(-1, *([1] * (x0.ndim - 1)))
+        # 2. x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, loss on ε.
+        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        loss = (call_denoiser(net, xt, t) - eps).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        # 3. EMA of the weights.
+        with torch.no_grad():
+            d = cfg.ema_decay if step > warm else 0.0
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+            for be, b in zip(ema.buffers(), net.buffers()):
+                be.copy_(b)
+        if step >= cfg.steps * 0.95:
+            tail.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    ema.eval()
+    return ema, sum(tail) / max(1, len(tail))
+
+
+def _digits_data() -> Callable[[int, torch.Generator], torch.Tensor]:
+    from sqdf_bbo.data import digits_split
+
+    x = digits_split().x_train
+
+    def draw(b: int, gen: torch.Generator) -> torch.Tensor:
+        return x[torch.randint(x.shape[0], (b,), generator=gen)]
+
+    return draw
+
+
+def _rings_data() -> Callable[[int, torch.Generator], torch.Tensor]:
+    from sqdf_bbo.data import RingsDistribution
+
+    dist = RingsDistribution()
+    return lambda b, gen: dist.sample(b, gen)
+
+
+def train_prior_denoiser(
+    recipe: PriorRecipe, *, device: str = "cpu", progress: bool = True
+) -> DiffusionPrior:
+    """Train the ε-network of one prior; returns the prior without a consistency model."""
+    from sqdf_bbo.prior import DiffusionPrior
+
+    scheduler = make_scheduler()
+    if recipe.name == "digits":
+        net, data, shape, vr = (
+            digits_unet(recipe.train.seed),
+            _digits_data(),
+            (1, 8, 8),
+            (-1.0, 1.0),
+        )
+    elif recipe.name == "rings":
+        net, data, shape, vr = rings_mlp(recipe.train.seed), _rings_data(), (2,), None
+    else:
+        raise ValueError(f"unknown prior recipe {recipe.name!r}; accepted: digits, rings")
+    n_params = sum(p.numel() for p in net.parameters())
+    t0 = time.perf_counter()
+    ema, loss = train_denoiser(
+        net.to(device), data, scheduler, recipe.train, progress=progress, desc=recipe.name
+    )
+    print(
+        f"[{recipe.name}] denoiser: {n_params} parameters, {recipe.train.steps} steps, "
+        f"final loss {loss:.4f}, {time.perf_counter() - t0:.1f} s"
+    )
+    return DiffusionPrior(
+        ema,
+        scheduler,
+        shape=shape,
+        eta=recipe.eta,
+        num_inference_steps=recipe.num_inference_steps,
+        value_range=vr,
+        name=recipe.name,
+    )
+
+
+def state_error_report(prior: DiffusionPrior, *, n: int = 256, seed: int = 12345):
+    """Per-state MSE of Tweedie and of the CM against the deterministic ODE end point.
+
+    One row per state j = 0 … K−1 (columns ``j, t, tweedie_mse, consistency_mse``).
+    SQDF evaluates its x0 estimate at states 1 … K−1 (after a transition), so
+    row j = 1 is the noisiest state that matters for it.
+    """
+    import pandas as pd
+
+    K = prior.num_inference_steps
+    gen = torch.Generator(device=prior.device).manual_seed(seed)
+    traj = prior.with_settings(eta=0.0).sample(n, gen, return_trajectory=True).trajectory
+    end = traj[:, K]
+    rows = []
+    with torch.no_grad():
+        for j in range(K):
+            x = traj[:, j]
+            rows.append(
+                (
+                    j,
+                    int(prior.timesteps[j]),
+                    (prior.tweedie(x, j) - end).pow(2).mean().item(),
+                    (prior.consistency_x0(x, j) - end).pow(2).mean().item(),
+                )
+            )
+    return pd.DataFrame(rows, columns=["j", "t", "tweedie_mse", "consistency_mse"])
+
+
+def attach_consistency(
+    prior: DiffusionPrior, recipe: PriorRecipe, *, progress: bool = True
+) -> DiffusionPrior:
+    """Distill the prior's consistency model (in place) and print both error reports."""
+    from sqdf_bbo.consistency import consistency_error_report, distill_consistency
+
+    t0 = time.perf_counter()
+    prior.denoiser.requires_grad_(False)
+    prior.consistency = distill_consistency(
+        prior,
+        steps=recipe.cm_steps,
+        batch_size=recipe.cm_batch_size,
+        lr=recipe.cm_lr,
+        pool_size=recipe.cm_pool_size,
+        seed=recipe.train.seed + 100,
+        # F_φ starts from the teacher's weights; the copy must be trainable (the teacher is frozen).
+        net=copy.deepcopy(prior.denoiser).requires_grad_(True),
+        progress=progress,
+    )
+    prior.denoiser.requires_grad_(True)
+    print(
+        f"[{recipe.name}] consistency distillation: {recipe.cm_steps} steps, "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    fmt = {"float_format": lambda v: f"{v:.4f}", "index": False}
+    print(f"[{recipe.name}] x0-estimate MSE vs deterministic ODE end point, by t bucket:")
+    print(consistency_error_report(prior, n=256).to_string(**fmt))
+    print(f"[{recipe.name}] the same by state (SQDF uses states j >= 1):")
+    print(state_error_report(prior, n=256).to_string(**fmt))
+    return prior
+
+
+def _quick(recipe: PriorRecipe) -> PriorRecipe:
+    return replace(recipe, train=replace(recipe.train, steps=60), cm_steps=30, cm_pool_size=128)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--only", choices=NAMES, action="append", help="train only these (repeatable)"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (not for shipping)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output root (default: sqdf_bbo/embedded, or a temp dir with --quick)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch CPU threads (fixed for determinism)"
+    )
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device to train on (cpu, cuda); weights are saved on cpu",
+    )
+    parser.add_argument(
+        "--distill-only",
+        action="store_true",
+        help="keep the saved denoisers in --out and redo only their consistency models",
+    )
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    out: Path = args.out or (
+        Path(tempfile.mkdtemp(prefix="sqdf_priors_")) if args.quick else EMBEDDED
+    )
+    names = args.only or list(NAMES)
+    progress = not args.no_progress
+    start = time.perf_counter()
+    for name in names:
+        if name == "classifier":
+            from sqdf_bbo.classifier import (
+                ClassifierTrainConfig,
+                save_digits_classifier,
+                train_digits_classifier,
+            )
+
+            t0 = time.perf_counter()
+            cfg = ClassifierTrainConfig(epochs=2) if args.quick else ClassifierTrainConfig()
+            if args.distill_only:
+                continue
+            model, info = train_digits_classifier(cfg, progress=progress)
+            save_digits_classifier(model, out / "classifier")
+            print(
+                f"[classifier] final loss {info['final_loss']:.4f}, train acc {info['train_accuracy']:.4f}, "
+                f"held-out acc {info['heldout_accuracy']:.4f}, {time.perf_counter() - t0:.1f} s"
+            )
+            continue
+        recipe = DIGITS_RECIPE if name == "digits" else RINGS_RECIPE
+        recipe = _quick(recipe) if args.quick else recipe
+        if args.distill_only:
+            from sqdf_bbo.prior import DiffusionPrior
+
+            prior = DiffusionPrior.load(out / name, device=args.device)
+        else:
+            prior = train_prior_denoiser(recipe, device=args.device, progress=progress)
+            prior.save(out / name)  # stage 1 on disk: a CM-only rerun can start from it
+        attach_consistency(prior, recipe, progress=progress)
+        prior.to("cpu").save(out / name)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"saved to {out} ({size / 1e6:.2f} MB); total {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
