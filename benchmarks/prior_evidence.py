@@ -15,7 +15,10 @@ Digits (all on the 360 held-out images, never seen in training):
   all ten classes equally often);
 - memorization check: RMSE from each image to its nearest *training* image, for
   held-out digits and for prior samples (samples much closer than held-out
-  digits would mean the prior copies its training set).
+  digits would mean the prior copies its training set), and the share of
+  images within RMSE 0.1 of a training image ("near copies");
+- the share of sample pixels outside [-1, 1] and outside [-1.1, 1.1] (the
+  sampler is not clipped; real digits have many pixels exactly at -1).
 
 Rings: mean exact log-density of prior samples vs of true samples, the share
 of samples within 3 std of a ring component, and per-component counts.
@@ -76,6 +79,11 @@ def digits_evidence(n: int = 360, seed: int = 0) -> tuple[dict[str, float], torc
         "prior_class_entropy": entropy,
         "nn_rmse_heldout_to_train": _nn_rmse(split.x_heldout, split.x_train).mean().item(),
         "nn_rmse_samples_to_train": _nn_rmse(samples, split.x_train).mean().item(),
+        "share_samples_near_copies": (_nn_rmse(samples, split.x_train) < 0.1).float().mean().item(),
+        "share_heldout_near_copies": (_nn_rmse(split.x_heldout, split.x_train) < 0.1)
+        .float()
+        .mean()
+        .item(),
         "pixels_beyond_1.0": (samples.abs() > 1.0).float().mean().item(),
         "pixels_beyond_1.1": (samples.abs() > 1.1).float().mean().item(),
         "sample_seconds": t_sample,
