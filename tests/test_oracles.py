@@ -357,3 +357,28 @@ def test_values_follow_the_batch_device(device: str) -> None:
     )
     hart = BoTorchOracle("hartmann", function_kwargs={"dim": 6})
     assert float(hart(hart.optimizers.to(device))) == pytest.approx(3.32237, abs=1e-4)
+
+
+def test_digits_oracles_with_the_shipped_classifier() -> None:
+    from sqdf_bbo.data import digits_split
+
+    split = digits_split()
+    x, labels = split.x_heldout, split.y_heldout
+    oracle = DigitsClassOracle(target=3)
+    logit = oracle(x)
+    assert float(logit[labels == 3].mean()) > float(logit[labels != 3].mean()) + 3.0
+    margin = DigitsMarginOracle(target=3)(x)
+    assert float((margin[labels == 3] > 0).float().mean()) > 0.9
+    assert float((margin[labels != 3] > 0).float().mean()) < 0.05
+    # the logit's maximum is off the manifold: plain gradient ascent in the box beats every real digit
+    z = x[labels == 3][:4].clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.05)
+    for _ in range(100):
+        opt.zero_grad()
+        (-oracle.true_value(z.clamp(-1, 1)).sum()).backward()
+        opt.step()
+    assert float(oracle(z.detach().clamp(-1, 1)).min()) > float(logit.max()) + 1.0
+    # pickling for process pools drops the shipped network; the copy reloads it
+    copy = pickle.loads(pickle.dumps(oracle))
+    assert copy._classifier is None
+    assert torch.equal(copy(x[:5]), logit[:5])
