@@ -30,6 +30,7 @@ __all__ = [
     "train_digits_classifier",
     "load_digits_classifier",
     "save_digits_classifier",
+    "features",
     "CLASSIFIER_DIR",
 ]
 
@@ -207,3 +208,17 @@ def load_digits_classifier(
     model = DigitsClassifier(tuple(cfg["channels"]), cfg["feature_dim"])
     model.load_state_dict(load_file(str(weights)))
     return _freeze(model.to(device))
+
+
+_SHIPPED: dict[str, DigitsClassifier] = {}
+
+
+def features(x: torch.Tensor) -> torch.Tensor:
+    """Penultimate features of the shipped classifier, x: ``(n, 1, 8, 8)`` → ``(n, 64)``.
+
+    Loads the shipped classifier once per device (then reuses it); differentiable in ``x``.
+    """
+    key = str(x.device)
+    if key not in _SHIPPED:
+        _SHIPPED[key] = load_digits_classifier(x.device)
+    return _SHIPPED[key].features(x)

@@ -88,3 +88,10 @@ def test_classifier_accuracy_and_contract(no_network: None) -> None:
     assert clf.features(x).shape == (4, clf.feature_dim)
     with pytest.raises(ValueError, match=r"\(n, 1, 8, 8\)"):
         clf(torch.zeros(2, 64))
+
+
+def test_module_level_features_match_the_classifier() -> None:
+    from sqdf_bbo.classifier import features
+
+    x = digits_split().x_heldout[:5]
+    assert torch.equal(features(x), load_digits_classifier().features(x))
