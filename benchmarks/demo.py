@@ -33,12 +33,12 @@ DEMO_SUITE = Suite(
     tasks=("digits-logit",),
     methods=("sqdf",),
     seeds=(0,),
-    budgets=(64, 64, 64, 64),
-    finetune_steps=25,
-    finetune_batch_size=32,
-    surrogate_steps=200,
-    rollouts_per_step=4,
-    description="SQDF on digits-logit, 4 rounds",
+    budgets=(64, 128, 256, 512),
+    finetune_steps=40,
+    finetune_batch_size=64,
+    surrogate_steps=300,
+    rollouts_per_step=8,
+    description="SQDF on digits-logit, 4 rounds of 64/128/256/512 queries (1:2:4:8 as in the paper)",
 )
 
 _COLS = [

@@ -165,3 +165,36 @@ def test_bench_cli_filters_and_rejects_unknown_names(tmp_path: Path) -> None:
 
 def test_builtin_tasks_registered() -> None:
     assert {"rings", "digits-logit"} <= set(available_tasks())
+
+
+def test_smoke_suite_on_the_real_rings_task(tmp_path: Path) -> None:
+    """The shipped smoke suite (rings prior + RingsOracle + exact density) end to end."""
+    suite = replace(SUITES["smoke"], seeds=(0,))
+    rounds = run_suite(suite, tmp_path, progress=False)
+    assert set(rounds["method"]) == set(MAIN_METHODS)
+    ref = pd.read_csv(tmp_path / "naturalness_reference_rings.csv")
+    by_set = ref.set_index("set")["naturalness"]
+    assert by_set["held-out real"] > by_set["uniform noise in box"] + 3
+    assert by_set["prior samples"] > by_set["uniform noise in box"]
+    assert by_set["held-out real"] > by_set["saturated (box corners)"] + 3
+
+
+def test_demo_writes_table_and_files(tmp_path: Path, monkeypatch, capsys) -> None:
+    import benchmarks.demo as demo
+
+    tiny = replace(
+        demo.DEMO_SUITE,
+        budgets=(4, 4),
+        finetune_steps=1,
+        finetune_batch_size=4,
+        surrogate_steps=5,
+        rollouts_per_step=1,
+    )
+    monkeypatch.setattr(demo, "DEMO_SUITE", tiny)
+    demo.demo_cli(argparse.Namespace(out=str(tmp_path), seed=0, progress=False))
+    text = capsys.readouterr().out
+    assert "reward mean" in text and "total wall time" in text
+    df = pd.read_csv(tmp_path / "rounds.csv")
+    assert list(df.columns) == ROUND_COLUMNS and df["round"].tolist() == [0, 1]
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "samples.png").stat().st_size > 1000
