@@ -95,3 +95,16 @@ def test_module_level_features_match_the_classifier() -> None:
 
     x = digits_split().x_heldout[:5]
     assert torch.equal(features(x), load_digits_classifier().features(x))
+
+
+@pytest.mark.slow
+def test_retraining_the_classifier_reproduces_the_shipped_weights() -> None:
+    from safetensors.torch import load_file
+
+    from sqdf_bbo.classifier import train_digits_classifier
+
+    model, info = train_digits_classifier(progress=False)
+    shipped = load_file(str(CLASSIFIER_DIR / "model.safetensors"))
+    diff = max((model.state_dict()[k] - v).abs().max().item() for k, v in shipped.items())
+    assert diff < 1e-3  # identical recipe; only float round-off across machines/threads
+    assert info["heldout_accuracy"] >= 0.98
