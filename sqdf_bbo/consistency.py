@@ -114,6 +114,7 @@ def distill_consistency(
     traj = _teacher_trajectories(prior, pool_size, seed)
     target = traj[:, K]
     net = copy.deepcopy(prior.denoiser) if net is None else net
+    net.requires_grad_(True)  # the teacher may be frozen; its copy is trained
     cm = ConsistencyModel(net, prior.scheduler.alphas_cumprod).to(prior.device)
     cm.train()
     opt = torch.optim.AdamW(cm.parameters(), lr=lr, weight_decay=0.0)
@@ -130,6 +131,7 @@ def distill_consistency(
         loss = (pred - target[idx]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(cm.parameters(), 1.0)
         opt.step()
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
