@@ -131,7 +131,6 @@ def distill_consistency(
         loss = (pred - target[idx]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(cm.parameters(), 1.0)
         opt.step()
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
