@@ -87,6 +87,8 @@ def test_alpha_conversion() -> None:
 
 def test_config_validation() -> None:
     assert SQDFConfig(x0_method="ddim-m").x0_method == "ddim"
+    assert SQDFConfig().lr == 1e-4 and SQDFConfig(train="lora").lr == 1e-3
+    assert SQDFConfig(lr=3e-4, train="lora").lr == 3e-4
     cfg = SQDFConfig(lora_targets=["to_q"])
     assert cfg.lora_targets == ("to_q",)
     assert SQDFConfig(**cfg.to_dict()) == cfg
