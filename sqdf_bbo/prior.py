@@ -253,7 +253,8 @@ class DiffusionPrior:
         return x
 
     def _index(self, idx: int | torch.Tensor, n: int, upper: int, what: str) -> torch.Tensor:
-        idx_t = torch.as_tensor(idx, dtype=torch.long).reshape(-1)
+        # schedule tables live on the CPU: index them with CPU indices
+        idx_t = torch.as_tensor(idx, dtype=torch.long).reshape(-1).cpu()
         if idx_t.numel() == 1:
             idx_t = idx_t.expand(n)
         if idx_t.numel() != n:
