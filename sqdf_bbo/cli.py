@@ -146,6 +146,8 @@ def _parse_value(raw: str, where: str) -> float:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_init(args: argparse.Namespace) -> int:
+    import inspect
+
     classes = _optimizer_classes()
     cls = classes.get(args.method)
     if cls is None:
@@ -153,13 +155,26 @@ def cmd_init(args: argparse.Namespace) -> int:
     prior = _load_prior(args.prior, args.device)
     sets = _parse_sets(args.set or [])
     kwargs: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed, "study": args.study}
-    if args.method == "sqdf":
-        from .sqdf_optimizer import SQDFOptimizerConfig
-
-        kwargs["config"] = SQDFOptimizerConfig.from_dict(sets)
-    elif sets:
-        raise CLIError(f"--set is only supported for method 'sqdf', not {args.method!r}")
-    opt = cls(prior, **kwargs)
+    params = inspect.signature(cls.__init__).parameters
+    if sets:
+        if "config" not in params:
+            raise CLIError(f"method {args.method!r} takes no config; drop --set")
+        kwargs["config"] = sets  # validated by the method's config class
+    first = next(iter(n for n in params if n != "self"), None)
+    if first == "prior":
+        opt = cls(prior, **kwargs)
+    elif first == "shape":  # methods that search a box directly (e.g. gp-bo)
+        box = args.box or prior.value_range
+        if box is None:
+            raise CLIError(
+                f"method {args.method!r} searches a box and prior {args.prior!r} is unbounded; "
+                "pass --box LOW,HIGH"
+            )
+        if "box" in params:
+            kwargs["box"] = tuple(box)
+        opt = cls(prior.shape, **kwargs)
+    else:
+        raise CLIError(f"method {args.method!r} cannot be created from the shell")
     print(
         f"created study {opt.study} (method {args.method}, prior {args.prior}, design shape "
         f"{tuple(opt.shape)}, batch size {opt.batch_size}, seed {opt.seed})\n"
@@ -167,6 +182,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     )
     opt.close()
     return 0
+
+
+def _box(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. -3,3), got {text!r}") from None
+    return low, high
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -406,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--method", default="sqdf", help="optimizer (default sqdf)")
     sp.add_argument("--device", default="cpu")
     sp.add_argument(
+        "--box", type=_box, default=None, help="box of box methods (gp-bo), written --box=LOW,HIGH"
+    )
+    sp.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
@@ -469,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         return int(args.func(args))
     except CLIError as err:
-        msg = str(err)
+        msg = str(err) if str(err).startswith("sqdf-bbo") else f"sqdf-bbo: {err}"
     except StudyError as err:
         msg = f"sqdf-bbo: {err}"
     except KeyError as err:

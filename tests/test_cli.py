@@ -172,3 +172,45 @@ def test_bench_and_demo_delegate_or_fail_clearly(
     except ModuleNotFoundError:  # not written yet: the message must say so
         assert main(["demo", "--out", str(tmp_path)]) == 2
         assert "not available" in capsys.readouterr().err
+
+
+def test_other_methods_from_the_shell(
+    tmp_path: Path, prior_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = str(tmp_path / "p")
+    assert (
+        main(
+            [
+                "init",
+                "--study",
+                s,
+                "--prior",
+                str(prior_dir),
+                "--method",
+                "prior",
+                "--batch-size",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert main(["ask", "--study", s, "--out", str(tmp_path / "b.csv")]) == 0
+    capsys.readouterr()
+    assert main(["status", "--study", s, "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["method"] == "prior" and st["pending"] == 3
+    g = str(tmp_path / "g")
+    assert main(["init", "--study", g, "--prior", str(prior_dir), "--method", "gp-bo"]) == 2
+    assert "pass --box" in capsys.readouterr().err  # the tiny prior is unbounded
+    assert (
+        main(["init", "--study", g, "--prior", str(prior_dir), "--method", "gp-bo", "--box=-3,3"])
+        == 0
+    )
+    capsys.readouterr()
+    assert (
+        main(
+            ["init", "--study", str(tmp_path / "x"), "--prior", str(prior_dir), "--method", "nope"]
+        )
+        == 2
+    )
+    assert capsys.readouterr().err.startswith("sqdf-bbo: unknown method 'nope'; available:")
