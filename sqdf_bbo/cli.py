@@ -21,6 +21,7 @@ import importlib
 import json
 import math
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -500,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = f"sqdf-bbo: {err}"
     except KeyError as err:
         msg = f"sqdf-bbo: {err.args[0] if err.args else err}"
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, sqlite3.Error) as err:
         msg = f"sqdf-bbo: {err}"
     except KeyboardInterrupt:
         msg = "sqdf-bbo: interrupted (everything told before is saved)"

@@ -5,6 +5,7 @@ A study folder holds::
     DIR/study.sqlite              observations, ids, designs, trajectories, study metadata (WAL mode)
     DIR/objects/<name>/           constructor objects written once (e.g. the pretrained prior)
     DIR/snapshots/<seq>/          optimizer state after an ask: state.json + tensors.safetensors
+    DIR/.lock                     advisory lock held by the one process writing the study
 
 Durability rules (what a ``SIGKILL`` at any instant can and cannot lose):
 
@@ -59,6 +60,7 @@ _SNAPSHOTS = "snapshots"
 _OBJECTS = "objects"
 _STATE_JSON = "state.json"
 _TENSORS = "tensors.safetensors"
+_LOCK = ".lock"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -168,6 +170,24 @@ def _fsync_dir(path: Path) -> None:
         _fsync_file(path)
 
 
+def _acquire_lock(lock: Path) -> int | None:
+    """Exclusive advisory lock of a study for one writer (released on close or process death)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: SQLite's own locking still applies
+        return None
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StudyError(
+            f"the study at {lock.parent} is open for writing elsewhere (another process, or an "
+            "optimizer in this one that was not closed); close it first or load with attach=False"
+        ) from None
+    return fd
+
+
 def is_study(path: str | Path) -> bool:
     """Whether ``path`` looks like a study folder (has a SQLite ``study.sqlite``)."""
     db = Path(path) / DB_NAME
@@ -188,6 +208,14 @@ class StudyStore:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self.read_only = read_only
+        self._lock_fd: int | None = None
+        if not read_only:
+            try:
+                self._lock_fd = _acquire_lock(path / _LOCK)
+            except BaseException:
+                conn.close()
+                self._conn = None
+                raise
 
     # ------------------------------------------------------------------ open / create
     @staticmethod
@@ -345,6 +373,9 @@ class StudyStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
     def _require_writable(self) -> None:
         if self.read_only:

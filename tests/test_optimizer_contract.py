@@ -376,6 +376,9 @@ def test_stale_copy_cannot_overwrite_newer_tells(tmp_path: Path) -> None:
     b = live.ask()
     stale = GaussianSearch.load(study, attach=False)
     live.tell(b.ids, [1.0, 2.0, 3.0])
+    with pytest.raises(StudyError, match="open for writing elsewhere"):
+        stale.save(study)  # the live optimizer holds the study's writer lock
+    live.close()
     with pytest.raises(StudyError, match="does not have"):
         stale.save(study)
     assert GaussianSearch.load(study, attach=False).counts()["complete"] == 3
