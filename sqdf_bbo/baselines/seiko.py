@@ -49,7 +49,7 @@ class SEIKOConfig:
         alpha: KL weight in our convention; overrides ``alpha_official`` when set.
         steps_per_round: gradient steps per round.
         finetune_batch_size: chains per gradient step.
-        lr: Adam learning rate.
+        lr: Adam learning rate; 1e-4 for full fine-tuning, as SQDF's default (fair comparison).
         grad_clip: max gradient norm (``None``: no clipping).
         bp_min, bp_max: the number of final denoising steps differentiated through is drawn
             uniformly from {bp_min … bp_max} each step (randomized truncation).
@@ -64,7 +64,7 @@ class SEIKOConfig:
     alpha: float | None = None
     steps_per_round: int = 40
     finetune_batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-4
     grad_clip: float | None = 1.0
     bp_min: int = 1
     bp_max: int = 5
