@@ -272,8 +272,8 @@ def bench_cli(args: argparse.Namespace) -> int:
     """Entry of ``sqdf-bbo bench``.
 
     ``args``: ``suite``, ``out``, optional ``seeds`` / ``tasks`` / ``methods`` (comma-separated
-    filters), ``progress``, ``workers`` (parallel runs, default 1) and ``threads`` (torch
-    threads per process, default 1).
+    filters), ``progress``, ``workers`` (parallel runs, default min(2, CPU count)) and
+    ``threads`` (torch threads per process, default 1).
     """
     suite = get_suite(args.suite)
     seeds = _split(getattr(args, "seeds", None))
@@ -285,7 +285,7 @@ def bench_cli(args: argparse.Namespace) -> int:
     for t in suite.tasks:
         get_task(t)  # unknown names fail here, before any run starts
     threads = int(getattr(args, "threads", None) or 1)
-    workers = int(getattr(args, "workers", None) or 1)
+    workers = int(getattr(args, "workers", None) or min(2, os.cpu_count() or 1))
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     run_suite(
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default=None)
     p.add_argument("--methods", default=None)
     p.add_argument("--tasks", default=None)
-    p.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
+    p.add_argument("--workers", type=int, default=None, help="parallel runs (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return bench_cli(p.parse_args(argv))
