@@ -198,3 +198,14 @@ def test_demo_writes_table_and_files(tmp_path: Path, monkeypatch, capsys) -> Non
     assert list(df.columns) == ROUND_COLUMNS and df["round"].tolist() == [0, 1]
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert (tmp_path / "samples.png").stat().st_size > 1000
+
+
+def test_every_method_variant_runs_on_rings(tmp_path: Path) -> None:
+    from benchmarks.suites import METHODS
+
+    variants = tuple(m for m in METHODS if m not in MAIN_METHODS)
+    assert {"sqdf-ucb", "sqdf-gp", "sqdf-tweedie", "sqdf-consistency"} <= set(variants)
+    suite = replace(SUITES["smoke"], methods=variants, seeds=(0,))
+    rounds = run_suite(suite, tmp_path, progress=False, report=False)
+    assert set(rounds["method"]) == set(variants)
+    assert rounds["reward_mean"].notna().all()
