@@ -8,7 +8,8 @@ A :class:`Task` bundles what a benchmark run needs:
   that no method optimizes (fit on training data only, thresholded on held-out data);
 * ``features(x)`` and a fixed RBF ``bandwidth`` — the space diversity is measured in;
 * ``box`` — the design box a method without a generative prior searches (GP-BO);
-* ``heldout()`` — held-out real designs (naturalness and diversity references).
+* ``heldout_designs`` — held-out real designs (naturalness and diversity references);
+* ``score_designs(x)`` — naturalness, natural_frac, Vendi and mean pairwise distance of a batch.
 
 Registered tasks (``available_tasks()``):
 
@@ -18,7 +19,7 @@ Registered tasks (``available_tasks()``):
                     diversity in R² with h = median distance of real samples;
                     box [-4, 4]².
 ``digits-logit``    8×8 digits; reward = the frozen classifier's logit of a
-                    target class (``DigitsClassOracle``); naturalness = PCA×GMM
+                    target class, 3 (``DigitsClassOracle``); naturalness = PCA×GMM
                     log-density of train digits; diversity in pixel space.
 ``digits-ink``      8×8 digits; reward = stroke thickness, the mean ink of the
                     image (``DigitsInkOracle``, ∈ [0, 1]; real digits ≈ 0.3, the
