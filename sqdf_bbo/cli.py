@@ -470,19 +470,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("bench", help="run a benchmark suite (benchmarks.runner)")
-    sp.add_argument("--suite", choices=("quick", "paper"), default="quick")
+    sp.add_argument("--suite", choices=("smoke", "quick", "paper"), default="quick")
     sp.add_argument("--out", default="runs/bench")
     sp.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
     sp.add_argument("--methods", default=None, help="comma-separated method names")
     sp.add_argument("--tasks", default=None, help="comma-separated task names")
-    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--workers", type=int, default=None, help="parallel runs (default 2)")
+    sp.add_argument("--threads", type=int, default=1, help="torch threads per run")
     sp.add_argument("--no-progress", dest="progress", action="store_false")
     sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("demo", help="the digits demo (benchmarks.demo)")
     sp.add_argument("--out", default="runs/demo")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--threads", type=int, default=1, help="torch threads")
     sp.add_argument("--no-progress", dest="progress", action="store_false")
     sp.set_defaults(func=cmd_demo)
     return p
