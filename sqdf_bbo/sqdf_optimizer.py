@@ -22,13 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .buffer import SAMPLING_METHODS, ReplayBuffer
-from .optimizer import Optimizer, Proposal
+from .finetuned import FinetunedPriorOptimizer
 from .prior import DiffusionPrior
 from .sqdf import SQDFConfig, SQDFTrainer, official_alpha_to_ours
 
@@ -183,7 +182,7 @@ class SQDFOptimizerConfig:
         )
 
 
-class SQDF(Optimizer):
+class SQDF(FinetunedPriorOptimizer):
     """Online black-box optimization with a diffusion prior fine-tuned by SQDF.
 
     Args:
@@ -202,68 +201,23 @@ class SQDF(Optimizer):
     """
 
     method = "sqdf"
+    config_class = SQDFOptimizerConfig
+    kl_log_name = "kl_step"
 
-    def __init__(
-        self,
-        prior: DiffusionPrior,
-        batch_size: int = 64,
-        seed: int = 0,
-        config: SQDFOptimizerConfig | None = None,
-        study: str | Path | None = None,
-    ) -> None:
-        if not isinstance(prior, DiffusionPrior):
-            raise TypeError(
-                f"prior must be a DiffusionPrior (e.g. sqdf_bbo.load_prior('digits')), "
-                f"got {type(prior).__name__}"
-            )
-        if config is None:
-            config = SQDFOptimizerConfig()
-        elif isinstance(config, Mapping):
-            config = SQDFOptimizerConfig.from_dict(config)
-        elif not isinstance(config, SQDFOptimizerConfig):
-            raise TypeError(f"config must be a SQDFOptimizerConfig, got {type(config).__name__}")
-        from .surrogates import make_surrogate
-
-        self.prior = prior
-        self.config = config
-        self.sqdf_config = config.to_sqdf_config(prior, seed=int(seed) + 1)
+    def _make_trainer(self, seed: int) -> SQDFTrainer:
+        self.sqdf_config = self.config.to_sqdf_config(self.prior, seed=seed + 1)
         # 1. The buffer (owned here, read and filled by the trainer).
-        self.buffer = ReplayBuffer(config.buffer_capacity, seed=int(seed) + 2)
+        self.buffer = ReplayBuffer(self.config.buffer_capacity, seed=seed + 2)
         # 2. The fine-tuner: a trainable copy of the prior, KL to the frozen pretrained prior.
-        self.trainer = SQDFTrainer(prior, self.sqdf_config, buffer=self.buffer)
-        # 3. The surrogate.
-        self.surrogate = make_surrogate(
-            config.surrogate, seed=int(seed) + 3, **dict(config.surrogate_options)
-        )
-        self.reward_shift = 0.0
-        self.reward_scale = 1.0
-        self.round_log: list[dict[str, float]] = []
-        super().__init__(
-            prior.shape,
-            batch_size=batch_size,
-            seed=seed,
-            study=study,
-            device=prior.device,
-            dtype=prior.dtype,
-        )
+        return SQDFTrainer(self.prior, self.sqdf_config, buffer=self.buffer)
 
-    # ------------------------------------------------------------------ hooks
-    def reward(self, x: torch.Tensor) -> torch.Tensor:
-        """The reward SQDF fine-tunes against: (optimistic(x) − shift) / scale, ``(n,)``."""
-        return (self.surrogate.optimistic(x) - self.reward_shift) / self.reward_scale
+    def _pretrained(self) -> DiffusionPrior:
+        return self.trainer.reference
 
-    def _fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        import time
-
-        t0 = time.perf_counter()
-        new_round = self.round + 1
-        # 1. Surrogate on all successful observations (asked + external).
-        self.surrogate.fit(x, y)
-        if self.config.standardize_reward:
-            self.reward_shift = float(y.mean())
-            spread = float(y.std(unbiased=False)) if y.numel() > 1 else 0.0
-            self.reward_scale = spread if spread > 1e-12 * max(1.0, abs(self.reward_shift)) else 1.0
-        # 2. The buffer: queried trajectories with their observed values (external points
+    def _finetune(
+        self, x: torch.Tensor, y: torch.Tensor, new_round: int
+    ) -> tuple[list[dict[str, float]], dict[str, float]]:
+        # 1. The buffer: queried trajectories with their observed values (external points
         #    have none and enter through the surrogate only).
         self.trainer.start_round(new_round)
         if self.config.clear_buffer_each_round:
@@ -278,98 +232,12 @@ class SQDF(Optimizer):
                 r = (yq - self.reward_shift) / self.reward_scale
                 self.buffer.add(traj, r, "queried", new_round)
                 n_queried = int(traj.shape[0])
-        # 3. SQDF fine-tuning against the surrogate's optimistic value.
+        # 2. SQDF fine-tuning against the surrogate's optimistic value.
         logs = self.trainer.train(
             self.reward, steps=self.config.steps_per_round, progress=self.config.progress
         )
-        tail = logs[-max(1, len(logs) // 4) :] if logs else []
-
-        def avg(key: str) -> float:
-            vals = [m[key] for m in tail if math.isfinite(m[key])]
-            return float(sum(vals) / len(vals)) if vals else math.nan
-
-        self.round_log.append(
-            {
-                "round": float(new_round),
-                "n_train": float(x.shape[0]),
-                "n_queried_in_buffer": float(n_queried),
-                "steps": float(len(logs)),
-                "loss": avg("loss"),
-                "reward": avg("reward"),
-                "kl_step": avg("kl"),
-                "time_s": time.perf_counter() - t0,
-            }
-        )
-
-    def _propose(self, n: int) -> Proposal:
-        net = self.trainer.policy.denoiser
-        was_training = net.training
-        net.eval()
-        try:
-            out = self.trainer.sample(n, self.generator, return_trajectory=True)
-        finally:
-            net.train(was_training)
-        x = out.x
-        if self.config.clip_designs and self.prior.value_range is not None:
-            x = x.clamp(*self.prior.value_range)
-        return Proposal(x, out.trajectory)
-
-    def _metrics(self) -> dict[str, float]:
-        """``kl_to_prior``: chain KL (nats) of the current sampler to the pretrained one,
-        estimated on the trajectories of the latest round's asked points (or 32 fresh ones)."""
-        from .metrics import chain_kl
-
-        K = self.trainer.num_inference_steps
-        trajs = [
-            p.traj
-            for p in self._points.values()
-            if p.source == "asked" and p.round == self.round and p.traj is not None
-        ]
-        trajs = [t for t in trajs if t.shape[0] == K + 1]
-        if trajs:
-            traj = torch.stack(trajs).to(self.device)
-        else:
-            gen = torch.Generator(device=self.device).manual_seed(
-                self.seed + 7919 * (self.round + 1)
-            )
-            traj = self.trainer.sample(32, gen, return_trajectory=True).trajectory
-        est = chain_kl(self.trainer.policy.denoiser, self.trainer.reference, traj)
-        out = {"kl_to_prior": est.kl, "kl_to_prior_stderr": est.stderr}
-        if self.round_log:
-            last = self.round_log[-1]
-            out.update({f"last_{k}": v for k, v in last.items() if k != "round"})
-        return out
+        return logs, {"n_queried_in_buffer": float(n_queried)}
 
     def finetuned_prior(self) -> DiffusionPrior:
         """A standalone copy of the current fine-tuned sampler."""
         return self.trainer.finetuned_prior()
-
-    # ------------------------------------------------------------------ persistence
-    def _spec(self) -> dict[str, Any]:
-        return {"prior": self.prior, "config": self.config.to_dict()}
-
-    @classmethod
-    def _from_spec(cls, spec: dict[str, Any], *, batch_size: int, seed: int) -> SQDF:
-        return cls(
-            spec["prior"],
-            batch_size=batch_size,
-            seed=seed,
-            config=SQDFOptimizerConfig.from_dict(spec["config"]),
-        )
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {
-            "trainer": self.trainer.state_dict(include_buffer=True),
-            "surrogate": self.surrogate.state_dict(),
-            "reward_shift": self.reward_shift,
-            "reward_scale": self.reward_scale,
-            "round_log": self.round_log,
-        }
-
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        self.trainer.load_state_dict(dict(state["trainer"]))
-        self.surrogate.load_state_dict(dict(state["surrogate"]))
-        self.surrogate.to(self.device)
-        self.reward_shift = float(state["reward_shift"])
-        self.reward_scale = float(state["reward_scale"])
-        self.round_log = [dict(r) for r in state["round_log"]]

@@ -20,16 +20,13 @@ through the chain, KL to the previous round. Same: surrogate family, reward scal
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..optimizer import Optimizer, Proposal
-from ..prior import DiffusionPrior
+from ..finetuned import FinetunedPriorOptimizer
 from .seiko_trainer import SEIKOTrainConfig, SEIKOTrainer
 
 __all__ = ["SEIKO", "SEIKOConfig"]
@@ -114,7 +111,7 @@ class SEIKOConfig:
         return cls(**dict(d))
 
 
-class SEIKO(Optimizer):
+class SEIKO(FinetunedPriorOptimizer):
     """SEIKO baseline (see the module docstring).
 
     Args:
@@ -126,135 +123,15 @@ class SEIKO(Optimizer):
     """
 
     method = "seiko"
+    config_class = SEIKOConfig
+    kl_log_name = "kl_to_previous"
 
-    def __init__(
-        self,
-        prior: DiffusionPrior,
-        batch_size: int = 64,
-        seed: int = 0,
-        config: SEIKOConfig | Mapping[str, Any] | None = None,
-        study: str | Path | None = None,
-    ) -> None:
-        if not isinstance(prior, DiffusionPrior):
-            raise TypeError(f"prior must be a DiffusionPrior, got {type(prior).__name__}")
-        if config is None:
-            config = SEIKOConfig()
-        elif isinstance(config, Mapping):
-            config = SEIKOConfig.from_dict(config)
-        elif not isinstance(config, SEIKOConfig):
-            raise TypeError(f"config must be a SEIKOConfig, got {type(config).__name__}")
-        from ..surrogates import make_surrogate
+    def _make_trainer(self, seed: int) -> SEIKOTrainer:
+        return SEIKOTrainer(self.prior, self.config.train_config(self.prior.dim), seed=seed + 1)
 
-        self.prior = prior
-        self.config = config
-        self.trainer = SEIKOTrainer(prior, config.train_config(prior.dim), seed=int(seed) + 1)
-        self.surrogate = make_surrogate(
-            config.surrogate, seed=int(seed) + 3, **dict(config.surrogate_options)
-        )
-        self.reward_shift = 0.0
-        self.reward_scale = 1.0
-        self.round_log: list[dict[str, float]] = []
-        super().__init__(
-            prior.shape,
-            batch_size=batch_size,
-            seed=seed,
-            study=study,
-            device=prior.device,
-            dtype=prior.dtype,
-        )
-
-    def reward(self, x: torch.Tensor) -> torch.Tensor:
-        """(optimistic(x) − shift) / scale, ``(n,)``, differentiable in x."""
-        return (self.surrogate.optimistic(x) - self.reward_shift) / self.reward_scale
-
-    def _fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        t0 = time.perf_counter()
-        # 1.-2. Optimistic surrogate and the reward's scale.
-        self.surrogate.fit(x, y)
-        if self.config.standardize_reward:
-            self.reward_shift = float(y.mean())
-            spread = float(y.std(unbiased=False)) if y.numel() > 1 else 0.0
-            self.reward_scale = spread if spread > 1e-12 * max(1.0, abs(self.reward_shift)) else 1.0
-        # 3. KL reference = this round's starting model.
+    def _finetune(
+        self, x: torch.Tensor, y: torch.Tensor, new_round: int
+    ) -> tuple[list[dict[str, float]], dict[str, float]]:
+        # 3. KL reference = this round's starting model; 4. back-propagation through the chain.
         self.trainer.start_round()
-        # 4. Back-propagation through the chain.
-        logs = self.trainer.train(self.reward, progress=self.config.progress)
-        tail = logs[-max(1, len(logs) // 4) :] if logs else []
-
-        def avg(key: str) -> float:
-            vals = [m[key] for m in tail if math.isfinite(m[key])]
-            return float(sum(vals) / len(vals)) if vals else math.nan
-
-        self.round_log.append(
-            {
-                "round": float(self.round + 1),
-                "n_train": float(x.shape[0]),
-                "steps": float(len(logs)),
-                "loss": avg("loss"),
-                "reward": avg("reward"),
-                "kl_to_previous": avg("kl"),
-                "time_s": time.perf_counter() - t0,
-            }
-        )
-
-    def _propose(self, n: int) -> Proposal:
-        out = self.trainer.policy.sample(n, self.generator, return_trajectory=True)
-        x = out.x
-        if self.config.clip_designs and self.prior.value_range is not None:
-            x = x.clamp(*self.prior.value_range)
-        return Proposal(x, out.trajectory)
-
-    def _metrics(self) -> dict[str, float]:
-        """``kl_to_prior``: chain KL (nats) of the current sampler to the PRETRAINED prior,
-        estimated on the latest round's asked trajectories (or 32 fresh ones)."""
-        from ..metrics import chain_kl
-
-        K = self.prior.num_inference_steps
-        trajs = [
-            p.traj
-            for p in self._points.values()
-            if p.source == "asked" and p.round == self.round and p.traj is not None
-        ]
-        trajs = [t for t in trajs if t.shape[0] == K + 1]
-        if trajs:
-            traj = torch.stack(trajs).to(self.device)
-        else:
-            gen = torch.Generator(device=self.device).manual_seed(
-                self.seed + 7919 * (self.round + 1)
-            )
-            traj = self.trainer.policy.sample(32, gen, return_trajectory=True).trajectory
-        est = chain_kl(self.trainer.policy.denoiser, self.prior, traj)
-        out = {"kl_to_prior": est.kl, "kl_to_prior_stderr": est.stderr}
-        if self.round_log:
-            out.update({f"last_{k}": v for k, v in self.round_log[-1].items() if k != "round"})
-        return out
-
-    # ------------------------------------------------------------------ persistence
-    def _spec(self) -> dict[str, Any]:
-        return {"prior": self.prior, "config": self.config.to_dict()}
-
-    @classmethod
-    def _from_spec(cls, spec: dict[str, Any], *, batch_size: int, seed: int) -> SEIKO:
-        return cls(
-            spec["prior"],
-            batch_size=batch_size,
-            seed=seed,
-            config=SEIKOConfig.from_dict(spec["config"]),
-        )
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {
-            "trainer": self.trainer.state_dict(),
-            "surrogate": self.surrogate.state_dict(),
-            "reward_shift": self.reward_shift,
-            "reward_scale": self.reward_scale,
-            "round_log": self.round_log,
-        }
-
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        self.trainer.load_state_dict(dict(state["trainer"]))
-        self.surrogate.load_state_dict(dict(state["surrogate"]))
-        self.surrogate.to(self.device)
-        self.reward_shift = float(state["reward_shift"])
-        self.reward_scale = float(state["reward_scale"])
-        self.round_log = [dict(r) for r in state["round_log"]]
+        return self.trainer.train(self.reward, progress=self.config.progress), {}
