@@ -22,6 +22,9 @@ _EXPORTS: dict[str, str] = {
     "consistency_error_report": "consistency",
     "load_prior": "registry",
     "available_priors": "registry",
+    "digits_split": "data",
+    "RingsDistribution": "data",
+    "load_digits_classifier": "classifier",
     # SQDF fine-tuner
     "SQDFConfig": "sqdf",
     "SQDFTrainer": "sqdf",
@@ -32,8 +35,19 @@ _EXPORTS: dict[str, str] = {
     # optimizers (ask/tell)
     "Optimizer": "optimizer",
     "Batch": "optimizer",
+    "Proposal": "optimizer",
+    "Observations": "optimizer",
+    "Best": "optimizer",
+    "StudyError": "store",
+    "FinetunedPriorOptimizer": "finetuned",
     "SQDF": "sqdf_optimizer",
     "SQDFOptimizerConfig": "sqdf_optimizer",
+    # baselines
+    "PriorSampler": "baselines",
+    "SEIKO": "baselines",
+    "SEIKOConfig": "baselines",
+    "GPBO": "baselines",
+    "GPBOConfig": "baselines",
     # surrogates
     "Surrogate": "surrogates",
     "EnsembleSurrogate": "surrogates",
