@@ -12,10 +12,19 @@ Methods (``METHODS``), all driven through the public ask/tell API:
 ``sqdf-tweedie``      SQDF with Tweedie's x0 estimate instead of the consistency model
 ``sqdf-consistency``  SQDF with the consistency model forced
 ``sqdf-random-buffer``SQDF with uniform buffer sampling
+``sqdf-gamma1``       ablation: SQDF with γ = 1 (no discount of the soft-Q estimate)
 ``seiko-ucb``         :class:`~sqdf_bbo.baselines.SEIKO` with the UCB surrogate
 ``seiko-bootstrap``   SEIKO with the bootstrap-ensemble surrogate
+``seiko-fullbp``      ablation: SEIKO-Bootstrap back-propagating through all K steps
+                      (no randomized truncation)
 ``gp-bo``             :class:`~sqdf_bbo.baselines.GPBO` in the task's raw design box
 ====================  =====================================================================
+
+The two ablations isolate why both methods barely move on ``rings`` (docs/benchmarks.md):
+SQDF weights a transition k steps before x_0 by γ^k and SEIKO's reward gradient reaches only
+the last 1–5 of K steps, so both down-weight the early, high-noise steps where a sample
+chooses its ring mode. They are not in any suite's default grid; run them with
+``--methods sqdf-gamma1,seiko-fullbp``.
 
 Fairness: SQDF and SEIKO use the same α (α_official = 1 → α = 2/D), the same reward
 standardization, the same number of fine-tuning gradient steps per round and the same
@@ -43,6 +52,8 @@ METHODS = (
     "sqdf-tweedie",
     "sqdf-consistency",
     "sqdf-random-buffer",
+    "sqdf-gamma1",
+    "seiko-fullbp",
 )
 
 
@@ -167,13 +178,19 @@ def make_optimizer(method: str, task: Task, seed: int, suite: Suite, progress: b
         )
     sur_opts = {"steps": suite.surrogate_steps}
     if method.startswith("seiko-"):
-        sur = {"seiko-ucb": "ucb", "seiko-bootstrap": "ensemble"}[method]
+        sur = {"seiko-ucb": "ucb", "seiko-bootstrap": "ensemble", "seiko-fullbp": "ensemble"}[
+            method
+        ]
+        # seiko-fullbp: every one of the K steps is differentiated through (bp = K always).
+        full_k = task.prior().num_inference_steps
+        bp = {"bp_min": full_k, "bp_max": full_k} if method == "seiko-fullbp" else {}
         cfg = SEIKOConfig(
             surrogate=sur,
             surrogate_options=sur_opts,
             steps_per_round=suite.finetune_steps,
             finetune_batch_size=suite.finetune_batch_size,
             progress=progress,
+            **bp,
         )
         return SEIKO(task.prior(), batch_size=batch, seed=seed, config=cfg)
     if method.startswith("sqdf"):
@@ -184,6 +201,7 @@ def make_optimizer(method: str, task: Task, seed: int, suite: Suite, progress: b
             "sqdf-tweedie": {"x0_method": "tweedie"},
             "sqdf-consistency": {"x0_method": "consistency"},
             "sqdf-random-buffer": {"buffer_method": "random"},
+            "sqdf-gamma1": {"gamma": 1.0},
         }[method]
         surrogate = variant.get("surrogate", "ensemble")
         cfg = SQDFOptimizerConfig(
