@@ -189,6 +189,53 @@ def plot_samples(out: Path, task: str, methods: list[str], seed: int, path: Path
     return image_grid(rows, labels, path, title=f"{task}: last-round designs (seed {seed})")
 
 
+def scatter_samples(out: Path, task: str, methods: list[str], seed: int, path: Path) -> Path | None:
+    """Last-round designs of ``seed`` per method as 2-D scatter panels (flat 2-D tasks).
+
+    Each panel shows held-out real designs (grey), the method's last batch (blue) and the
+    oracle's maximizer when it has one (red star).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks.runner import run_dir
+    from benchmarks.tasks import get_task
+
+    t = get_task(task)
+    real = t.heldout_designs.reshape(t.heldout_designs.shape[0], -1)[:1000].numpy()
+    best = getattr(t.oracle(0), "optimizers", None)
+    panels = []
+    for m in methods:
+        f = run_dir(out, task, m, seed) / "samples.pt"
+        if not f.is_file():
+            continue
+        s = torch.load(f, weights_only=True)
+        last = s[sorted(s, key=lambda k: int(k.removeprefix("round")))[-1]].float()
+        panels.append((m, last.reshape(last.shape[0], -1).numpy()))
+    if not panels:
+        return None
+    low, high = t.box
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8), squeeze=False)
+    for ax, (m, x) in zip(axes[0], panels):
+        ax.scatter(real[:, 0], real[:, 1], s=2, c="0.8", label="held-out real")
+        ax.scatter(x[:, 0], x[:, 1], s=5, c="tab:blue", label=f"{m} ({x.shape[0]})")
+        if best is not None:
+            b = torch.as_tensor(best).reshape(-1, 2).numpy()
+            ax.scatter(b[:, 0], b[:, 1], s=60, marker="*", c="tab:red", label="oracle max")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_aspect("equal")
+        ax.set_title(m, fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{task}: last-round designs (seed {seed}); grey = held-out real", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_report(rounds: pd.DataFrame, out: str | Path, suite=None) -> pd.DataFrame:
     """Write summary.csv, summary.md and the plots for ``rounds`` (all runs' rows) into ``out``."""
     from benchmarks.tasks import get_task, naturalness_reference
@@ -212,8 +259,11 @@ def write_report(rounds: pd.DataFrame, out: str | Path, suite=None) -> pd.DataFr
     (out / "summary.md").write_text(md)
     for task in summary["task"].unique():
         plot_curves(summary, task, out / f"curves_{task}.png")
-        if get_task(task).is_image:
-            methods = list(dict.fromkeys(rounds.loc[rounds["task"] == task, "method"]))
-            seed = int(rounds["seed"].min())
+        methods = list(dict.fromkeys(rounds.loc[rounds["task"] == task, "method"]))
+        seed = int(rounds["seed"].min())
+        t = get_task(task)
+        if t.is_image:
             plot_samples(out, task, methods, seed, out / f"samples_{task}.png")
+        elif int(t.heldout_designs[0].numel()) == 2:
+            scatter_samples(out, task, methods, seed, out / f"samples_{task}.png")
     return summary

@@ -66,7 +66,8 @@ ROUND_COLUMNS = [
     "oracle_s",
     "wall_s",
 ]
-_N_SAMPLES_KEPT = 16
+_N_SAMPLES_KEPT = 16  # designs kept per round (all of them when a design has <= 16 numbers)
+_SMALL_DESIGN = 16
 
 
 def run_dir(out: Path, task: str, method: str, seed: int) -> Path:
@@ -143,7 +144,8 @@ def run_one(
                 "wall_s": wall,
             }
         )
-        samples[f"round{r}"] = batch.x[:_N_SAMPLES_KEPT].detach().cpu().clone()
+        keep = batch.x if batch.x[0].numel() <= _SMALL_DESIGN else batch.x[:_N_SAMPLES_KEPT]
+        samples[f"round{r}"] = keep.detach().cpu().clone()
         if on_round is not None:
             on_round(rows[-1], batch.x.detach().cpu())
     df = pd.DataFrame(rows, columns=ROUND_COLUMNS)
