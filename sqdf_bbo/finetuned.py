@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,6 +51,9 @@ class FinetunedPriorOptimizer(Optimizer):
         config: an instance of ``config_class`` (or a dict of its fields); default settings
             when ``None``.
         study: folder to write the study through to (crash-safe; resume with ``load``).
+        feature_map: optional ``(n, *shape) -> (n, F)`` map the surrogate sees instead of the
+            flattened designs (e.g. a classifier's features). It is code, so a study folder
+            records only that one was used: pass it again to ``load(path, feature_map=...)``.
     """
 
     config_class: ClassVar[type]
@@ -62,6 +65,7 @@ class FinetunedPriorOptimizer(Optimizer):
         seed: int = 0,
         config: Any = None,
         study: str | Path | None = None,
+        feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if not isinstance(prior, DiffusionPrior):
             raise TypeError(
@@ -80,8 +84,12 @@ class FinetunedPriorOptimizer(Optimizer):
         self.prior = prior
         self.config = config
         self.trainer = self._make_trainer(int(seed))
+        self.feature_map = feature_map
         self.surrogate = make_surrogate(
-            config.surrogate, seed=int(seed) + 3, **dict(config.surrogate_options)
+            config.surrogate,
+            seed=int(seed) + 3,
+            feature_map=feature_map,
+            **dict(config.surrogate_options),
         )
         self.reward_shift = 0.0
         self.reward_scale = 1.0
@@ -187,17 +195,34 @@ class FinetunedPriorOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ persistence
     def _spec(self) -> dict[str, Any]:
-        return {"prior": self.prior, "config": self.config.to_dict()}
+        return {
+            "prior": self.prior,
+            "config": self.config.to_dict(),
+            "uses_feature_map": self.feature_map is not None,
+        }
 
     @classmethod
     def _from_spec(
-        cls, spec: dict[str, Any], *, batch_size: int, seed: int
+        cls,
+        spec: dict[str, Any],
+        *,
+        batch_size: int,
+        seed: int,
+        feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> FinetunedPriorOptimizer:
+        from .store import StudyError
+
+        if spec.get("uses_feature_map") and feature_map is None:
+            raise StudyError(
+                "this study's surrogate was fit on a feature map, which a study folder cannot "
+                "store: load it with the same map, e.g. SQDF.load(path, feature_map=fn)"
+            )
         return cls(
             spec["prior"],
             batch_size=batch_size,
             seed=seed,
             config=cls.config_class.from_dict(spec["config"]),
+            feature_map=feature_map,
         )
 
     def _extra_state(self) -> dict[str, Any]:

@@ -282,8 +282,10 @@ class Optimizer(metaclass=_OptimizerMeta):
         return {}
 
     @classmethod
-    def _from_spec(cls: type[T], spec: dict[str, Any], *, batch_size: int, seed: int) -> T:
-        return cls(**spec, batch_size=batch_size, seed=seed)
+    def _from_spec(
+        cls: type[T], spec: dict[str, Any], *, batch_size: int, seed: int, **runtime: Any
+    ) -> T:
+        return cls(**spec, **runtime, batch_size=batch_size, seed=seed)
 
     def _extra_state(self) -> dict[str, Any]:
         """Algorithm state to save: nested dicts/lists of tensors, arrays, JSON values."""
@@ -843,6 +845,7 @@ class Optimizer(metaclass=_OptimizerMeta):
         *,
         attach: bool = True,
         device: torch.device | str | None = None,
+        **runtime: Any,
     ) -> T:
         """Load a study written by ``save`` or ``study=``.
 
@@ -851,13 +854,16 @@ class Optimizer(metaclass=_OptimizerMeta):
             attach: keep writing through to ``path`` (resume the study); ``False`` loads a
                 detached in-memory copy and never writes to ``path``.
             device: move the optimizer there (default: the saved prior's device, CPU).
+            runtime: constructor arguments that cannot be stored in a study folder because
+                they are code, e.g. ``feature_map=`` of :class:`~sqdf_bbo.SQDF`; pass the same
+                ones as when the study was made.
 
         A corrupted or foreign folder raises :class:`StudyError` and nothing on disk changes.
         """
         path = Path(path).expanduser().absolute()
         store = StudyStore.open(path, read_only=True)
         try:
-            obj = cls._load_from(store, device)
+            obj = cls._load_from(store, device, runtime)
         finally:
             store.close()
         if attach:
@@ -866,7 +872,9 @@ class Optimizer(metaclass=_OptimizerMeta):
         return obj
 
     @classmethod
-    def _load_from(cls: type[T], store: StudyStore, device: Any) -> T:
+    def _load_from(
+        cls: type[T], store: StudyStore, device: Any, runtime: dict[str, Any] | None = None
+    ) -> T:
         from .prior import DiffusionPrior
 
         meta = store.read_meta()
@@ -894,7 +902,10 @@ class Optimizer(metaclass=_OptimizerMeta):
                 else:
                     spec[k] = v
             obj = target._from_spec(
-                spec, batch_size=int(meta["batch_size"]), seed=int(meta["seed"])
+                spec,
+                batch_size=int(meta["batch_size"]),
+                seed=int(meta["seed"]),
+                **(runtime or {}),
             )
         except StudyError:
             raise
