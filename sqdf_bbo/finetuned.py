@@ -31,7 +31,25 @@ import torch
 from .optimizer import Optimizer, Proposal
 from .prior import DiffusionPrior
 
-__all__ = ["FinetunedPriorOptimizer", "tail_mean"]
+__all__ = ["FinetunedPriorOptimizer", "sample_proposal", "tail_mean"]
+
+
+def sample_proposal(
+    prior: DiffusionPrior, n: int, generator: torch.Generator, clip: bool
+) -> Proposal:
+    """n designs of ``prior`` (network in eval mode) with their trajectories ``(n, K+1, *shape)``;
+    designs clamped to ``prior.value_range`` when ``clip`` (the trajectory keeps the chain)."""
+    net = prior.denoiser
+    was_training = net.training
+    net.eval()
+    try:
+        out = prior.sample(n, generator, return_trajectory=True)
+    finally:
+        net.train(was_training)
+    x = out.x
+    if clip and prior.value_range is not None:
+        x = x.clamp(*prior.value_range)
+    return Proposal(x, out.trajectory)
 
 
 def tail_mean(logs: list[dict[str, float]], key: str, fraction: float = 0.25) -> float:
@@ -154,18 +172,7 @@ class FinetunedPriorOptimizer(Optimizer):
         )
 
     def _propose(self, n: int) -> Proposal:
-        policy = self.trainer.policy
-        net = policy.denoiser
-        was_training = net.training
-        net.eval()
-        try:
-            out = policy.sample(n, self.generator, return_trajectory=True)
-        finally:
-            net.train(was_training)
-        x = out.x
-        if self.config.clip_designs and self.prior.value_range is not None:
-            x = x.clamp(*self.prior.value_range)
-        return Proposal(x, out.trajectory)
+        return sample_proposal(self.trainer.policy, n, self.generator, self.config.clip_designs)
 
     def _metrics(self) -> dict[str, float]:
         """``kl_to_prior``: chain KL (nats) of the current sampler to the pretrained prior,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..finetuned import sample_proposal
 from ..optimizer import Optimizer, Proposal
 from ..prior import DiffusionPrior
 
@@ -46,11 +47,7 @@ class PriorSampler(Optimizer):
         )
 
     def _propose(self, n: int) -> Proposal:
-        out = self.prior.sample(n, self.generator, return_trajectory=True)
-        x = out.x
-        if self.clip_designs and self.prior.value_range is not None:
-            x = x.clamp(*self.prior.value_range)
-        return Proposal(x, out.trajectory)
+        return sample_proposal(self.prior, n, self.generator, self.clip_designs)
 
     def _metrics(self) -> dict[str, float]:
         """The sampler IS the prior: KL 0."""
