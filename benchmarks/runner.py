@@ -201,14 +201,14 @@ def run_suite(
         threads: torch threads per worker process (default 1: these models are tiny and
             oversubscribed OpenMP threads slow down by orders of magnitude on shared cores).
     """
-    from tqdm.auto import tqdm
+    from sqdf_bbo.progress import progress_bar
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     grid = [(t, m, s) for t in suite.tasks for m in suite.methods for s in suite.seeds]
     todo = [g for g in grid if not is_done(run_dir(out, *g))]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(grid), desc=f"suite {suite.name}", disable=not progress, unit="run")
+    bar = progress_bar(total=len(grid), progress=progress, desc=f"suite {suite.name}", unit="run")
     bar.update(len(grid) - len(todo))
     if workers > 1 and len(todo) > 1:
         import multiprocessing as mp

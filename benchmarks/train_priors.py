@@ -176,9 +176,8 @@ def train_denoiser(
     ``data(batch_size, generator)`` returns clean examples x_0, shape ``(b, *shape)``.
     Loss: ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t ~ U{0, …, T−1}.
     """
-    from tqdm.auto import tqdm
-
     from sqdf_bbo.prior import call_denoiser
+    from sqdf_bbo.progress import progress_bar
 
     device = next(net.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -197,7 +196,7 @@ def train_denoiser(
     )
     tail: list[float] = []
     net.train()
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.steps), progress=progress, desc=desc, leave=False)
     for step in bar:
         # 1. x_0 from the data, t uniform, ε standard normal.
         x0 = data(cfg.batch_size, gen)

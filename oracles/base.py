@@ -31,7 +31,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from sqdf_bbo.progress import progress_bar
 
 __all__ = ["Oracle", "DifferentiableOracle", "Evaluation", "evaluate_chunk"]
 
@@ -218,7 +219,9 @@ class Oracle(ABC):
             # 1. evaluate, serially or chunk by chunk on the executor
             size = self.chunk_size or (1 if self.executor is not None else n)
             starts = list(range(0, n, size))
-            bar = tqdm(total=n, desc=f"oracle {self.name}", disable=not self.progress, leave=False)
+            bar = progress_bar(
+                total=n, progress=self.progress, desc=f"oracle {self.name}", leave=False
+            )
             if self.executor is None:
                 results = []
                 for s in starts:

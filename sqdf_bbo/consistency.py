@@ -105,7 +105,7 @@ def distill_consistency(
     Returns:
         A frozen :class:`ConsistencyModel` (attach it with ``prior.consistency = cm``).
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     if steps < 1 or batch_size < 1 or pool_size < 1:
         raise ValueError("steps, batch_size and pool_size must be >= 1")
@@ -121,7 +121,9 @@ def distill_consistency(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     gen = torch.Generator().manual_seed(seed + 1)
     timesteps = prior.timesteps.to(prior.device)
-    bar = tqdm(range(steps), desc="consistency distillation", disable=not progress, leave=False)
+    bar = progress_bar(
+        range(steps), progress=progress, desc="consistency distillation", leave=False
+    )
     for _ in bar:
         # 2. Random (trajectory, state) pairs with j < K; target = that trajectory's x_0.
         idx = torch.randint(pool_size, (batch_size,), generator=gen)

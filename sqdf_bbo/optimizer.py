@@ -540,10 +540,10 @@ class Optimizer(metaclass=_OptimizerMeta):
         """
         budget = self._check_count(budget, "budget")
         bs = self.batch_size if batch_size is None else self._check_count(batch_size, "batch_size")
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
         used = 0
-        with tqdm(total=budget, disable=not progress, desc=type(self).__name__) as bar:
+        with progress_bar(total=budget, progress=progress, desc=type(self).__name__) as bar:
             while used < budget:
                 batch = self.ask(min(bs, budget - used))
                 y = oracle(batch.x)

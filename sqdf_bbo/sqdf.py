@@ -540,10 +540,10 @@ class SQDFTrainer:
         n = self.config.steps if steps is None else int(steps)
         if n < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
         history: list[dict[str, float]] = []
-        bar = tqdm(range(n), desc="SQDF", disable=not progress or n == 0, leave=False)
+        bar = progress_bar(range(n), progress=progress and n > 0, desc="SQDF", leave=False)
         for _ in bar:
             metrics = self.train_step(reward_fn)
             history.append(metrics)

@@ -141,13 +141,13 @@ class SEIKOTrainer:
         progress: bool = False,
     ) -> list[dict[str, float]]:
         """Run ``steps`` (default ``config.steps``) gradient steps; per-step metric dicts."""
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         n = self.config.steps if steps is None else int(steps)
         params = [p for p in self.policy.denoiser.parameters() if p.requires_grad]
         self.policy.denoiser.train()
         log: list[dict[str, float]] = []
-        for _ in tqdm(range(n), desc="SEIKO fine-tune", disable=not progress, leave=False):
+        for _ in progress_bar(range(n), progress=progress, desc="SEIKO fine-tune", leave=False):
             out = self._loss(reward_fn)
             self._opt.zero_grad(set_to_none=True)
             out["loss"].backward()

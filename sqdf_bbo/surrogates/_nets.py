@@ -10,7 +10,8 @@ import math
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from ..progress import progress_bar
 
 __all__ = ["HeadsMLP", "train_heads"]
 
@@ -97,7 +98,7 @@ def train_heads(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     losses: list[torch.Tensor] = []
     heads = torch.arange(n_heads, device=z.device)[:, None]
-    for _ in tqdm(range(steps), desc="surrogate fit", disable=not progress, leave=False):
+    for _ in progress_bar(range(steps), progress=progress, desc="surrogate fit", leave=False):
         if m <= batch_size:
             rows = index
         else:
