@@ -62,7 +62,7 @@ import numbers
 import time
 import uuid
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -158,6 +158,7 @@ class _Point:
     told_at: float | None
     x: torch.Tensor  # (*shape), CPU
     traj: torch.Tensor | None  # (K+1, *shape), CPU
+    reason: str | None = None  # why it failed, when someone said
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -223,6 +224,8 @@ class Optimizer(metaclass=_OptimizerMeta):
     """
 
     method: ClassVar[str] = ""
+    #: Most designs one ``ask`` may return (larger requests: ask in several calls).
+    max_ask: ClassVar[int] = 100_000
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -244,6 +247,8 @@ class Optimizer(metaclass=_OptimizerMeta):
         if not shape or any(s < 1 for s in shape):
             raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape}")
         self.batch_size = self._check_count(batch_size, "batch_size")
+        if self.batch_size > self.max_ask:
+            raise ValueError(f"batch_size must be at most {self.max_ask}, got {batch_size}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         if not self.method:
@@ -259,6 +264,7 @@ class Optimizer(metaclass=_OptimizerMeta):
         self.np_rng = np.random.default_rng(self.seed)
         self.round = 0
         self._fitted_count = 0
+        self._refit_pending = False  # a fitted observation was marked failed since the fit
         self._points: dict[int, _Point] = {}
         self._next_id = 0
         self._store: StudyStore | None = None
@@ -312,8 +318,11 @@ class Optimizer(metaclass=_OptimizerMeta):
             return [int(i) for i in ids.reshape(-1)]
         if isinstance(ids, numbers.Integral) and not isinstance(ids, bool):
             return [int(ids)]
-        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
-            raise TypeError(f"ids must be a sequence of ints, got {type(ids).__name__}")
+        if isinstance(ids, (str, bytes, Mapping, Set)) or not isinstance(ids, Iterable):
+            raise TypeError(
+                f"ids must be a sequence of ints (list, tuple, array, tensor), "
+                f"got {type(ids).__name__}"
+            )
         out = []
         for i in ids:
             if isinstance(i, bool) or not isinstance(i, numbers.Integral):
@@ -321,8 +330,13 @@ class Optimizer(metaclass=_OptimizerMeta):
             out.append(int(i))
         return out
 
-    @staticmethod
-    def _as_values(y: Any, n: int) -> np.ndarray:
+    @property
+    def value_limit(self) -> float:
+        """Largest magnitude a told value may have: √(largest float of ``self.dtype``)
+        (1.8e19 for float32), so that standardizing values never overflows."""
+        return math.sqrt(torch.finfo(self.dtype).max)
+
+    def _as_values(self, y: Any, n: int) -> np.ndarray:
         """Values as float64 ``(n,)``; ``None`` entries become NaN (failed)."""
         if isinstance(y, torch.Tensor):
             if y.dtype.is_complex or y.dtype == torch.bool:
@@ -334,8 +348,11 @@ class Optimizer(metaclass=_OptimizerMeta):
             arr = y.astype(np.float64)
         elif isinstance(y, numbers.Real) and not isinstance(y, bool):
             arr = np.array([float(y)])
-        elif isinstance(y, (str, bytes)) or not isinstance(y, Iterable):
-            raise TypeError(f"values must be a sequence of floats, got {type(y).__name__}")
+        elif isinstance(y, (str, bytes, Mapping, Set)) or not isinstance(y, Iterable):
+            raise TypeError(
+                f"values must be a sequence of floats (list, tuple, array, tensor), "
+                f"got {type(y).__name__}"
+            )
         else:
             vals = []
             for v in y:
@@ -359,6 +376,17 @@ class Optimizer(metaclass=_OptimizerMeta):
             arr = arr[:, 0]
         if arr.ndim != 1 or arr.shape[0] != n:
             raise ValueError(f"expected {n} values of shape ({n},), got shape {tuple(arr.shape)}")
+        limit = self.value_limit
+        with np.errstate(invalid="ignore"):
+            huge = np.isfinite(arr) & (np.abs(arr) > limit)
+        if huge.any():
+            k = int(np.flatnonzero(huge)[0])
+            raise ValueError(
+                f"value {arr[k]!r} (position {k}) is too large for the model's {self.dtype} "
+                f"arithmetic: values must lie within ±{limit:.3g} (the square root of the "
+                "largest float, so that their squares stay finite); rescale the oracle's "
+                "output, or tell NaN to record a failed evaluation"
+            )
         return arr.copy()
 
     def _as_designs(self, x: Any, what: str = "x") -> torch.Tensor:
@@ -390,14 +418,19 @@ class Optimizer(metaclass=_OptimizerMeta):
         the last fit.
         """
         n = self.batch_size if n is None else self._check_count(n, "n")
+        if n > self.max_ask:
+            raise ValueError(
+                f"n={n} designs is more than one ask may return ({self.max_ask}); "
+                "ask in several calls"
+            )
         # 1. A new round when new successful observations exist.
         n_ok = self._count("complete")
-        fitted = self._fitted_count
-        if n_ok > fitted:
+        if n_ok > 0 and (n_ok > self._fitted_count or self._refit_pending):
             obs = self.observations()
             self._fit(obs.x, obs.y)
             self.round += 1
             self._fitted_count = n_ok
+            self._refit_pending = False
         # 2. Proposal, checked before it is recorded.
         prop = self._propose(n)
         x = self._check_proposal(prop, n)
@@ -524,6 +557,46 @@ class Optimizer(metaclass=_OptimizerMeta):
         self._next_id += n
         return ids
 
+    def mark_failed(self, ids: Any, reason: str = "") -> None:
+        """Mark points failed after the fact (a bad assay, a mistyped value, a broken run).
+
+        Complete points keep their told value (shown in ``history``) but leave the
+        surrogate's training data: the next ``ask`` refits without them (a new round).
+        Pending points become failed without a value.
+
+        Args:
+            ids: ids of pending or complete points (asked or external).
+            reason: why, stored with each point (``history["reason"]``).
+
+        Raises ``KeyError`` (unknown id), ``ValueError`` (already failed, duplicates) or
+        ``TypeError``; nothing changes when it raises.
+        """
+        if not isinstance(reason, str):
+            raise TypeError(f"reason must be a string, got {type(reason).__name__}")
+        id_list = self._as_ids(ids)
+        if not id_list:
+            raise ValueError("mark_failed needs at least one id")
+        if len(set(id_list)) != len(id_list):
+            raise ValueError("an id appears twice in this mark_failed call")
+        for i in id_list:
+            p = self._points.get(i)
+            if p is None:
+                raise KeyError(f"unknown id {i}")
+            if p.state == "failed":
+                raise ValueError(f"id {i} is already failed (reason {p.reason!r})")
+        refit = self._refit_pending or any(self._points[i].state == "complete" for i in id_list)
+        why = reason or None
+        now = time.time()
+        updates = [(i, self._points[i].value, why, now) for i in id_list]
+        if self._store is not None:
+            self._store.mark_failed(updates, {**self._meta(), "refit_pending": refit})
+        for i in id_list:
+            p = self._points[i]
+            p.state, p.reason = "failed", why
+            if p.told_at is None:
+                p.told_at = now
+        self._refit_pending = refit
+
     def run(
         self,
         oracle: Callable[[torch.Tensor], Any],
@@ -576,9 +649,12 @@ class Optimizer(metaclass=_OptimizerMeta):
 
     @property
     def history(self) -> pd.DataFrame:
-        """One row per point: id, round, state, value, source, asked_at, told_at (UTC times).
+        """One row per point: id, round, state, value, source, asked_at, told_at (UTC times),
+        reason.
 
-        ``value`` is NaN while pending and the told value (NaN/±inf) for failed points.
+        ``value`` is NaN while pending and the told value for failed points (NaN/±inf, or
+        the value a point had when :meth:`mark_failed` excluded it); ``reason`` says why a
+        point failed when someone said (``None`` otherwise).
         """
         pts = sorted(self._points.values(), key=lambda p: p.id)
         df = pd.DataFrame(
@@ -599,6 +675,7 @@ class Optimizer(metaclass=_OptimizerMeta):
                     unit="s",
                     utc=True,
                 ),
+                "reason": pd.Series([p.reason for p in pts], dtype="object"),
             }
         )
         return df
@@ -704,12 +781,17 @@ class Optimizer(metaclass=_OptimizerMeta):
                 p.told_at,
                 _tensor_bytes(p.x),
                 None if p.traj is None else _tensor_bytes(p.traj),
+                p.reason,
             )
             for p in points
         ]
 
     def _meta(self) -> dict[str, Any]:
-        return {"round": self.round, "fitted_count": self._fitted_count}
+        return {
+            "round": self.round,
+            "fitted_count": self._fitted_count,
+            "refit_pending": self._refit_pending,
+        }
 
     def _snapshot(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         extra_json, tensors = split_state(self._extra_state(), prefix="extra")
@@ -928,7 +1010,16 @@ class Optimizer(metaclass=_OptimizerMeta):
                 if r.state not in STATES or r.source not in SOURCES:
                     raise StudyError(f"point {r.id} has state {r.state!r} / source {r.source!r}")
                 points[r.id] = _Point(
-                    r.id, r.round, r.source, r.state, r.value, r.asked_at, r.told_at, x, traj
+                    r.id,
+                    r.round,
+                    r.source,
+                    r.state,
+                    r.value,
+                    r.asked_at,
+                    r.told_at,
+                    x,
+                    traj,
+                    r.reason,
                 )
             snap = meta.get("snapshot")
             if snap is not None:
@@ -954,5 +1045,6 @@ class Optimizer(metaclass=_OptimizerMeta):
         obj._next_id = max(points, default=-1) + 1
         obj.round = int(meta["round"])
         obj._fitted_count = int(meta.get("fitted_count", 0))
+        obj._refit_pending = bool(meta.get("refit_pending", False))
         obj._study_uid = meta["study_uid"]
         return obj

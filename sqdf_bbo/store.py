@@ -74,7 +74,8 @@ CREATE TABLE points (
     asked_at REAL NOT NULL,
     told_at  REAL,
     x        BLOB NOT NULL,
-    traj     BLOB
+    traj     BLOB,
+    reason   TEXT
 );
 """
 _POINT_COLUMNS = ("id", "round", "source", "state", "value", "raw", "asked_at", "told_at")
@@ -90,7 +91,8 @@ class PointRow:
     """One stored point as raw columns (designs still as bytes).
 
     ``value`` is the told float for complete *and* failed points (NaN/±inf for failed ones,
-    NaN while pending). ``x`` / ``traj`` are the raw bytes of the design ``(*shape)`` and the
+    NaN while pending; a complete point later marked failed keeps its told value).
+    ``reason`` says why a point failed (``None`` when nobody said). ``x`` / ``traj`` are the raw bytes of the design ``(*shape)`` and the
     trajectory ``(K+1, *shape)`` (``None`` when the point has none).
     """
 
@@ -103,6 +105,7 @@ class PointRow:
     told_at: float | None
     x: bytes
     traj: bytes | None = None
+    reason: str | None = None
 
 
 # ---------------------------------------------------------------------------- state splitting
@@ -324,7 +327,13 @@ class StudyStore:
         if read_only:
             return store
         store.close()
-        return cls(path, cls._connect(db, read_only=False), read_only=False)
+        writable = cls(path, cls._connect(db, read_only=False), read_only=False)
+        try:
+            writable._migrate()
+        except BaseException:
+            writable.close()
+            raise
+        return writable
 
     def _validate(self) -> None:
         """Check the schema, the metadata and the referenced snapshot (read-only)."""
@@ -407,20 +416,30 @@ class StudyStore:
 
     def read_points(self) -> list[PointRow]:
         """All points ordered by id."""
+        reason = "reason" if self._has_reason_column() else "NULL"
         rows = self.conn.execute(
-            "SELECT id, round, source, state, value, raw, asked_at, told_at, x, traj "
-            "FROM points ORDER BY id"
+            "SELECT id, round, source, state, value, raw, asked_at, told_at, x, traj, "
+            f"{reason} FROM points ORDER BY id"
         ).fetchall()
         out = []
-        for pid, rnd, source, state, value, raw, asked_at, told_at, x, traj in rows:
+        for pid, rnd, source, state, value, raw, asked_at, told_at, x, traj, why in rows:
             if state == "complete":
                 v = float(value)
             elif state == "failed":
                 v = float(raw) if raw is not None else math.nan
             else:
                 v = math.nan
-            out.append(PointRow(pid, rnd, source, state, v, asked_at, told_at, x, traj))
+            out.append(PointRow(pid, rnd, source, state, v, asked_at, told_at, x, traj, why))
         return out
+
+    def _has_reason_column(self) -> bool:
+        """Studies written before failure reasons existed lack the ``reason`` column."""
+        return any(r[1] == "reason" for r in self.conn.execute("PRAGMA table_info(points)"))
+
+    def _migrate(self) -> None:
+        """Bring an older study's schema up to date (adds columns; never drops data)."""
+        if not self._has_reason_column():
+            self.conn.execute("ALTER TABLE points ADD COLUMN reason TEXT")
 
     def read_snapshot(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         folder = self.path / _SNAPSHOTS / str(name)
@@ -448,6 +467,7 @@ class StudyStore:
             row.told_at,
             row.x,
             row.traj,
+            row.reason,
         )
 
     @staticmethod
@@ -496,8 +516,8 @@ class StudyStore:
         """Insert new points and update metadata (e.g. the snapshot pointer) in one commit."""
         with self._transaction() as conn:
             conn.executemany(
-                "INSERT INTO points (id, round, source, state, value, raw, asked_at, told_at, x, traj) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO points (id, round, source, state, value, raw, asked_at, told_at, x, traj, "
+                "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [self._point_params(r) for r in rows],
             )
             self._update_meta(conn, meta or {})
@@ -518,6 +538,27 @@ class StudyStore:
                         "another process may be writing to the same study"
                     )
 
+    def mark_failed(
+        self, updates: Iterable[tuple[int, float, str | None, float]], meta: Mapping[str, Any]
+    ) -> None:
+        """Mark told or pending points failed ``(id, value kept, reason, now)`` and update
+        metadata, in one commit (the told value stays in ``raw``: nothing told is lost;
+        ``told_at`` becomes ``now`` only for points that were pending)."""
+        with self._transaction() as conn:
+            for pid, value, reason, now in updates:
+                _, raw = self._split_value("failed", value)
+                cur = conn.execute(
+                    "UPDATE points SET state = 'failed', value = NULL, raw = ?, reason = ?, "
+                    "told_at = COALESCE(told_at, ?) WHERE id = ? AND state != 'failed'",
+                    (raw, reason, now, int(pid)),
+                )
+                if cur.rowcount != 1:
+                    raise StudyError(
+                        f"point {pid} is missing or already failed in the study at {self.path}; "
+                        "another process may be writing to the same study"
+                    )
+            self._update_meta(conn, meta)
+
     def set_meta(self, meta: Mapping[str, Any]) -> None:
         with self._transaction() as conn:
             self._update_meta(conn, meta)
@@ -535,8 +576,8 @@ class StudyStore:
         with self._transaction() as conn:
             conn.execute("DELETE FROM points")
             conn.executemany(
-                "INSERT INTO points (id, round, source, state, value, raw, asked_at, told_at, x, traj) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO points (id, round, source, state, value, raw, asked_at, told_at, x, traj, "
+                "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [self._point_params(r) for r in rows],
             )
             self._update_meta(conn, meta)

@@ -329,7 +329,9 @@ def test_executors_give_the_serial_values(simulator: Path) -> None:
         oracle = BoTorchOracle("branin", noise_std=0.3, seed=5, executor=pool, chunk_size=3)
         procs = oracle(x)
         assert pickle.loads(pickle.dumps(oracle)).executor is None
-    assert torch.equal(serial, threads) and torch.equal(serial, procs)
+    # chunks change the batch shapes the function sees: equal up to float rounding, not bitwise
+    assert torch.allclose(serial, threads, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(serial, procs, rtol=1e-12, atol=1e-12)
 
 
 def test_executor_job_failure_is_recorded() -> None:
@@ -381,4 +383,5 @@ def test_digits_oracles_with_the_shipped_classifier() -> None:
     # pickling for process pools drops the shipped network; the copy reloads it
     copy = pickle.loads(pickle.dumps(oracle))
     assert copy._classifier is None
-    assert torch.equal(copy(x[:5]), logit[:5])
+    # a batch of 5 and the full batch may take different float kernels on some CPUs
+    assert torch.allclose(copy(x[:5]), logit[:5], rtol=1e-4, atol=1e-4)
