@@ -5,27 +5,40 @@ Protocol, per batch (or per chunk with an executor):
 1. the designs are written to ``<dir>/designs.npy`` (float64 array of shape
    ``(n, *shape)``) or ``<dir>/designs.csv`` (``n`` lines, each the ``prod(shape)``
    flattened coordinates in C order, comma-separated, full precision);
-2. the program runs as ``argv + [in_path, out_path]`` with
-   ``subprocess.run(..., shell=False)`` — paths are arguments, never spliced
-   into a shell string;
+2. the program runs as ``argv + [in_path, out_path]`` (``shell=False`` — paths
+   are arguments, never spliced into a shell string), with stdin from
+   ``/dev/null``, in a process session and group of its own on POSIX. Its
+   stdout and stderr go to anonymous temporary files (in the call's folder),
+   never into the caller's memory; only their last :data:`TAIL_BYTES` bytes
+   are read back, for failure reasons;
 3. it writes ``out_path``: ``values.csv`` (default) — ``n`` non-empty lines,
    line ``i`` being ``value`` or ``value,reason`` (``nan`` marks a failed
    point; the optional reason is kept) — or ``values.npy`` (float64 ``(n,)``);
-4. a timeout, a non-zero exit status, a missing or unreadable output file,
-   or a wrong number of values fails every point of that call; an unparsable
-   line fails that point only. Reasons land in ``oracle.failures``.
+4. a timeout, a non-zero exit status, a missing, unreadable or oversized
+   output file (see :meth:`CommandOracle.values_size_limit`), or a wrong
+   number of values fails every point of that call; an unparsable line fails
+   that point only. Reasons land in ``oracle.failures``.
+
+At the timeout (or when the caller is interrupted while waiting) the whole
+process group is killed with SIGKILL, so the helpers the program started
+(a solver it forked, ``sh -c 'solver & wait'``) die with it; where process
+groups do not exist (Windows) only the program itself is killed. After a
+normal exit, processes the program deliberately left running are not touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -36,14 +49,113 @@ __all__ = ["CommandOracle"]
 
 _FORMATS = ("npy", "csv")
 
+#: Bytes kept from the end of the program's stdout and stderr (for failure reasons).
+TAIL_BYTES = 4096
+#: Largest ``values.csv`` line the size bound allows: a full-precision float
+#: (at most 24 characters) plus a reason of about a thousand characters.
+CSV_BYTES_PER_VALUE = 1024
+#: Fixed allowance on top of the per-value bound (the ``.npy`` header, blank lines).
+VALUES_SLACK_BYTES = 64 * 1024
+
+_POSIX = os.name == "posix"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How one run of the program ended.
+
+    Attributes:
+        returncode: the exit status; ``None`` when it was killed at the timeout.
+        stdout: the last :data:`TAIL_BYTES` bytes of its stdout, decoded.
+        stderr: the last :data:`TAIL_BYTES` bytes of its stderr, decoded.
+    """
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+
+
+def _fail_all(n: int, reason: str) -> Evaluation:
+    """An :class:`Evaluation` failing all ``n`` points with the same reason."""
+    return Evaluation(np.full(n, np.nan), dict.fromkeys(range(n), reason))
+
+
+def _read_tail(stream: IO[bytes], limit: int = TAIL_BYTES) -> str:
+    """The last ``limit`` bytes written to ``stream`` (an open binary file), decoded."""
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(max(0, size - limit))
+    return stream.read(limit).decode(errors="replace")
+
+
+def _read_bounded(path: Path, limit: int) -> bytes | None:
+    """The bytes of ``path``, or ``None`` when it holds more than ``limit`` (reads at most ``limit + 1``)."""
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    return None if len(data) > limit else data
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc`` and its process group (POSIX), then reap ``proc``.
+
+    Must run before ``proc`` is reaped: until then its pid names its group.
+    """
+    if _POSIX:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        proc.kill()
+    proc.wait()
+
+
+def _reason(head: str, run: _Run) -> str:
+    """``head``, followed by the tail of stderr (or of stdout when stderr is empty)."""
+    detail = _tail(run.stderr) or _tail(run.stdout)
+    return f"{head}: {detail}" if detail else head
+
 
 def _tail(text: str | bytes | None, limit: int = 300) -> str:
+    """The last ``limit`` characters of ``text``, stripped (``…`` marks a cut)."""
     if text is None:
         return ""
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     text = text.strip()
     return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _parse_npy(data: bytes, name: str, n: int) -> Evaluation:
+    """Values from the bytes of a ``.npy`` file holding ``n`` numbers."""
+    try:
+        values = np.asarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001
+        return _fail_all(n, f"unreadable output {name}: {exc}")
+    values = values.reshape(-1)
+    if values.shape[0] != n:
+        return _fail_all(n, f"expected {n} output values, got {values.shape[0]}")
+    return Evaluation(values)
+
+
+def _parse_csv(data: bytes, name: str, n: int) -> Evaluation:
+    """Values (and per-point reasons) from the bytes of a ``values.csv`` with ``n`` lines."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        return _fail_all(n, f"unreadable output {name}: {exc}")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) != n:
+        return _fail_all(n, f"expected {n} output lines, got {len(lines)}")
+    values = np.full(n, np.nan)
+    reasons: dict[int, str] = {}
+    for i, line in enumerate(lines):
+        token, _, message = line.partition(",")
+        try:
+            values[i] = float(token)
+        except ValueError:
+            reasons[i] = f"unparsable output line {i + 1}: {_tail(line, 80)!r}"
+            continue
+        if not math.isfinite(values[i]):
+            reasons[i] = message.strip() or f"program returned {token.strip()}"
+    return Evaluation(values, reasons)
 
 
 class CommandOracle(Oracle):
@@ -115,84 +227,85 @@ class CommandOracle(Oracle):
         else:
             np.savetxt(path, arr.reshape(arr.shape[0], -1), delimiter=",", fmt="%.17g")
 
+    def values_size_limit(self, n: int) -> int:
+        """Most bytes the values file of ``n`` designs may hold before it is refused unread.
+
+        ``.npy``: 8 bytes per float64 value; ``.csv``: :data:`CSV_BYTES_PER_VALUE`
+        per line; both plus :data:`VALUES_SLACK_BYTES`. A larger file cannot be a
+        valid answer (or carries reasons nobody reads), and reading it whole
+        could exhaust the caller's memory.
+        """
+        per_value = 8 if self.output_format == "npy" else CSV_BYTES_PER_VALUE
+        return n * per_value + VALUES_SLACK_BYTES
+
     def read_values(self, path: Path, n: int) -> Evaluation:
         """Parse the program's output for ``n`` designs (see the module docstring)."""
-        everyone = dict.fromkeys(range(n))
         if not path.is_file():
-            return Evaluation(
-                np.full(n, np.nan), {i: f"no output file {path.name} written" for i in everyone}
+            return _fail_all(n, f"no output file {path.name} written")
+        limit = self.values_size_limit(n)
+        try:
+            data = _read_bounded(path, limit)
+        except OSError as exc:
+            return _fail_all(n, f"unreadable output {path.name}: {exc}")
+        if data is None:
+            return _fail_all(
+                n,
+                f"output {path.name} is larger than the {limit} bytes that {n} values may take "
+                f"({path.stat().st_size} bytes); not read",
             )
         if self.output_format == "npy":
-            try:
-                arr = np.load(path, allow_pickle=False)
-                values = np.asarray(arr, dtype=np.float64).reshape(-1)
-            except Exception as exc:  # noqa: BLE001
-                return Evaluation(
-                    np.full(n, np.nan),
-                    {i: f"unreadable output {path.name}: {exc}" for i in everyone},
-                )
-            if values.shape[0] != n:
-                return Evaluation(
-                    np.full(n, np.nan),
-                    {i: f"expected {n} output values, got {values.shape[0]}" for i in everyone},
-                )
-            return Evaluation(values)
-        try:
-            lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            return Evaluation(
-                np.full(n, np.nan), {i: f"unreadable output {path.name}: {exc}" for i in everyone}
-            )
-        if len(lines) != n:
-            return Evaluation(
-                np.full(n, np.nan),
-                {i: f"expected {n} output lines, got {len(lines)}" for i in everyone},
-            )
-        values = np.full(n, np.nan)
-        reasons: dict[int, str] = {}
-        for i, line in enumerate(lines):
-            token, _, message = line.partition(",")
-            try:
-                values[i] = float(token)
-            except ValueError:
-                reasons[i] = f"unparsable output line {i + 1}: {_tail(line, 80)!r}"
-                continue
-            if not math.isfinite(values[i]):
-                reasons[i] = message.strip() or f"program returned {token.strip()}"
-        return Evaluation(values, reasons)
+            return _parse_npy(data, path.name, n)
+        return _parse_csv(data, path.name, n)
 
     # ---------------------------------------------------------------- evaluation
+    def _run(self, args: list[str], folder: Path) -> _Run:
+        """Run ``args`` in its own process group, output to temporary files in ``folder``.
+
+        Raises:
+            OSError: the program could not be started.
+        """
+        env = None if self.env is None else {**os.environ, **self.env}
+        with (
+            tempfile.TemporaryFile(dir=folder) as out,
+            tempfile.TemporaryFile(dir=folder) as err,
+        ):
+            proc = subprocess.Popen(
+                args,
+                shell=False,
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=_POSIX,
+            )
+            returncode: int | None = None
+            try:
+                returncode = proc.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            finally:
+                if proc.returncode is None:  # the timeout, or the caller was interrupted
+                    _kill_group(proc)
+            return _Run(returncode, _read_tail(out), _read_tail(err))
+
     def _evaluate(self, x: torch.Tensor) -> Evaluation:
+        """Values of ``x (n, *shape)`` from one run of the program; failures as reasons."""
         n = x.shape[0]
-
-        def fail_all(reason: str) -> Evaluation:
-            return Evaluation(np.full(n, np.nan), dict.fromkeys(range(n), reason))
-
         tmp = tempfile.mkdtemp(prefix="sqdf-oracle-", dir=self.workdir)
         folder = Path(tmp)
         in_path = folder / f"designs.{self.input_format}"
         out_path = folder / f"values.{self.output_format}"
         try:
             self.write_designs(x, in_path)
-            env = None if self.env is None else {**os.environ, **self.env}
             try:
-                proc = subprocess.run(
-                    [*self.argv, str(in_path), str(out_path)],
-                    shell=False,
-                    cwd=self.cwd,
-                    env=env,
-                    capture_output=True,
-                    timeout=self.timeout,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                return fail_all(
-                    f"timeout after {self.timeout:g} s: {_tail(exc.stderr)}".rstrip(": ")
-                )
+                run = self._run([*self.argv, str(in_path), str(out_path)], folder)
             except OSError as exc:
-                return fail_all(f"could not start {self.argv[0]!r}: {exc}")
-            if proc.returncode != 0:
-                return fail_all(f"exit status {proc.returncode}: {_tail(proc.stderr)}".rstrip(": "))
+                return _fail_all(n, f"could not start {self.argv[0]!r}: {exc}")
+            if run.returncode is None:
+                return _fail_all(n, _reason(f"timeout after {self.timeout:g} s", run))
+            if run.returncode != 0:
+                return _fail_all(n, _reason(f"exit status {run.returncode}", run))
             return self.read_values(out_path, n)
         finally:
             if not self.keep_files:
