@@ -252,6 +252,21 @@ class DiffusionPrior:
             )
         return x
 
+    def to_design(self, x: torch.Tensor) -> torch.Tensor:
+        """The design an oracle sees for sampler output ``x (n, *shape)``: clamped to
+        ``value_range`` (unchanged when the prior is unbounded). Differentiable; the
+        gradient is zero where a coordinate lies outside the range.
+
+        This is the one map from the sampler's space to the design space: ``ask`` applies
+        it to the proposed batch and every reward path (SQDF's soft-Q estimate, SEIKO's
+        chain end, on-policy rollouts) applies it before the surrogate, so a fine-tuner is
+        never rewarded for values the oracle cannot see. A standardization inverse for
+        tabular priors or a latent decoder would go here.
+        """
+        if self.value_range is None:
+            return x
+        return x.clamp(*self.value_range)
+
     def _index(self, idx: int | torch.Tensor, n: int, upper: int, what: str) -> torch.Tensor:
         # schedule tables live on the CPU: index them with CPU indices
         idx_t = torch.as_tensor(idx, dtype=torch.long).reshape(-1).cpu()
@@ -444,8 +459,12 @@ class DiffusionPrior:
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | Path) -> Path:
-        """Write weights (safetensors or diffusers format) and config (JSON) to ``path``."""
-        from .serialization import save_module
+        """Write weights (safetensors or diffusers format) and config (JSON) to ``path``.
+
+        Last, ``path/checksums.json`` records the sha256 of every file in the folder;
+        :meth:`load` verifies it.
+        """
+        from .serialization import save_module, write_checksums
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -464,6 +483,7 @@ class DiffusionPrior:
             else save_module(self.consistency, path / "consistency"),
         }
         (path / "prior.json").write_text(json.dumps(meta, indent=2))
+        write_checksums(path)
         return path
 
     @classmethod
@@ -478,15 +498,21 @@ class DiffusionPrior:
 
         ``denoiser`` supplies the module instance for networks of a class this
         package cannot rebuild by itself (its weights are then loaded into it).
+
+        The files are first checked against ``checksums.json`` when the folder has one
+        (:class:`~sqdf_bbo.serialization.ChecksumError`, a ``ValueError``, names a file that
+        is missing or differs); folders saved before checksums existed load unverified.
+        Weights are read from safetensors only, never unpickled.
         """
         from diffusers import DDIMScheduler
 
-        from .serialization import load_module
+        from .serialization import load_module, verify_checksums
 
         path = Path(path)
         meta_file = path / "prior.json"
         if not meta_file.is_file():
             raise FileNotFoundError(f"{path} is not a saved prior: {meta_file.name} is missing")
+        verify_checksums(path)
         meta = json.loads(meta_file.read_text())
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{meta_file} is not a {_FORMAT} file")

@@ -5,6 +5,7 @@ A study folder holds::
     DIR/study.sqlite              observations, ids, designs, trajectories, study metadata (WAL mode)
     DIR/objects/<name>/           constructor objects written once (e.g. the pretrained prior)
     DIR/snapshots/<seq>/          optimizer state after an ask: state.json + tensors.safetensors
+                                  + checksums.json (their sha256)
     DIR/.lock                     advisory lock held by the one process writing the study
 
 Durability rules (what a ``SIGKILL`` at any instant can and cannot lose):
@@ -19,6 +20,15 @@ Durability rules (what a ``SIGKILL`` at any instant can and cannot lose):
 3. Nothing is unpickled: weights and tensors are safetensors, the rest is JSON and SQLite.
 4. Opening validates read-only first (``mode=ro``); a corrupted or foreign folder raises
    :class:`StudyError` and nothing on disk is changed.
+5. Links are never followed out of the study: a study whose database, ``objects/`` or
+   ``snapshots/`` (or anything in them) is a symbolic link, or resolves outside the folder,
+   is refused on open, and pruning unlinks a link instead of deleting through it.
+6. Checksums: each snapshot folder holds ``checksums.json`` (the sha256 of ``state.json`` and
+   ``tensors.safetensors``, format of :func:`sqdf_bbo.serialization.write_checksums`), written
+   and fsynced before the snapshot is referenced, verified when it is read. A separate file
+   (not a field of ``state.json``) covers both files and leaves older snapshots, which lack
+   it, loadable unverified. Saved priors in ``objects/`` carry their own manifest, verified
+   by :meth:`sqdf_bbo.prior.DiffusionPrior.load`.
 """
 
 from __future__ import annotations
@@ -27,11 +37,12 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +50,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from .serialization import CHECKSUMS, ChecksumError, verify_checksums, write_checksums
 
 __all__ = [
     "StudyStore",
@@ -61,6 +74,10 @@ _OBJECTS = "objects"
 _STATE_JSON = "state.json"
 _TENSORS = "tensors.safetensors"
 _LOCK = ".lock"
+_CREATING = ".creating-"
+_CREATING_GRACE_S = 60.0  # a lock-less creation folder younger than this is never touched
+_CREATING_STALE_S = 3600.0  # ... and one older than this is stale even if its PID is alive
+_SNAPSHOT_NAME = re.compile(r"[0-9]+")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -200,6 +217,161 @@ def is_study(path: str | Path) -> bool:
         return fh.read(16) == _SQLITE_MAGIC
 
 
+# ---------------------------------------------------------------------------- links
+def _refuse_link(path: Path, root: Path, study: Path) -> None:
+    """StudyError if ``path`` is a symbolic link or resolves outside ``root`` (the resolved study)."""
+    rel = path.relative_to(study).as_posix()
+    if path.is_symlink():
+        raise StudyError(
+            f"{study}: {rel} is a symbolic link; a study folder must not contain links (they "
+            "could lead outside it, and pruning would delete there): replace it with the real "
+            "file or folder"
+        )
+    if path.exists() and not path.resolve().is_relative_to(root):
+        raise StudyError(f"{study}: {rel} resolves outside the study folder")
+
+
+def _refuse_links(study: Path) -> None:
+    """Refuse (StudyError) a study whose internal paths are links or resolve outside it.
+
+    Checked: the database and its ``-wal``/``-shm`` files, the lock file, ``snapshots/``, each
+    snapshot entry and the files in it, ``objects/`` and everything under it. The study path
+    itself may be a link (it is the caller's choice of path).
+    """
+    root = study.resolve()
+    db = study / DB_NAME
+    for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"), study / _LOCK):
+        _refuse_link(p, root, study)
+    snaps, objects = study / _SNAPSHOTS, study / _OBJECTS
+    _refuse_link(snaps, root, study)
+    if snaps.is_dir():
+        for entry in snaps.iterdir():
+            _refuse_link(entry, root, study)
+            for f in entry.iterdir() if entry.is_dir() else ():
+                _refuse_link(f, root, study)
+    _refuse_link(objects, root, study)
+    if objects.is_dir():
+        for dirpath, dirnames, filenames in os.walk(objects):  # does not descend into links
+            for name in (*dirnames, *filenames):
+                _refuse_link(Path(dirpath) / name, root, study)
+
+
+def _remove_entry(path: Path) -> None:
+    """Delete a snapshot entry without following links: a link or file is unlinked itself."""
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(OSError):
+            path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)  # never follows links inside the folder
+
+
+# ---------------------------------------------------------------------------- stale creations
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists here (another user's process, or unknown, counts as alive)."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    if pid <= 0 or pid >= 2**31:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _claim_stale_creation(folder: Path, pid: int) -> tuple[bool, int | None]:
+    """Whether the creation folder ``folder`` was abandoned, and the lock fd taken to know it.
+
+    A creation folder younger than ``_CREATING_GRACE_S`` is never stale. One holding the
+    creator's lock file is stale iff nobody holds that lock (the creator died; the lock is
+    kept, returned, until the folder is gone). One without (older versions, or a creator
+    killed before locking) is stale iff its PID is gone or it is older than
+    ``_CREATING_STALE_S``.
+    """
+    age = time.time() - folder.lstat().st_mtime
+    if age < _CREATING_GRACE_S:
+        return False, None
+    lock = folder / _LOCK
+    if lock.is_file() and not lock.is_symlink():
+        try:
+            fd = _acquire_lock(lock)
+        except StudyError:  # held: its creator is alive
+            return False, None
+        if fd is not None:
+            return True, fd
+    return age > _CREATING_STALE_S or not _pid_alive(pid), None
+
+
+def _remove_stale_creations(parent: Path, name: str) -> None:
+    """Remove ``.NAME.creating-PID-XXXXXXXX`` folders of ``name`` left by killed creators."""
+    pattern = re.compile(rf"\.{re.escape(name)}{re.escape(_CREATING)}([0-9]+)-[0-9a-f]{{8}}")
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            match = pattern.fullmatch(entry.name)
+            if match is None or entry.is_symlink() or not entry.is_dir():
+                continue
+            with contextlib.suppress(OSError):
+                stale, fd = _claim_stale_creation(entry, int(match.group(1)))
+                if stale:
+                    shutil.rmtree(entry, ignore_errors=True)
+                if fd is not None:
+                    os.close(fd)
+
+
+def _is_count(value: Any, low: int = 0) -> bool:
+    """An ``int`` (not a ``bool``) of at least ``low``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_spec(value: Any) -> bool:
+    """``None`` or a dict whose prior references each name one folder inside ``objects/``."""
+    if value is None:
+        return True
+    if not isinstance(value, dict):
+        return False
+    for item in value.values():
+        if isinstance(item, dict) and set(item) == {"__prior__"}:
+            ref = item["__prior__"]
+            if not isinstance(ref, str) or ref in ("", ".", "..") or any(c in ref for c in "/\\\0"):
+                return False
+    return True
+
+
+_META_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "version": (_is_count, "an integer"),
+    "method": (lambda v: isinstance(v, str), "a string"),
+    "shape": (
+        lambda v: isinstance(v, list) and all(_is_count(d) for d in v),
+        "a list of non-negative integers",
+    ),
+    "dtype": (
+        lambda v: isinstance(v, str) and isinstance(getattr(torch, v, None), torch.dtype),
+        "the name of a torch dtype",
+    ),
+    "study_uid": (lambda v: isinstance(v, str), "a string"),
+    "round": (_is_count, "a non-negative integer"),
+    "fitted_count": (_is_count, "a non-negative integer"),
+    "batch_size": (lambda v: _is_count(v, 1), "a positive integer"),
+    "seed": (lambda v: _is_count(v, -(2**63)), "an integer"),
+    "snapshot": (
+        lambda v: v is None or (isinstance(v, str) and _SNAPSHOT_NAME.fullmatch(v) is not None),
+        "null or a snapshot folder name (digits)",
+    ),
+    "spec": (_is_spec, "null or an object whose prior references are plain folder names"),
+}
+
+
+def _check_meta_types(path: Path, meta: Mapping[str, Any]) -> None:
+    """StudyError naming the first known metadata field (if present) of the wrong type."""
+    for key, (ok, what) in _META_TYPES.items():
+        if key in meta and not ok(meta[key]):
+            shown = repr(meta[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise StudyError(f"{path}: study metadata {key!r} is {shown}, expected {what}")
+
+
 class StudyStore:
     """One open study folder. Create with :meth:`create`, open with :meth:`open`.
 
@@ -207,14 +379,18 @@ class StudyStore:
     before the method returns.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, read_only: bool) -> None:
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, read_only: bool, lock_fd: int | None = None
+    ) -> None:
+        """Wrap an open connection; a writable store takes the study lock (or ``lock_fd``,
+        a lock of ``path/.lock`` already held, e.g. since creation)."""
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self.read_only = read_only
         self._lock_fd: int | None = None
         if not read_only:
             try:
-                self._lock_fd = _acquire_lock(path / _LOCK)
+                self._lock_fd = lock_fd if lock_fd is not None else _acquire_lock(path / _LOCK)
             except BaseException:
                 conn.close()
                 self._conn = None
@@ -251,6 +427,10 @@ class StudyStore:
         The folder is assembled under a temporary name and renamed into place, so a crash
         during creation never leaves a half-made study at ``path``. ``write_objects(dir)``
         may write constructor objects (e.g. the prior) into ``dir/objects``.
+
+        The temporary folder ``.NAME.creating-PID-XXXXXXXX`` holds the study lock from the
+        start (kept through the rename); such folders left by killed creators of the same
+        ``NAME`` are removed first (see :func:`_claim_stale_creation`).
         """
         path = Path(path).expanduser().absolute()
         if path.exists():
@@ -264,9 +444,12 @@ class StudyStore:
                     )
                 raise StudyError(f"cannot create a study at {path}: the folder is not empty")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        _remove_stale_creations(path.parent, path.name)
+        tmp = path.parent / f".{path.name}{_CREATING}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
+        lock_fd: int | None = None
         try:
+            lock_fd = _acquire_lock(tmp / _LOCK)  # marks this creation as alive
             conn = cls._connect(tmp / DB_NAME, read_only=False)
             try:
                 conn.executescript(_SCHEMA)
@@ -295,10 +478,13 @@ class StudyStore:
             _fsync_dir(tmp)
             os.replace(tmp, path)  # replaces an empty folder atomically on POSIX
             _fsync_dir(path.parent)
+            conn = cls._connect(path / DB_NAME, read_only=False)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if lock_fd is not None:
+                os.close(lock_fd)
             raise
-        return cls(path, cls._connect(path / DB_NAME, read_only=False), read_only=False)
+        return cls(path, conn, read_only=False, lock_fd=lock_fd)
 
     @classmethod
     def open(cls, path: str | Path, *, read_only: bool = False) -> StudyStore:
@@ -308,6 +494,10 @@ class StudyStore:
             raise StudyError(f"no study at {path}: the folder does not exist")
         if not path.is_dir():
             raise StudyError(f"no study at {path}: it is not a folder")
+        try:
+            _refuse_links(path)
+        except OSError as err:
+            raise StudyError(f"cannot inspect the study folder {path}: {err}") from None
         db = path / DB_NAME
         if not db.is_file():
             raise StudyError(f"{path} is not a sqdf-bbo study: {DB_NAME} is missing")
@@ -364,6 +554,7 @@ class StudyStore:
         absent = [k for k in _REQUIRED_META if k not in meta]
         if absent:
             raise StudyError(f"{self.path} is missing study metadata {absent}")
+        _check_meta_types(self.path, meta)
         snap = meta.get("snapshot")
         if snap is not None:
             folder = self.path / _SNAPSHOTS / str(snap)
@@ -442,10 +633,15 @@ class StudyStore:
             self.conn.execute("ALTER TABLE points ADD COLUMN reason TEXT")
 
     def read_snapshot(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """A snapshot's JSON state and tensors, checked against its ``checksums.json`` (when
+        it has one: snapshots written before checksums existed are read unverified)."""
         folder = self.path / _SNAPSHOTS / str(name)
         try:
+            verify_checksums(folder)
             state = json.loads((folder / _STATE_JSON).read_text())
             tensors = load_file(str(folder / _TENSORS))
+        except ChecksumError as err:
+            raise StudyError(f"{self.path}: snapshot {name} is corrupted ({err})") from None
         except (OSError, ValueError) as err:
             raise StudyError(f"{self.path}: snapshot {name} is unreadable ({err})") from None
         except Exception as err:  # safetensors raises its own error type on corruption
@@ -483,7 +679,7 @@ class StudyStore:
         """Write (and fsync) a new snapshot folder; return its name. Not referenced until
         :meth:`insert_points` / :meth:`set_snapshot` commits the pointer."""
         self._require_writable()
-        root = self.path / _SNAPSHOTS
+        root = self._snapshots_root()
         root.mkdir(exist_ok=True)
         existing = [int(p.name) for p in root.iterdir() if p.name.isdigit()]
         name = f"{max(existing, default=0) + 1:08d}"
@@ -491,22 +687,34 @@ class StudyStore:
         folder.mkdir()
         (folder / _STATE_JSON).write_text(json.dumps(state))
         save_file(dict(tensors), str(folder / _TENSORS))
-        for f in (_STATE_JSON, _TENSORS):
+        write_checksums(folder, (_STATE_JSON, _TENSORS))
+        for f in (_STATE_JSON, _TENSORS, CHECKSUMS):
             _fsync_file(folder / f)
         _fsync_dir(folder)
         _fsync_dir(root)
         return name
 
+    def _snapshots_root(self) -> Path:
+        """``snapshots/``; StudyError if it is a link (never write or delete through one)."""
+        root = self.path / _SNAPSHOTS
+        if root.is_symlink():
+            raise StudyError(
+                f"{self.path}: {_SNAPSHOTS} is a symbolic link; refusing to write or delete "
+                "through it (replace it with a real folder)"
+            )
+        return root
+
     def prune_snapshots(self) -> None:
-        """Delete snapshot folders other than the referenced one."""
+        """Delete snapshot entries other than the referenced one, never following a link
+        (a link entry is unlinked itself; a linked ``snapshots/`` raises StudyError)."""
         self._require_writable()
         keep = self.read_meta().get("snapshot")
-        root = self.path / _SNAPSHOTS
+        root = self._snapshots_root()
         if not root.is_dir():
             return
         for p in root.iterdir():
             if p.name != keep:
-                shutil.rmtree(p, ignore_errors=True)
+                _remove_entry(p)
 
     def insert_points(
         self,
