@@ -252,21 +252,6 @@ class DiffusionPrior:
             )
         return x
 
-    def to_design(self, x: torch.Tensor) -> torch.Tensor:
-        """The design an oracle sees for sampler output ``x (n, *shape)``: clamped to
-        ``value_range`` (unchanged when the prior is unbounded). Differentiable; the
-        gradient is zero where a coordinate lies outside the range.
-
-        This is the one map from the sampler's space to the design space: ``ask`` applies
-        it to the proposed batch and every reward path (SQDF's soft-Q estimate, SEIKO's
-        chain end, on-policy rollouts) applies it before the surrogate, so a fine-tuner is
-        never rewarded for values the oracle cannot see. A standardization inverse for
-        tabular priors or a latent decoder would go here.
-        """
-        if self.value_range is None:
-            return x
-        return x.clamp(*self.value_range)
-
     def _index(self, idx: int | torch.Tensor, n: int, upper: int, what: str) -> torch.Tensor:
         # schedule tables live on the CPU: index them with CPU indices
         idx_t = torch.as_tensor(idx, dtype=torch.long).reshape(-1).cpu()
