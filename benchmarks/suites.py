@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.tasks import Task
+from sqdf_bbo.config import check_fields
 
 __all__ = ["Suite", "SUITES", "METHODS", "MAIN_METHODS", "get_suite", "make_optimizer"]
 
@@ -86,6 +87,7 @@ class Suite:
     description: str = ""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown methods {unknown}; accepted values: {', '.join(METHODS)}")

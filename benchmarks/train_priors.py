@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from sqdf_bbo.config import check_fields
+
 if TYPE_CHECKING:
     from sqdf_bbo.prior import DiffusionPrior
 
@@ -81,6 +83,7 @@ class DenoiserTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(
                 f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
@@ -112,6 +115,9 @@ class PriorRecipe:
     cm_batch_size: int = 128
     cm_lr: float = 1e-3
     cm_pool_size: int = 4096
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 DIGITS_RECIPE = PriorRecipe(

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import check_fields
+
 __all__ = [
     "DigitsClassifier",
     "ClassifierTrainConfig",
@@ -107,6 +109,7 @@ class ClassifierTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(
                 f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"

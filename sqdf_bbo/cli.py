@@ -4,6 +4,7 @@
     sqdf-bbo ask    --study DIR [--n 96] --out batch.csv        # + batch.npy (n, *shape) beside it
     sqdf-bbo tell   --study DIR results.csv                     # columns id,value; empty/nan = failed
     sqdf-bbo add    --study DIR data.csv                        # external data: x0..x{D-1},value
+    sqdf-bbo fail   --study DIR --ids 3,7 [--reason TEXT]       # or --ids-file CSV (an id column)
     sqdf-bbo status --study DIR [--json]
     sqdf-bbo export --study DIR --out history.csv [--state pending]
     sqdf-bbo bench  --suite quick --out runs/bench               # benchmarks.runner.bench_cli
@@ -11,6 +12,11 @@
 
 Every call loads the study, acts, and commits before it exits (see :mod:`sqdf_bbo.store`).
 Errors print one line to stderr and exit with code 2.
+
+Asked (and exported) CSVs carry a ``study`` column, the study's uid: ``tell`` refuses a file
+whose ``study`` column names another study, and when the file has design columns
+``x0..x{D-1}`` they must equal the designs asked under those ids. ``--set KEY=VALUE`` values
+are parsed by the type of the config field (:func:`sqdf_bbo.config.parse_field`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import importlib
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -30,6 +37,10 @@ from typing import Any
 __all__ = ["main", "build_parser", "CLIError"]
 
 FAILED_TOKENS = ("", "nan", "na", "n/a", "failed")
+DESIGN_RTOL = 1e-6  # x columns written with repr round-trip exactly; allow re-saved copies
+DESIGN_ATOL = 1e-9
+MAX_SEED = 2**63
+_XCOL = re.compile(r"x\d+")
 
 
 class CLIError(Exception):
@@ -57,16 +68,43 @@ def _load_prior(name: str, device: str) -> Any:
     return load_prior(name, device=device)
 
 
-def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+def _config_class(cls: type) -> type | None:
+    """The config dataclass a method's ``config=`` takes (``config_class`` or its annotation)."""
+    import dataclasses
+    import typing
+
+    found = getattr(cls, "config_class", None)
+    if found is not None:
+        return found
+    try:
+        hint = typing.get_type_hints(cls.__init__).get("config")
+    except Exception:  # unresolvable annotations: fall back to untyped values
+        return None
+    options = typing.get_args(hint) or (hint,)
+    return next((a for a in options if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
+
+
+def _parse_untyped(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _parse_sets(items: Sequence[str], config_class: type | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items, each value parsed by the type of the config field KEY."""
+    from .config import parse_field
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
+        if config_class is None:
+            out[key] = _parse_untyped(raw)
+        else:
+            out[key] = parse_field(config_class, key, raw)
     return out
 
 
@@ -118,20 +156,150 @@ def _write_designs_csv(
     _write_atomic(path, write)
 
 
+def _check_header(header: list[str], path: str) -> None:
+    seen: set[str] = set()
+    for name in header:
+        if name and name in seen:
+            raise CLIError(f"{path} has a duplicate column {name!r} (columns: {', '.join(header)})")
+        seen.add(name)
+
+
+def _row_dict(header: list[str], fields: list[str], where: str) -> dict[str, str]:
+    """One row as ``{column: stripped text}``; a short row or extra non-empty fields are errors."""
+    extra = fields[len(header) :]
+    if len(fields) < len(header) or any(f.strip() for f in extra):
+        raise CLIError(
+            f"{where} has {len(fields)} field(s) but the header has {len(header)} "
+            "(write an empty field or nan for a failed evaluation)"
+        )
+    return {name: value.strip() for name, value in zip(header, fields) if name}
+
+
 def _read_csv(path: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and ``(line number, row)`` pairs of a CSV file (UTF-8, with or without a BOM)."""
     p = Path(path)
     if not p.is_file():
         raise CLIError(f"no such file: {path}")
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None:
-            raise CLIError(f"{path} is empty (expected a header line)")
-        header = [h.strip() for h in reader.fieldnames]
-        reader.fieldnames = header
-        rows = [
-            (reader.line_num, {k: (v or "").strip() for k, v in r.items() if k}) for r in reader
-        ]
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            first = next(reader, None)
+            if first is None:
+                raise CLIError(f"{path} is empty (expected a header line)")
+            header = [h.strip() for h in first]
+            _check_header(header, path)
+            rows = [
+                (reader.line_num, _row_dict(header, fields, f"{path} line {reader.line_num}"))
+                for fields in reader
+                if fields  # blank lines
+            ]
+    except UnicodeDecodeError as err:
+        raise CLIError(
+            f"{path} is not UTF-8 text (byte {err.start}); save it as CSV UTF-8"
+        ) from None
+    except csv.Error as err:
+        raise CLIError(f"{path} is not a readable CSV file: {err}") from None
     return header, rows
+
+
+def _require_columns(header: list[str], columns: Sequence[str], path: str) -> None:
+    for col in columns:
+        if col not in header:
+            raise CLIError(f"{path} has no {col!r} column (columns: {', '.join(header)})")
+
+
+def _parse_id(raw: str, where: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise CLIError(f"{where}: id {raw!r} is not an integer") from None
+
+
+def _study_uid(opt: Any) -> str:
+    """The uid shared by every copy of a study (store meta ``study_uid``)."""
+    return str(opt._study_uid)
+
+
+def _check_study_column(
+    header: list[str], rows: list[tuple[int, dict[str, str]]], opt: Any, path: str
+) -> None:
+    """A ``study`` column, when present, must name ``opt``'s study on every row."""
+    if "study" not in header:
+        return
+    uid = _study_uid(opt)
+    for line, r in rows:
+        if r["study"] != uid:
+            raise CLIError(
+                f"{path} line {line}: this row is from another study (study {r['study']!r}, "
+                f"this study is {uid}); nothing was changed"
+            )
+
+
+def _design_columns(header: list[str]) -> list[str]:
+    return [h for h in header if _XCOL.fullmatch(h)]
+
+
+def _check_design_columns(header: list[str], dim: int, path: str) -> list[str]:
+    """The columns ``x0..x{dim-1}``, which must be exactly the file's design columns."""
+    found = _design_columns(header)
+    expected = [f"x{j}" for j in range(dim)]
+    missing = [c for c in expected if c not in found]
+    unexpected = [c for c in found if c not in expected]
+    if missing or unexpected:
+        parts = [
+            f"{what} {', '.join(cols[:5])}{', ...' if len(cols) > 5 else ''}"
+            for what, cols in (("missing", missing), ("unexpected", unexpected))
+            if cols
+        ]
+        raise CLIError(
+            f"{path}: the design columns must be exactly x0..x{dim - 1} (the study's designs "
+            f"have {dim} values); " + "; ".join(parts)
+        )
+    return expected
+
+
+def _parse_designs(
+    rows: list[tuple[int, dict[str, str]]], xcols: list[str], path: str
+) -> list[list[float]]:
+    out = []
+    for line, r in rows:
+        values = []
+        for c in xcols:
+            try:
+                values.append(float(r[c]))
+            except ValueError:
+                raise CLIError(
+                    f"{path} line {line}: design value {c}={r[c]!r} is not a number"
+                ) from None
+        out.append(values)
+    return out
+
+
+def _check_told_designs(
+    header: list[str], rows: list[tuple[int, dict[str, str]]], ids: list[int], opt: Any, path: str
+) -> None:
+    """When a results file has x columns, each known id's row must match its stored design."""
+    import numpy as np
+
+    if not _design_columns(header):
+        return
+    xcols = _check_design_columns(header, int(np.prod(opt.shape)), path)
+    given = _parse_designs(rows, xcols, path)
+    known = set(int(i) for i in opt.history["id"])
+    picked = [k for k, i in enumerate(ids) if i in known]  # unknown ids: reported by tell
+    if not picked:
+        return
+    stored = opt.designs([ids[k] for k in picked]).reshape(len(picked), -1)
+    stored = stored.double().cpu().numpy()
+    for row, k in zip(stored, picked):
+        x = np.asarray(given[k], dtype=np.float64)
+        if not np.allclose(x, row, rtol=DESIGN_RTOL, atol=DESIGN_ATOL):
+            diff = float(np.nanmax(np.abs(x - row))) if np.isfinite(x).all() else math.nan
+            raise CLIError(
+                f"{path} line {rows[k][0]}: the x columns of id {ids[k]} differ from the design "
+                f"asked under that id (largest difference {diff:.3g}); is the file from another "
+                "study? nothing was changed"
+            )
 
 
 def _parse_value(raw: str, where: str) -> float:
@@ -153,14 +321,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     cls = classes.get(args.method)
     if cls is None:
         raise CLIError(f"unknown method {args.method!r}; available: {', '.join(sorted(classes))}")
-    prior = _load_prior(args.prior, args.device)
-    sets = _parse_sets(args.set or [])
     kwargs: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed, "study": args.study}
     params = inspect.signature(cls.__init__).parameters
-    if sets:
+    if args.set:
         if "config" not in params:
             raise CLIError(f"method {args.method!r} takes no config; drop --set")
-        kwargs["config"] = sets  # validated by the method's config class
+        kwargs["config"] = _parse_sets(args.set, _config_class(cls))  # checked again by the class
+    prior = _load_prior(args.prior, args.device)
     first = next(iter(n for n in params if n != "self"), None)
     if first == "prior":
         opt = cls(prior, **kwargs)
@@ -185,6 +352,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= seed < MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed must be >= 0 and < 2**63, got {seed}")
+    return seed
+
+
 def _box(text: str) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in text.split(","))
@@ -207,7 +384,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     npy = out.with_suffix(".npy")
     # The points are committed as pending now; if writing fails they can be re-exported.
     try:
-        _write_designs_csv(out, batch.ids, batch.x)
+        _write_designs_csv(out, batch.ids, batch.x, {"study": [_study_uid(opt)] * len(batch)})
         arr = batch.x.cpu().numpy()
 
         def write_npy(tmp: Path) -> None:
@@ -223,29 +400,26 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print(
         f"asked {len(batch)} designs (ids {batch.ids[0]}..{batch.ids[-1]}, round {opt.round}) "
         f"-> {out} and {npy} (shape {tuple(batch.x.shape)})\n"
-        f"next: evaluate them, write a CSV with columns id,value, then "
-        f"sqdf-bbo tell --study {args.study} FILE.csv"
+        f"next: evaluate them, add a value column to {out.name} (or write a CSV with columns "
+        f"id,value), then sqdf-bbo tell --study {args.study} FILE.csv"
     )
     return 0
 
 
 def cmd_tell(args: argparse.Namespace) -> int:
     header, rows = _read_csv(args.results)
-    for col in ("id", "value"):
-        if col not in header:
-            raise CLIError(f"{args.results} has no {col!r} column (columns: {', '.join(header)})")
+    _require_columns(header, ("id", "value"), args.results)
     if not rows:
         raise CLIError(f"{args.results} has no rows")
     ids, values = [], []
     for line, r in rows:
         where = f"{args.results} line {line}"
-        try:
-            ids.append(int(r["id"]))
-        except ValueError:
-            raise CLIError(f"{where}: id {r['id']!r} is not an integer") from None
+        ids.append(_parse_id(r["id"], where))
         values.append(_parse_value(r["value"], where))
     opt = _load_study(args.study)
     try:
+        _check_study_column(header, rows, opt, args.results)
+        _check_told_designs(header, rows, ids, opt, args.results)
         opt.tell(ids, values)  # validates everything before writing anything
     finally:
         opt.close()
@@ -263,34 +437,58 @@ def cmd_add(args: argparse.Namespace) -> int:
     import torch
 
     header, rows = _read_csv(args.data)
-    xcols = [h for h in header if h.startswith("x") and h[1:].isdigit()]
-    if "value" not in header or not xcols:
+    if "value" not in header or not _design_columns(header):
         raise CLIError(
             f"{args.data} needs columns x0..x{{D-1}} and value (got {', '.join(header)})"
         )
-    xcols.sort(key=lambda h: int(h[1:]))
     if not rows:
         raise CLIError(f"{args.data} has no rows")
-    xs, values = [], []
-    for line, r in rows:
-        where = f"{args.data} line {line}"
-        try:
-            xs.append([float(r[c]) for c in xcols])
-        except ValueError:
-            raise CLIError(f"{where}: a design value is not a number") from None
-        values.append(_parse_value(r["value"], where))
+    values = [_parse_value(r["value"], f"{args.data} line {line}") for line, r in rows]
     opt = _load_study(args.study)
     try:
-        dim = int(np.prod(opt.shape))
-        if len(xcols) != dim:
-            raise CLIError(
-                f"{args.data} has {len(xcols)} design columns; the study's designs have {dim}"
-            )
+        xcols = _check_design_columns(header, int(np.prod(opt.shape)), args.data)
+        xs = _parse_designs(rows, xcols, args.data)
         x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
         ids = opt.tell_external(x, values)
     finally:
         opt.close()
     print(f"added {len(ids)} external observations (ids {ids[0]}..{ids[-1]}) to {args.study}")
+    return 0
+
+
+def _parse_id_list(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
+        raise CLIError("--ids needs at least one id, e.g. --ids 3,7,9")
+    return [_parse_id(p, "--ids") for p in parts]
+
+
+def _ids_from_file(path: str) -> tuple[list[int], list[str], list[tuple[int, dict[str, str]]]]:
+    header, rows = _read_csv(path)
+    _require_columns(header, ("id",), path)
+    if not rows:
+        raise CLIError(f"{path} has no rows")
+    return [_parse_id(r["id"], f"{path} line {line}") for line, r in rows], header, rows
+
+
+def cmd_fail(args: argparse.Namespace) -> int:
+    if args.ids_file is not None:
+        ids, header, rows = _ids_from_file(args.ids_file)
+    else:
+        ids, header, rows = _parse_id_list(args.ids), [], []
+    opt = _load_study(args.study)
+    try:
+        _check_study_column(header, rows, opt, args.ids_file)
+        _check_told_designs(header, rows, ids, opt, args.ids_file)
+        opt.mark_failed(ids, args.reason)  # validates everything before writing anything
+        c = opt.counts()
+    finally:
+        opt.close()
+    why = f" ({args.reason})" if args.reason else ""
+    print(
+        f"marked {len(ids)} points failed{why} in {args.study}; "
+        f"pending {c['pending']}, complete {c['complete']}, failed {c['failed']}"
+    )
     return 0
 
 
@@ -377,6 +575,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         "state": h["state"].tolist(),
         "value": ["" if math.isnan(v) else repr(v) for v in h["value"].tolist()],
         "source": h["source"].tolist(),
+        "study": [_study_uid(opt)] * len(ids),
     }
     _write_designs_csv(out, ids, x, extra)
     print(f"wrote {len(ids)} points to {out}")
@@ -426,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prior", required=True, help="embedded prior name (digits, rings) or a saved prior folder"
     )
     sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63)")
     sp.add_argument("--method", default="sqdf", help="optimizer (default sqdf)")
     sp.add_argument("--device", default="cpu")
     sp.add_argument(
@@ -436,7 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="SQDFOptimizerConfig field (JSON value), repeatable",
+        help="a field of the method's config (SQDFOptimizerConfig for sqdf), parsed by its "
+        "type: true/false, numbers, none, JSON for mappings; repeatable",
     )
     sp.set_defaults(func=cmd_init)
 
@@ -450,13 +650,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("tell", help="report values from a CSV with columns id,value")
     study_arg(sp)
-    sp.add_argument("results", help="CSV with columns id,value (empty or nan = failed)")
+    sp.add_argument(
+        "results",
+        help="CSV with columns id,value (empty or nan = failed); optional study and x0.. "
+        "columns (as asked) are checked against the study",
+    )
     sp.set_defaults(func=cmd_tell)
 
     sp = sub.add_parser("add", help="add external observations (CSV: x0..x{D-1},value)")
     study_arg(sp)
     sp.add_argument("data")
     sp.set_defaults(func=cmd_add)
+
+    sp = sub.add_parser("fail", help="mark pending or complete points failed")
+    study_arg(sp)
+    which = sp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ids", help="comma-separated ids, e.g. 3,7,9")
+    which.add_argument("--ids-file", metavar="CSV", help="CSV with an id column")
+    sp.add_argument("--reason", default="", help="why (shown in history's reason column)")
+    sp.set_defaults(func=cmd_fail)
 
     sp = sub.add_parser("status", help="rounds, counts and best value")
     study_arg(sp)

@@ -251,6 +251,8 @@ class Optimizer(metaclass=_OptimizerMeta):
             raise ValueError(f"batch_size must be at most {self.max_ask}, got {batch_size}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if seed >= 2**63:  # torch generators take 64-bit seeds; derived seeds add to it
+            raise ValueError(f"seed must be < 2**63, got {seed}")
         if not self.method:
             raise TypeError(
                 f"{type(self).__name__} must set a class attribute `method` (a unique name)"

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from .buffer import SAMPLING_METHODS, ReplayBuffer
+from .config import check_fields
 from .prior import X0_METHODS, DiffusionPrior, SampleOutput
 
 __all__ = [
@@ -159,6 +160,7 @@ class SQDFConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.x0_method == "ddim-m":
             object.__setattr__(self, "x0_method", "ddim")
         if self.lr is None:

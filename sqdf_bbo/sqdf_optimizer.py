@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .buffer import SAMPLING_METHODS, ReplayBuffer
+from .config import check_fields
 from .finetuned import FinetunedPriorOptimizer
 from .prior import DiffusionPrior
 from .sqdf import SQDFConfig, SQDFTrainer, official_alpha_to_ours
@@ -106,6 +107,7 @@ class SQDFOptimizerConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self)
         object.__setattr__(self, "surrogate_options", dict(self.surrogate_options))
         problems = []
         if not (math.isfinite(self.alpha_official) and self.alpha_official > 0):

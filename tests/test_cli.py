@@ -71,7 +71,7 @@ def test_lab_workflow(tmp_path: Path, prior_dir: Path, capsys: pytest.CaptureFix
     assert main(["ask", "--study", s, "--out", str(out)]) == 0
     rows = read_rows(out)
     assert [r["id"] for r in rows] == ["0", "1", "2", "3", "4"]
-    assert list(rows[0]) == ["id", "x0", "x1"]
+    assert list(rows[0]) == ["id", "x0", "x1", "study"]  # study: the study's uid (checked by tell)
     x = np.load(out.with_suffix(".npy"), allow_pickle=False)
     assert x.shape == (5, 2)
     assert np.array_equal(

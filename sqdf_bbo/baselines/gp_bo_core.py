@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import check_fields
+
 __all__ = ["GPBOConfig", "select_training_set", "propose_qlogei"]
 
 
@@ -40,6 +42,7 @@ class GPBOConfig:
     fit_maxiter: int = 50
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in (
             "max_train",
             "num_restarts",

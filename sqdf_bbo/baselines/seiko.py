@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..config import check_fields
 from ..finetuned import FinetunedPriorOptimizer
 from .seiko_trainer import SEIKOTrainConfig, SEIKOTrainer
 
@@ -70,6 +71,7 @@ class SEIKOConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
+        check_fields(self)
         object.__setattr__(self, "surrogate_options", dict(self.surrogate_options))
         if self.surrogate not in _SURROGATES:
             raise ValueError(

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import check_fields
+
 __all__ = ["SEIKOTrainConfig", "SEIKOTrainer"]
 
 
@@ -57,6 +59,7 @@ class SEIKOTrainConfig:
     bp_max: int = 5
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.alpha >= 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         if int(self.steps) < 0 or int(self.batch_size) < 1:

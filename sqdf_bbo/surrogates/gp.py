@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import check_fields
 from .base import Surrogate, check_positive
 
 __all__ = ["GPConfig", "GPSurrogate"]
@@ -55,6 +56,7 @@ class GPConfig:
     max_iter: int = 100
 
     def __post_init__(self) -> None:
+        check_fields(self)
         check_positive("GPConfig.beta", self.beta, allow_zero=True)
         if not isinstance(self.max_points, int) or self.max_points < 2:
             raise ValueError(f"GPConfig.max_points must be an int >= 2, got {self.max_points!r}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import check_fields
 from ._nets import HeadsMLP, train_heads
 from .base import Surrogate, check_positive
 
@@ -50,6 +51,7 @@ class UCBConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("hidden", "depth", "steps", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
