@@ -26,9 +26,13 @@ the last 1–5 of K steps, so both down-weight the early, high-noise steps where
 chooses its ring mode. They are not in any suite's default grid; run them with
 ``--methods sqdf-gamma1,seiko-fullbp``.
 
-Fairness: SQDF and SEIKO use the same α (α_official = 1 → α = 2/D), the same reward
-standardization, the same number of fine-tuning gradient steps per round and the same
-surrogate training budget within a suite (``Suite.finetune_steps`` etc.).
+Fairness: SQDF and SEIKO follow their official codes' settings where these differ: each
+method's own α_official convention (SQDF: α = 2·a/D, no ½ in its KL; SEIKO: α = a/D, a =
+kl_weight/loss_coeff), SEIKO's official per-step random truncation, and the official ratio of
+gradient steps per round (SEIKO 10 : SQDF 40, :func:`seiko_steps`). They share the reward
+standardization, the design map in the reward path, the surrogate training budget and the
+batch of chains/transitions per step within a suite. Because one α is not comparable across
+methods, the frontier benchmark (:mod:`benchmarks.frontier`) sweeps each method's α.
 
 Suites (``SUITES``): ``smoke`` (tests; seconds), ``quick`` (every task × the five main
 methods × 2 seeds, small budgets; ≤ 15 min on 2 CPU cores) and ``paper`` (4 rounds with
@@ -165,12 +169,35 @@ def get_suite(name: str) -> Suite:
     return SUITES[name]
 
 
-def make_optimizer(method: str, task: Task, seed: int, suite: Suite, progress: bool = False):
-    """A fresh optimizer of ``method`` for ``task`` (batch size = the suite's first budget)."""
+def seiko_steps(sqdf_steps: int) -> int:
+    """SEIKO's gradient steps per round for a suite whose SQDF takes ``sqdf_steps``: the
+    official codes' ratio, 10 SEIKO steps (5 epochs × 2) to 40 SQDF steps (20 epochs × 2).
+    One SEIKO step back-propagates through a whole chain, so the ratio also roughly equalizes
+    wall time on our priors."""
+    return max(1, round(sqdf_steps / 4))
+
+
+def make_optimizer(
+    method: str,
+    task: Task,
+    seed: int,
+    suite: Suite,
+    progress: bool = False,
+    alpha_official: float | None = None,
+):
+    """A fresh optimizer of ``method`` for ``task`` (batch size = the suite's first budget).
+
+    ``alpha_official`` (when given) replaces the KL weight α_official of the ``sqdf*`` and
+    ``seiko*`` configs (default: their config default, 1); the unregularized methods
+    ``prior`` and ``gp-bo`` refuse it.
+    """
     from sqdf_bbo import SQDF, SQDFOptimizerConfig
     from sqdf_bbo.baselines import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
 
     batch = int(suite.budgets[0])
+    if alpha_official is not None and not method.startswith(("sqdf", "seiko-")):
+        raise ValueError(f"method {method!r} has no KL weight; alpha_official must be None")
+    alpha = {} if alpha_official is None else {"alpha_official": float(alpha_official)}
     if method == "prior":
         return PriorSampler(task.prior(), batch_size=batch, seed=seed)
     if method == "gp-bo":
@@ -185,14 +212,19 @@ def make_optimizer(method: str, task: Task, seed: int, suite: Suite, progress: b
         ]
         # seiko-fullbp: every one of the K steps is differentiated through (bp = K always).
         full_k = task.prior().num_inference_steps
-        bp = {"bp_min": full_k, "bp_max": full_k} if method == "seiko-fullbp" else {}
+        bp = (
+            {"truncation": "last-k", "bp_min": full_k, "bp_max": full_k}
+            if method == "seiko-fullbp"
+            else {}
+        )
         cfg = SEIKOConfig(
             surrogate=sur,
             surrogate_options=sur_opts,
-            steps_per_round=suite.finetune_steps,
+            steps_per_round=seiko_steps(suite.finetune_steps),
             finetune_batch_size=suite.finetune_batch_size,
             progress=progress,
             **bp,
+            **alpha,
         )
         return SEIKO(task.prior(), batch_size=batch, seed=seed, config=cfg)
     if method.startswith("sqdf"):
@@ -213,6 +245,7 @@ def make_optimizer(method: str, task: Task, seed: int, suite: Suite, progress: b
             surrogate_options={} if surrogate == "gp" else sur_opts,
             progress=progress,
             **variant,
+            **alpha,
         )
         return SQDF(task.prior(), batch_size=batch, seed=seed, config=cfg)
     raise ValueError(f"unknown method {method!r}; accepted values: {', '.join(METHODS)}")

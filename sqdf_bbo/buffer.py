@@ -18,12 +18,21 @@ Sampling methods (``ReplayBuffer.sample(b, method, gamma)``):
   with replacement), one uniformly random step each.
 * ``reward``: the b highest-reward trajectories (same rule), one random step each.
 * ``reward+gamma``: b pairs drawn with replacement from
-  P(j, i) ∝ w_j · γ^{k_i},  k_i = K − 1 − i,
-  where w_j = rank_j / n is the reward's **rank** transform (rank 1 = lowest
-  reward, n = highest, ties share their average rank). Ranks keep every weight
-  positive for any sign or scale of reward (the official ``max(r, 0)`` gives all
-  negative-reward trajectories zero weight), so the best trajectory is n times as
-  likely as the worst. Steps near x_0 (small k) are favoured when γ < 1.
+  P(j, i) ∝ w_j · γ^{k_i},  k_i = K − 1 − i   (the official PER),
+  where w_j is a non-negative transform of the stored reward r_j, chosen by ``priority``:
+
+  - ``shift`` (default): w_j = r_j − min_j r_j + 1. With rewards in target standard
+    deviations (the optimizers standardize them), the worst trajectory gets weight 1 and
+    each standard deviation above it adds 1: linear in the reward like the official
+    weight, positive for any sign of reward. Typical best/worst ratios are 3–6.
+  - ``official``: w_j = max(r_j, 0), the official code's weight. It was used there on raw
+    aesthetic scores (all ≈ 5–8 > 0, best/worst ≈ 1.3); with standardized rewards it gives
+    every below-average trajectory weight 0 (all-zero weights fall back to uniform).
+  - ``rank``: w_j = rank_j / n (rank 1 = lowest, ties averaged): the best trajectory is n
+    times as likely as the worst (v0.1's default; 64× for a buffer of 64, which replays
+    exploited rollouts greedily).
+
+  Steps near x_0 (small k) are favoured when γ < 1.
 
 Memory: the storage tensors are allocated once, at the first :meth:`add`, for
 ``capacity`` trajectories on that call's device and dtype; later adds overwrite
@@ -37,9 +46,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["ReplayBuffer", "TransitionBatch", "SAMPLING_METHODS", "SOURCES"]
+__all__ = [
+    "ReplayBuffer",
+    "TransitionBatch",
+    "SAMPLING_METHODS",
+    "PRIORITIES",
+    "SOURCES",
+    "priority_weights",
+]
 
 SAMPLING_METHODS: tuple[str, ...] = ("random", "on-policy", "reward", "reward+gamma")
+PRIORITIES: tuple[str, ...] = ("shift", "official", "rank")
 SOURCES: tuple[str, ...] = ("queried", "rollout")
 
 
@@ -76,6 +93,20 @@ def rank_weights(rewards: torch.Tensor) -> torch.Tensor:
         )
         ranks = (sums / counts)[inverse]
     return ranks / n
+
+
+def priority_weights(rewards: torch.Tensor, priority: str = "shift") -> torch.Tensor:
+    """Trajectory weights w_j of the ``reward+gamma`` sampler (see the module docstring);
+    rewards ``(n,)`` → ``(n,)`` float64, non-negative with a positive sum."""
+    r = rewards.detach().double().cpu()
+    if priority == "shift":
+        return r - r.min() + 1.0
+    if priority == "official":
+        w = r.clamp_min(0.0)
+        return w if float(w.sum()) > 0 else torch.ones_like(w)
+    if priority == "rank":
+        return rank_weights(r)
+    raise ValueError(f"unknown priority {priority!r}; accepted values: {', '.join(PRIORITIES)}")
 
 
 class ReplayBuffer:
@@ -226,14 +257,15 @@ class ReplayBuffer:
         return slots
 
     # ------------------------------------------------------------------ sampling
-    def probabilities(self, gamma: float) -> torch.Tensor:
-        """The ``reward+gamma`` distribution P(j, i) ∝ w_j γ^{K−1−i}, shape ``(len(self), K)`` float64."""
+    def probabilities(self, gamma: float, priority: str = "shift") -> torch.Tensor:
+        """The ``reward+gamma`` distribution P(j, i) ∝ w_j γ^{K−1−i}, shape ``(len(self), K)``
+        float64 (w_j by ``priority``, see :func:`priority_weights`)."""
         if self._size == 0 or self._traj is None:
             raise ValueError("the buffer is empty")
         if not 0.0 < float(gamma) <= 1.0:
             raise ValueError(f"gamma must lie in (0, 1], got {gamma}")
         K = self._traj.shape[1] - 1
-        w = rank_weights(self._reward[: self._size])  # (n,)
+        w = priority_weights(self._reward[: self._size], priority)  # (n,)
         k = torch.arange(K - 1, -1, -1, dtype=torch.float64)  # k_i = K-1-i
         p = w[:, None] * float(gamma) ** k[None, :]
         return p / p.sum()
@@ -250,7 +282,11 @@ class ReplayBuffer:
         return chosen, steps
 
     def sample(
-        self, batch_size: int, method: str = "random", gamma: float = 1.0
+        self,
+        batch_size: int,
+        method: str = "random",
+        gamma: float = 1.0,
+        priority: str = "shift",
     ) -> TransitionBatch:
         """Draw ``batch_size`` transitions (see the module docstring for the methods).
 
@@ -258,6 +294,7 @@ class ReplayBuffer:
             batch_size: b.
             method: one of ``random``, ``on-policy``, ``reward``, ``reward+gamma``.
             gamma: discount γ ∈ (0, 1] used by ``reward+gamma``.
+            priority: trajectory weight of ``reward+gamma`` (``shift``, ``official``, ``rank``).
 
         Returns:
             A :class:`TransitionBatch` with ``x_t`` of shape ``(b, *shape)``.
@@ -282,7 +319,7 @@ class ReplayBuffer:
             order = torch.argsort(self._reward[:n], descending=True, stable=True)
             slots, steps = self._one_step_each(order, b)
         else:  # reward+gamma
-            p = self.probabilities(gamma).reshape(-1)
+            p = self.probabilities(gamma, priority).reshape(-1)
             flat = torch.multinomial(p, b, replacement=True, generator=self._gen)
             slots, steps = flat // K, flat % K
         dev = self._traj.device

@@ -249,10 +249,7 @@ class Optimizer(metaclass=_OptimizerMeta):
         self.batch_size = self._check_count(batch_size, "batch_size")
         if self.batch_size > self.max_ask:
             raise ValueError(f"batch_size must be at most {self.max_ask}, got {batch_size}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if seed >= 2**63:  # torch generators take 64-bit seeds; derived seeds add to it
-            raise ValueError(f"seed must be < 2**63, got {seed}")
+        seed = self.check_seed(seed)
         if not self.method:
             raise TypeError(
                 f"{type(self).__name__} must set a class attribute `method` (a unique name)"
@@ -303,6 +300,16 @@ class Optimizer(metaclass=_OptimizerMeta):
         """Restore what ``_extra_state`` returned."""
 
     # ------------------------------------------------------------------ validation helpers
+    @staticmethod
+    def check_seed(seed: Any) -> int:
+        """``seed`` as an int in [0, 2**62) (torch generators take signed 64-bit seeds and
+        sub-objects derive theirs by adding small offsets); ``ValueError`` otherwise."""
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if seed >= 2**62:
+            raise ValueError(f"seed must be < 2**62, got {seed}")
+        return int(seed)
+
     @staticmethod
     def _check_count(n: Any, what: str) -> int:
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) < 1:

@@ -252,6 +252,21 @@ class DiffusionPrior:
             )
         return x
 
+    def to_design(self, x: torch.Tensor) -> torch.Tensor:
+        """The design an oracle sees for sampler output ``x (n, *shape)``: clamped to
+        ``value_range`` (unchanged when the prior is unbounded). Differentiable; the
+        gradient is zero where a coordinate lies outside the range.
+
+        This is the one map from the sampler's space to the design space: ``ask`` applies
+        it to the proposed batch and every reward path (SQDF's soft-Q estimate, SEIKO's
+        chain end, on-policy rollouts) applies it before the surrogate, so a fine-tuner is
+        never rewarded for values the oracle cannot see. A standardization inverse for
+        tabular priors or a latent decoder would go here.
+        """
+        if self.value_range is None:
+            return x
+        return x.clamp(*self.value_range)
+
     def _index(self, idx: int | torch.Tensor, n: int, upper: int, what: str) -> torch.Tensor:
         # schedule tables live on the CPU: index them with CPU indices
         idx_t = torch.as_tensor(idx, dtype=torch.long).reshape(-1).cpu()
@@ -300,18 +315,22 @@ class DiffusionPrior:
         i: int | torch.Tensor,
         denoiser: nn.Module | None = None,
         eta: float | None = None,
+        eps: torch.Tensor | None = None,
     ) -> StepOutput:
         """The Gaussian of transition ``i`` from state x_t = x (shape ``(n, *shape)``).
 
         ``denoiser`` defaults to this prior's; pass a fine-tuned copy's network
         to get its μ_θ with the same schedule. ``eta`` overrides η (0 gives the
-        deterministic ODE step).
+        deterministic ODE step). ``eps`` (shape of ``x``) replaces the network's
+        ε(x_t, t) — e.g. one computed without a graph, so that the step is
+        differentiable in x_t but not in the network (SEIKO's truncation).
         """
         self.check_designs(x)
         i_t = self._index(i, x.shape[0], self.num_inference_steps - 1, "transition index i")
         dev = x.device
         # 1. ε and x̂0 at state i.
-        eps = self.epsilon(x, i_t, denoiser)
+        if eps is None:
+            eps = self.epsilon(x, i_t, denoiser)
         ab_t = _expand(self.alpha_bars[i_t].to(dev), x)
         ab_prev = _expand(self._alpha_bar_prev[i_t].to(dev), x)
         x0 = (x - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()

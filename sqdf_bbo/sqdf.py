@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .buffer import SAMPLING_METHODS, ReplayBuffer
+from .buffer import PRIORITIES, SAMPLING_METHODS, ReplayBuffer
 from .config import check_fields
 from .prior import X0_METHODS, DiffusionPrior, SampleOutput
 
@@ -119,13 +119,18 @@ class SQDFConfig:
             on the digits UNet costs ~100 nats of chain KL at once (docs/sqdf.md).
         grad_clip: max global gradient norm, or ``None`` for no clipping.
         weight_decay: AdamW weight decay.
-        onpolicy_fraction: fraction of each batch drawn from the fresh on-policy
-            rollouts of that step; the rest comes from the buffer by ``buffer_method``.
+        onpolicy_fraction: fraction of each batch drawn uniformly from the fresh
+            on-policy rollouts of that step; the rest comes from the buffer by
+            ``buffer_method``. Default 0: as in the official code, every transition is
+            drawn from the buffer (the fresh rollouts enter it first).
         rollouts_per_step: fresh trajectories sampled from the current policy
-            (and added to the buffer as ``rollout``) before each optimizer step.
+            (and added to the buffer as ``rollout``) before each optimizer step (the
+            official ``on_policy_batch_size``).
         buffer_capacity: trajectories the trainer's own buffer keeps (ignored
             when a buffer is passed to the trainer).
         buffer_method: ``random``, ``on-policy``, ``reward`` or ``reward+gamma``.
+        buffer_priority: trajectory weight of ``reward+gamma``: ``shift`` (default),
+            ``official`` (max(r, 0)) or ``rank`` (see :mod:`sqdf_bbo.buffer`).
         kl_reference: ``pretrained`` (SQDF) or ``previous`` (SEIKO: the policy
             snapshotted at :meth:`SQDFTrainer.start_round`).
         eta: DDIM η of the fine-tuned sampler (> 0); ``None`` keeps the prior's.
@@ -146,10 +151,11 @@ class SQDFConfig:
     lr: float | None = None
     grad_clip: float | None = 1.0
     weight_decay: float = 0.0
-    onpolicy_fraction: float = 0.5
+    onpolicy_fraction: float = 0.0
     rollouts_per_step: int = 8
     buffer_capacity: int = 1024
     buffer_method: str = "reward+gamma"
+    buffer_priority: str = "shift"
     kl_reference: str = "pretrained"
     eta: float | None = None
     num_inference_steps: int | None = None
@@ -201,6 +207,11 @@ class SQDFConfig:
             problems.append(
                 f"buffer_method {self.buffer_method!r} is unknown; accepted values: "
                 f"{', '.join(SAMPLING_METHODS)}"
+            )
+        if self.buffer_priority not in PRIORITIES:
+            problems.append(
+                f"buffer_priority {self.buffer_priority!r} is unknown; accepted values: "
+                f"{', '.join(PRIORITIES)}"
             )
         if self.kl_reference not in KL_REFERENCES:
             problems.append(
@@ -472,7 +483,7 @@ class SQDFTrainer:
                     f"the buffer holds {self.buffer.num_steps}-step trajectories but the policy "
                     f"samples with K={K} steps"
                 )
-            tb = self.buffer.sample(b - n_on, cfg.buffer_method, cfg.gamma)
+            tb = self.buffer.sample(b - n_on, cfg.buffer_method, cfg.gamma, cfg.buffer_priority)
             xs.append(tb.x_t.to(self.device))
             steps.append(tb.step.cpu())
         return torch.cat(xs), torch.cat(steps)

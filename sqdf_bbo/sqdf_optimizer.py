@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from .buffer import SAMPLING_METHODS, ReplayBuffer
+from .buffer import PRIORITIES, SAMPLING_METHODS, ReplayBuffer
 from .config import check_fields
-from .finetuned import FinetunedPriorOptimizer
+from .finetuned import FinetunedPriorOptimizer, RewardGuards
 from .prior import DiffusionPrior
 from .sqdf import SQDFConfig, SQDFTrainer, official_alpha_to_ours
 
@@ -38,8 +38,11 @@ _SURROGATES = ("ensemble", "ucb", "gp")
 
 
 @dataclass(frozen=True)
-class SQDFOptimizerConfig:
+class SQDFOptimizerConfig(RewardGuards):
     """Settings of the :class:`SQDF` optimizer (defaults: the official BBO setup scaled down).
+
+    The over-optimization guards ``surrogate_objective``, ``reward_cap`` and
+    ``optimism_warning`` are documented in :class:`~sqdf_bbo.finetuned.RewardGuards`.
 
     Attributes:
         alpha_official: KL weight in the official code's convention (mean over dimensions, no
@@ -61,13 +64,17 @@ class SQDFOptimizerConfig:
             Full fine-tuning at 1e-3 put ~100 nats of KL on the digits chain within 20
             steps, whatever α (see docs/sqdf.md).
         grad_clip: max gradient norm (``None``: no clipping).
-        onpolicy_fraction: share of each step's transitions taken from fresh rollouts of the
-            current policy; the rest comes from the replay buffer.
+        onpolicy_fraction: share of each step's transitions drawn uniformly from that step's
+            fresh rollouts; the rest comes from the replay buffer. Default 0, as in the
+            official code: every transition is drawn from the buffer by ``buffer_method``
+            (v0.1 used 0.5).
         rollouts_per_step: fresh policy trajectories per SQDF step (added to the buffer with
-            their surrogate reward, source ``"rollout"``).
+            their surrogate reward, source ``"rollout"``; the official ``on_policy_batch_size``).
         buffer_capacity: trajectories the buffer keeps; official 1024.
-        buffer_method: ``"reward+gamma"`` (official, prioritized: P ∝ w(reward)·γ^k, w a rank
-            weight, see :mod:`sqdf_bbo.buffer`), ``"reward"``, ``"on-policy"`` or ``"random"``.
+        buffer_method: ``"reward+gamma"`` (official, prioritized: P ∝ w(reward)·γ^k, see
+            :mod:`sqdf_bbo.buffer`), ``"reward"``, ``"on-policy"`` or ``"random"``.
+        buffer_priority: the weight w of ``reward+gamma``: ``"shift"`` (default, r − min r + 1
+            in target std), ``"official"`` (max(r, 0)) or ``"rank"`` (v0.1).
         clear_buffer_each_round: official BBO clears the buffer every round (queried
             trajectories of all rounds are re-added right after).
         train: ``"full"`` (all denoiser weights) or ``"lora"``.
@@ -77,8 +84,11 @@ class SQDFOptimizerConfig:
         surrogate_options: keyword overrides of the surrogate's config (JSON values), e.g.
             ``{"n_heads": 8}``.
         standardize_reward: fine-tune against (r̂ − ȳ)/s_y instead of raw r̂ (scale-free α).
-        clip_designs: clamp asked designs to the prior's ``value_range`` (if any); the stored
-            trajectory keeps the unclamped chain.
+        clip_designs: map sampler outputs to designs with ``prior.to_design`` (clamp to the
+            prior's ``value_range``, if any), both for asked designs and inside every reward
+            path (the soft-Q estimate f(x_prev) and rollouts are scored as the oracle would
+            see them, as the official code clamps decoded images before its reward model);
+            the stored trajectory keeps the unclamped chain.
         progress: tqdm bars while fine-tuning.
     """
 
@@ -93,10 +103,11 @@ class SQDFOptimizerConfig:
     finetune_batch_size: int = 64
     lr: float | None = None
     grad_clip: float | None = 1.0
-    onpolicy_fraction: float = 0.5
+    onpolicy_fraction: float = 0.0
     rollouts_per_step: int = 8
     buffer_capacity: int = 1024
     buffer_method: str = "reward+gamma"
+    buffer_priority: str = "shift"
     clear_buffer_each_round: bool = True
     train: str = "full"
     lora_rank: int = 4
@@ -108,6 +119,7 @@ class SQDFOptimizerConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        super().__post_init__()
         object.__setattr__(self, "surrogate_options", dict(self.surrogate_options))
         problems = []
         if not (math.isfinite(self.alpha_official) and self.alpha_official > 0):
@@ -129,6 +141,11 @@ class SQDFOptimizerConfig:
             problems.append(
                 f"buffer_method {self.buffer_method!r} is unknown; accepted values: "
                 f"{', '.join(SAMPLING_METHODS)}"
+            )
+        if self.buffer_priority not in PRIORITIES:
+            problems.append(
+                f"buffer_priority {self.buffer_priority!r} is unknown; accepted values: "
+                f"{', '.join(PRIORITIES)}"
             )
         if problems:
             raise ValueError("invalid SQDFOptimizerConfig: " + "; ".join(problems))
@@ -175,6 +192,7 @@ class SQDFOptimizerConfig:
             rollouts_per_step=self.rollouts_per_step,
             buffer_capacity=self.buffer_capacity,
             buffer_method=self.buffer_method,
+            buffer_priority=self.buffer_priority,
             kl_reference="pretrained",
             eta=self.eta,
             num_inference_steps=self.num_inference_steps,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler
 
 from sqdf_bbo.baselines import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
 from sqdf_bbo.baselines.gp_bo_core import select_training_set
-from sqdf_bbo.baselines.seiko_trainer import SEIKOTrainConfig, SEIKOTrainer
+from sqdf_bbo.baselines.seiko_trainer import SEIKOTrainConfig, SEIKOTrainer, keep_probability
 from sqdf_bbo.models import MLPDenoiser
 from sqdf_bbo.optimizer import Optimizer
 from sqdf_bbo.prior import DiffusionPrior
@@ -74,27 +75,32 @@ def test_prior_sampler_matches_prior_samples() -> None:
     assert opt.metrics()["kl_to_prior"] == 0.0
 
 
-def test_seiko_gradient_flows_only_through_the_last_steps() -> None:
-    """Randomized truncation: with bp_min = bp_max = 1, x_0's gradient reaches the parameters
-    through the last step only, so the reward gradient of a network whose last-step output
-    is detached vanishes; with bp = K it does not."""
+def _spy_states(trainer: SEIKOTrainer) -> list[torch.Tensor]:
+    """Record the policy's input state of every step (with its gradient retained)."""
+    states: list[torch.Tensor] = []
+    orig = trainer.policy.step_mean
+
+    def spy(x, i, denoiser=None, eta=None, eps=None):
+        if denoiser is None:
+            if x.requires_grad:
+                x.retain_grad()
+            states.append(x)
+        return orig(x, i, denoiser=denoiser, eta=eta, eps=eps)
+
+    trainer.policy.step_mean = spy  # type: ignore[method-assign]
+    return states
+
+
+def test_seiko_last_k_truncation_flows_only_through_the_last_steps() -> None:
+    """v0.1 truncation ("last-k"): with bp_min = bp_max = 1, x_0's gradient reaches the
+    states through the last step only; with bp = K it reaches every state."""
     prior = _flat_prior()
     K = prior.num_inference_steps
     seen: dict[str, list[torch.Tensor]] = {}
-
     for bp in (1, K):
-        trainer = SEIKOTrainer(prior, SEIKOTrainConfig(alpha=0.0, bp_min=bp, bp_max=bp), seed=0)
-        states: list[torch.Tensor] = []
-        orig = trainer.policy.step_mean
-
-        def spy(x, i, denoiser=None, eta=None, _orig=orig, _states=states):
-            if denoiser is None:
-                if x.requires_grad:
-                    x.retain_grad()
-                _states.append(x)
-            return _orig(x, i, denoiser=denoiser, eta=eta)
-
-        trainer.policy.step_mean = spy  # type: ignore[method-assign]
+        cfg = SEIKOTrainConfig(alpha=0.0, truncation="last-k", bp_min=bp, bp_max=bp)
+        trainer = SEIKOTrainer(prior, cfg, seed=0)
+        states = _spy_states(trainer)
         out = trainer._loss(lambda x0: x0.sum(1))
         out["loss"].backward()
         seen[str(bp)] = states
@@ -105,6 +111,62 @@ def test_seiko_gradient_flows_only_through_the_last_steps() -> None:
     # bp = K: every state after x_T does (x_T itself is a leaf without requires_grad).
     full = seen[str(K)]
     assert all(s.grad is not None for s in full[1:])
+
+
+def test_seiko_official_truncation_keeps_step_i_with_probability_i_plus_1_over_k_plus_1() -> None:
+    """Official SEIKO: each step keeps its ε gradient with probability (i+1)/(K+1),
+    independently; the states are never detached (every state gets a reward gradient)."""
+    from scipy import stats
+
+    prior = _flat_prior()
+    K = prior.num_inference_steps
+    trainer = SEIKOTrainer(prior, SEIKOTrainConfig(alpha=0.0), seed=0)
+    assert trainer.config.truncation == "official"
+    n = 4000
+    kept = np.zeros(K)
+    for _ in range(n):
+        for i in range(K):
+            kept[i] += trainer._keep(i, K, 0)
+    for i in range(K):
+        p = keep_probability(i, K)
+        assert p == (i + 1) / (K + 1)
+        assert stats.binomtest(int(kept[i]), n, p).pvalue > 1e-4, (i, kept[i] / n, p)
+    # gradients: every state after the first kept step gets a reward gradient (states are
+    # never detached; before the first kept step nothing depends on the parameters)
+    decisions: list[bool] = []
+    draw = trainer._keep
+
+    def record(i: int, K: int, k_bp: int) -> bool:
+        decisions.append(draw(i, K, k_bp))
+        return decisions[-1]
+
+    trainer._keep = record  # type: ignore[method-assign]
+    states = _spy_states(trainer)
+    out = trainer._loss(lambda x0: x0.sum(1))
+    out["loss"].backward()
+    first = decisions.index(True)
+    assert all(s.grad is not None for s in states[first + 1 :])
+    assert all(s.grad is None for s in states[: first + 1])
+    assert out["kept"] == sum(decisions)
+    params = [p for p in trainer.policy.denoiser.parameters()]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+
+
+def test_seiko_dropped_steps_give_the_network_no_gradient() -> None:
+    """A step whose ε is dropped contributes no parameter gradient: with every step dropped
+    (keep never true) the policy network gets no gradient at all, while x_0 still depends
+    on every state through the DDIM formula."""
+    prior = _flat_prior()
+    trainer = SEIKOTrainer(prior, SEIKOTrainConfig(alpha=0.0), seed=0)
+    trainer._keep = lambda i, K, k_bp: False  # type: ignore[method-assign]
+    out = trainer._loss(lambda x0: x0.sum(1))
+    assert out["kept"] == 0
+    assert not out["loss"].requires_grad or all(
+        g is None
+        for g in torch.autograd.grad(
+            out["loss"], list(trainer.policy.denoiser.parameters()), allow_unused=True
+        )
+    )
 
 
 def test_seiko_moves_samples_toward_linear_reward_and_kl_to_previous() -> None:
@@ -129,7 +191,11 @@ def test_seiko_config_validation() -> None:
         SEIKOConfig(surrogate="bootstrap")
     with pytest.raises(ValueError, match="bp_min"):
         SEIKOConfig(bp_min=3, bp_max=2)
-    assert SEIKOConfig().resolved_alpha(64) == pytest.approx(1 / 32)
+    # official kl_weight / loss_coeff = 1 on a dimension-mean KL with the ½: α = 1/D
+    assert SEIKOConfig().resolved_alpha(64) == pytest.approx(1 / 64)
+    assert SEIKOConfig().steps_per_round == 10 and SEIKOConfig().truncation == "official"
+    with pytest.raises(ValueError, match="truncation"):
+        SEIKOConfig(truncation="first-k")
 
 
 def test_gp_bo_first_round_uniform_in_box_then_in_box() -> None:

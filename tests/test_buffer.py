@@ -71,25 +71,85 @@ def test_rank_weights_handle_negatives_and_ties() -> None:
     assert (w > 0).all()
 
 
+_REWARDS = [-3.0, -1.0, 2.0, -1.0, 0.5]  # negative rewards and a tie
+# independent statements of each priority weight w_j for _REWARDS
+_WEIGHTS = {
+    "rank": stats.rankdata(_REWARDS),  # average ranks (a constant factor does not matter)
+    "shift": np.array(_REWARDS) + 3.0 + 1.0,  # r − min r + 1
+    "official": np.maximum(np.array(_REWARDS), 0.0),  # max(r, 0), as the official code
+}
+
+
+@pytest.mark.parametrize("priority", ["shift", "official", "rank"])
 @pytest.mark.parametrize("gamma", [0.7, 1.0])
-def test_reward_gamma_frequencies_match_the_stated_distribution(gamma: float) -> None:
+def test_reward_gamma_frequencies_match_the_stated_distribution(
+    gamma: float, priority: str
+) -> None:
+    """P(j, i) ∝ w_j γ^{K−1−i} (the official PER), checked in closed form and by a χ² test
+    of 40 000 draws."""
     K = 4
-    rewards = torch.tensor([-3.0, -1.0, 2.0, -1.0, 0.5])  # negative rewards and a tie
+    rewards = torch.tensor(_REWARDS)
     buf = ReplayBuffer(capacity=16, seed=3)
     buf.add(_trajs(5, K=K), rewards, "queried")
-    # independent statement of P(j, i) ∝ w_j γ^{K-1-i}, w = average rank / n
-    ranks = stats.rankdata(rewards.numpy())
-    p = ranks[:, None] * gamma ** (K - 1 - np.arange(K))[None, :]
+    p = _WEIGHTS[priority][:, None] * gamma ** (K - 1 - np.arange(K))[None, :]
     p = p / p.sum()
-    assert np.allclose(buf.probabilities(gamma).numpy(), p)
+    assert np.allclose(buf.probabilities(gamma, priority).numpy(), p)
     n = 40_000
-    batch = buf.sample(n, "reward+gamma", gamma)
+    batch = buf.sample(n, "reward+gamma", gamma, priority)
     # the state stored at (j, i) is j*100 + i, so the draw can be read back from x_t
     j = (batch.x_t[:, 0] // 100).long()
     i = (batch.x_t[:, 0] % 100).long()
     assert torch.equal(i, batch.step) and torch.equal(j, batch.traj_index)
     counts = np.bincount((j * K + i).numpy(), minlength=5 * K)
-    res = stats.chisquare(counts, n * p.reshape(-1))
+    support = p.reshape(-1) > 0
+    assert counts[~support].sum() == 0  # official: negative rewards are never drawn
+    res = stats.chisquare(counts[support], n * p.reshape(-1)[support])
+    assert res.pvalue > 1e-3, res
+
+
+def test_official_priority_falls_back_to_uniform_when_every_reward_is_negative() -> None:
+    from sqdf_bbo.buffer import priority_weights
+
+    w = priority_weights(torch.tensor([-2.0, -1.0]), "official")
+    assert torch.equal(w, torch.ones(2, dtype=torch.float64))
+
+
+def test_sqdf_training_batch_follows_the_official_per_distribution() -> None:
+    """With onpolicy_fraction = 0 (the default) every transition of a step is drawn from the
+    buffer by PER: the trainer's batches over many steps pass a χ² test against
+    P(j, i) ∝ max(r_j, 0) γ^{K−1−i} (priority "official")."""
+    from diffusers import DDIMScheduler
+
+    from sqdf_bbo.models import MLPDenoiser
+    from sqdf_bbo.prior import DiffusionPrior
+    from sqdf_bbo.sqdf import SQDFConfig, SQDFTrainer
+
+    torch.manual_seed(0)
+    K = 4
+    prior = DiffusionPrior(
+        MLPDenoiser(1, hidden=8, depth=1),
+        DDIMScheduler(clip_sample=False),
+        shape=(1,),
+        num_inference_steps=K,
+        value_range=None,
+    )
+    cfg = SQDFConfig(
+        rollouts_per_step=0, batch_size=500, buffer_priority="official", gamma=0.8, seed=1
+    )
+    buf = ReplayBuffer(capacity=16, seed=5)
+    buf.add(_trajs(5, K=K, dim=1), torch.tensor(_REWARDS), "queried")
+    trainer = SQDFTrainer(prior, cfg, buffer=buf)
+    assert trainer.config.onpolicy_fraction == 0.0
+    counts = np.zeros(5 * K)
+    for _ in range(40):
+        x_t, step = trainer._draw_batch(None)
+        j = (x_t[:, 0] // 100).long()
+        counts += np.bincount((j * K + step).numpy(), minlength=5 * K)
+    p = _WEIGHTS["official"][:, None] * 0.8 ** (K - 1 - np.arange(K))[None, :]
+    p = (p / p.sum()).reshape(-1)
+    support = p > 0
+    assert counts[~support].sum() == 0
+    res = stats.chisquare(counts[support], counts.sum() * p[support])
     assert res.pvalue > 1e-3, res
 
 

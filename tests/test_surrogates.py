@@ -214,22 +214,84 @@ class TestUCB(SurrogateContract):
     fast = {"steps": 150}
 
     def test_bonus_clipped_and_matches_formula(self, fitted) -> None:
+        """Official form: bonus = min(β·√(φᵀ(C+λI)⁻¹φ), b_max) in raw units, added to the
+        MLP's own output."""
         sur, x = fitted
-        assert isinstance(sur, UCBSurrogate)
+        assert isinstance(sur, UCBSurrogate) and sur.config.bonus == "official"
+        beta, _, bonus_max = sur.config.resolved()
+        assert (beta, bonus_max) == (0.01, 10.0)
+        far = x[:5] * 1e6
+        with torch.no_grad():
+            bonus = sur.optimistic(far) - sur.mean(far)
+            assert torch.allclose(bonus, torch.full((5,), bonus_max), rtol=1e-3)
+            z = sur._normalized(x[:5])
+            phi = sur._phi(z).double()
+            quad = ((phi @ sur.precision_inv.double()) * phi).sum(1)
+            near = sur.optimistic(x[:5]) - sur.mean(x[:5])
+            assert torch.allclose(near.double(), beta * quad.sqrt(), rtol=1e-3, atol=1e-6)
+            assert torch.allclose(
+                sur.mean(x[:5]).double(),
+                sur._y_mean + sur._y_std * sur.net(z)[0].double(),
+                rtol=1e-5,
+                atol=1e-5,
+            )
+
+    def test_ridge_form_bonus_clipped_and_matches_formula(self) -> None:
+        x, y = dataset_2d(60, seed=3)
+        sur = make_surrogate("ucb", seed=0, steps=150, bonus="ridge").fit(x, y)
         far = x[:5] * 1e3
         with torch.no_grad():
             bonus = sur.optimistic(far) - sur.mean(far)
-            assert torch.allclose(
-                bonus, torch.full((5,), sur.config.bonus_max * sur._y_std), rtol=1e-4
-            )
+            assert torch.allclose(bonus, torch.full((5,), 3.0 * sur._y_std), rtol=1e-4)
             # at the data the bonus is β·√(φᵀA⁻¹φ) (unclipped), recomputed here by hand
             z = sur._normalized(x[:5])
             phi = sur._phi(z).double()
             quad = ((phi @ sur.precision_inv.double()) * phi).sum(1)
-            expected = sur.config.beta * quad.sqrt() * sur._y_std
             near = sur.optimistic(x[:5]) - sur.mean(x[:5])
-            assert torch.allclose(near.double(), expected, rtol=1e-3, atol=1e-6)
+            assert torch.allclose(near.double(), quad.sqrt() * sur._y_std, rtol=1e-3, atol=1e-6)
             assert (near < bonus).all()
+
+
+def test_official_ucb_bonus_on_a_hand_computed_case() -> None:
+    """Φ = [[1,0],[0,1],[1,1],[0,0]]: cov(Φ) = [[1/3, 0], [0, 1/3]] (centered, / (m−1)),
+    so for φ = (1, 2) with λ = 1e-3: φᵀ(C+λI)⁻¹φ = 5 / (1/3 + 1e-3) and the bonus is
+    0.01·√(that) = 0.03868; b_max = 0.02 clips it."""
+    from sqdf_bbo.surrogates.ucb import official_ucb_bonus
+
+    train = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    phi = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    expected = 0.01 * (5.0 / (1.0 / 3.0 + 1e-3)) ** 0.5
+    got = official_ucb_bonus(phi, train, beta=0.01, ridge=1e-3, bonus_max=10.0)
+    assert got[0].item() == pytest.approx(expected, rel=1e-5)
+    assert expected == pytest.approx(0.038672, rel=1e-4)
+    assert got[1].item() == pytest.approx(1e-8, abs=1e-7)  # √ of the 1e-12 floor
+    clipped = official_ucb_bonus(phi, train, beta=0.01, ridge=1e-3, bonus_max=0.02)
+    assert clipped[0].item() == pytest.approx(0.02)
+
+
+def test_near_constant_features_cannot_be_exploited() -> None:
+    """Issue 9: features with tiny training spread (background pixels) were standardized by
+    their own std, so an in-domain nudge of 0.1 moved the prediction by many target std.
+    With the floor the move stays bounded."""
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    signal = torch.rand(n, 4, generator=g) * 2 - 1
+    flat = 1e-3 * torch.randn(n, 4, generator=g)  # near-constant features
+    x = torch.cat([signal, flat], 1)
+    y = signal.sum(1).double()
+    nudge = torch.zeros(1, 8)
+    nudge[0, 4:] = 0.1
+    probe = x[:20]
+    moves = {}
+    for floor in (0.0, 0.25):
+        for name in ("ensemble", "ucb"):
+            sur = make_surrogate(name, seed=0, steps=300, feature_std_floor=floor).fit(x, y)
+            with torch.no_grad():
+                d = (sur.optimistic(probe + nudge) - sur.optimistic(probe)).abs().max()
+            moves[(name, floor)] = float(d) / float(y.std())
+    for name in ("ensemble", "ucb"):
+        assert moves[(name, 0.25)] < 1.0, moves  # bounded: < 1 target std
+        assert moves[(name, 0.0)] > 3.0 * moves[(name, 0.25)], moves  # v0.1: blown up
 
 
 class TestGP(SurrogateContract):

@@ -10,7 +10,8 @@ One round (run by the base at the start of ``ask`` once new values were told):
 3. snapshot the current policy as the KL reference (SEIKO regularizes to the PREVIOUS
    round's model, not to the pretrained prior);
 4. fine-tune by back-propagating r̂ through the whole reparameterized sampling chain with
-   randomized truncation (:class:`~sqdf_bbo.baselines.seiko_trainer.SEIKOTrainer`);
+   the official randomized truncation (each step keeps its ε gradient with probability
+   (i+1)/(K+1); :class:`~sqdf_bbo.baselines.seiko_trainer.SEIKOTrainer`);
 5. ``_propose``: sample the batch from the fine-tuned policy.
 
 Differences from SQDF kept on purpose: no replay buffer, no soft-Q/x0 estimator, gradients
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 
 from ..config import check_fields
-from ..finetuned import FinetunedPriorOptimizer
+from ..finetuned import FinetunedPriorOptimizer, RewardGuards
 from .seiko_trainer import SEIKOTrainConfig, SEIKOTrainer
 
 __all__ = ["SEIKO", "SEIKOConfig"]
@@ -36,21 +37,28 @@ _SURROGATES = ("ucb", "ensemble", "gp")
 
 
 @dataclass(frozen=True)
-class SEIKOConfig:
-    """Settings of :class:`SEIKO`.
+class SEIKOConfig(RewardGuards):
+    """Settings of :class:`SEIKO` (defaults follow the official SEIKO code, scaled down).
+
+    The over-optimization guards ``surrogate_objective``, ``reward_cap`` and
+    ``optimism_warning`` are documented in :class:`~sqdf_bbo.finetuned.RewardGuards`.
 
     Attributes:
         surrogate: ``"ucb"`` (SEIKO-UCB), ``"ensemble"`` (SEIKO-Bootstrap) or ``"gp"``.
         surrogate_options: keyword overrides of the surrogate's config (JSON values).
-        alpha_official: KL weight in the official (mean over dims, no ½) convention,
-            converted with α = α_official · 2 / D as for SQDF.
+        alpha_official: the official ratio ``kl_weight / loss_coeff`` (official 0.01 / 0.01 =
+            1), which weights Σ_i mean_d Δ²/(2σ²) (dimension mean, with the ½): converted with
+            α = α_official / D (SQDF's official KL has no ½, hence SQDF's 2/D).
         alpha: KL weight in our convention; overrides ``alpha_official`` when set.
-        steps_per_round: gradient steps per round.
+        steps_per_round: gradient steps per round; official 10 (5 epochs × 2 steps, where
+            SQDF's official code takes 40).
         finetune_batch_size: chains per gradient step.
         lr: Adam learning rate; 1e-4 for full fine-tuning, as SQDF's default (fair comparison).
         grad_clip: max gradient norm (``None``: no clipping).
-        bp_min, bp_max: the number of final denoising steps differentiated through is drawn
-            uniformly from {bp_min … bp_max} each step (randomized truncation).
+        truncation: ``"official"`` (each step keeps its ε gradient with probability
+            (i+1)/(K+1), states never detached) or ``"last-k"`` (v0.1: only the last
+            k_bp ~ U{bp_min … bp_max} states are differentiated through).
+        bp_min, bp_max: the window of ``"last-k"``.
         standardize_reward: fine-tune against (r̂ − ȳ)/s_y.
         clip_designs: clamp asked designs to the prior's ``value_range``.
         progress: tqdm bar while fine-tuning.
@@ -60,10 +68,11 @@ class SEIKOConfig:
     surrogate_options: Mapping[str, Any] = field(default_factory=dict)
     alpha_official: float = 1.0
     alpha: float | None = None
-    steps_per_round: int = 40
+    steps_per_round: int = 10
     finetune_batch_size: int = 32
     lr: float = 1e-4
     grad_clip: float | None = 1.0
+    truncation: str = "official"
     bp_min: int = 1
     bp_max: int = 5
     standardize_reward: bool = True
@@ -72,6 +81,7 @@ class SEIKOConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        super().__post_init__()
         object.__setattr__(self, "surrogate_options", dict(self.surrogate_options))
         if self.surrogate not in _SURROGATES:
             raise ValueError(
@@ -86,7 +96,7 @@ class SEIKOConfig:
 
     def resolved_alpha(self, dim: int) -> float:
         """α in our convention for ``dim`` design dimensions."""
-        return self.alpha if self.alpha is not None else self.alpha_official * 2.0 / dim
+        return self.alpha if self.alpha is not None else self.alpha_official / dim
 
     def train_config(self, dim: int) -> SEIKOTrainConfig:
         return SEIKOTrainConfig(
@@ -95,6 +105,7 @@ class SEIKOConfig:
             batch_size=self.finetune_batch_size,
             lr=self.lr,
             grad_clip=self.grad_clip,
+            truncation=self.truncation,
             bp_min=self.bp_min,
             bp_max=self.bp_max,
         )

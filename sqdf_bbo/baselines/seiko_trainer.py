@@ -10,14 +10,26 @@ Notation (ours, as in the SQDF design notes):
 
 One gradient step on a batch of b fresh chains:
 
-    1. draw the truncation length k_bp ~ Uniform{bp_min … bp_max} (randomized truncation);
-    2. run the K-step sampler of p_θ with reparameterized noise
+    1. run the K-step sampler of p_θ with reparameterized noise
            x_{i+1} = μ_θ(x_i) + σ_i z_i,   z_i ~ N(0, I),
-       and stop gradients through the state x_i for i < K − k_bp (the last k_bp
-       steps are differentiated through; the parameters get gradients at every step);
-    3. chain KL to the previous round's model along the policy's own trajectory,
+       with the randomized truncation of ``truncation``:
+       - ``"official"`` (default; the official SEIKO code, ``online_main.py``): at every
+         step i independently the ε-predictions (policy and reference) are detached unless
+         t ≤ i for a fresh t ~ Uniform{0, …, K}, i.e. step i keeps its network gradient
+         with probability (i + 1)/(K + 1) (about half the steps, early ones included). The
+         states x_i are never detached, so the reward gradient reaches every step through
+         the chain;
+       - ``"last-k"`` (v0.1): draw k_bp ~ Uniform{bp_min … bp_max} once per gradient step
+         and stop gradients through the states x_i for i < K − k_bp (the parameters get
+         gradients at every step);
+    2. chain KL to the previous round's model along the policy's own trajectory,
            KL = Σ_i ‖μ_θ(x_i) − μ_prev(x_i)‖² / (2 σ_i²)     (steps with σ_i = 0 skipped);
-    4. loss = −mean_b r̂(x_0) + α · mean_b KL; Adam step with gradient clipping.
+    3. loss = −mean_b r̂(x_0) + α · mean_b KL; Adam step with gradient clipping.
+
+The official loss is ``loss_coeff·|r − target| + kl_weight·Σ_i mean_d Δ²/(2σ²)`` with
+``loss_coeff = kl_weight = 0.01`` and a target (10) above every reachable reward, i.e.
+−r + 1·KL_mean; in our convention (KL summed over the D dimensions) that is α = 1/D
+(:class:`~sqdf_bbo.baselines.seiko.SEIKOConfig` converts ``alpha_official`` with α = a/D).
 
 This differs from SQDF, which never differentiates through the sampling chain:
 SQDF scores a single transition with a training-free soft-Q value.
@@ -33,7 +45,15 @@ import torch
 
 from ..config import check_fields
 
-__all__ = ["SEIKOTrainConfig", "SEIKOTrainer"]
+__all__ = ["SEIKOTrainConfig", "SEIKOTrainer", "TRUNCATIONS", "keep_probability"]
+
+TRUNCATIONS: tuple[str, ...] = ("official", "last-k")
+
+
+def keep_probability(i: int, num_steps: int) -> float:
+    """Probability that step i of K keeps its network gradient under the official rule:
+    t ~ Uniform{0, …, K}, kept when t ≤ i, so (i + 1)/(K + 1)."""
+    return (i + 1) / (num_steps + 1)
 
 
 @dataclass(frozen=True)
@@ -46,20 +66,28 @@ class SEIKOTrainConfig:
         batch_size: chains per gradient step.
         lr: Adam learning rate.
         grad_clip: max global gradient norm (``None``: no clipping).
-        bp_min, bp_max: the number of final steps back-propagated through is drawn
-            uniformly from {bp_min, …, bp_max} at every gradient step.
+        truncation: ``"official"`` (per-step random detach of ε with keep probability
+            (i+1)/(K+1)) or ``"last-k"`` (v0.1: states detached before the last k_bp steps).
+        bp_min, bp_max: with ``"last-k"``, the number of final steps back-propagated through
+            is drawn uniformly from {bp_min, …, bp_max} at every gradient step.
     """
 
     alpha: float = 0.01
-    steps: int = 40
+    steps: int = 10
     batch_size: int = 32
     lr: float = 1e-3
     grad_clip: float | None = 1.0
+    truncation: str = "official"
     bp_min: int = 1
     bp_max: int = 5
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(
+                f"truncation {self.truncation!r} is unknown; accepted values: "
+                f"{', '.join(TRUNCATIONS)}"
+            )
         if not self.alpha >= 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         if int(self.steps) < 0 or int(self.batch_size) < 1:
@@ -106,28 +134,49 @@ class SEIKOTrainer:
         """Snapshot the current policy as the KL reference (SEIKO: the previous round's model)."""
         self.previous = self._frozen_copy(self.policy.denoiser)
 
+    def _keep(self, i: int, num_steps: int, k_bp: int) -> bool:
+        """Whether step i keeps its network gradient this gradient step."""
+        if self.config.truncation == "official":
+            t = torch.randint(
+                0, num_steps + 1, (1,), generator=self.generator, device=self.generator.device
+            )
+            return int(t) <= i
+        return i >= num_steps - k_bp
+
     def _loss(self, reward_fn: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
         pol = self.policy
         cfg = self.config
         K = pol.num_inference_steps
         g = self.generator
-        # 1. Randomized truncation: differentiate through the last k_bp states only.
-        k_bp = int(torch.randint(cfg.bp_min, cfg.bp_max + 1, (1,), generator=g))
-        first_tracked = max(0, K - k_bp)
+        k_bp = (
+            int(torch.randint(cfg.bp_min, cfg.bp_max + 1, (1,), generator=g, device=g.device))
+            if cfg.truncation == "last-k"
+            else 0
+        )
         x = pol.initial_noise(cfg.batch_size, g)
         kl = torch.zeros(cfg.batch_size, device=x.device, dtype=x.dtype)
+        kept = 0
         for i in range(K):
-            x_in = x if i >= first_tracked else x.detach()
+            keep = self._keep(i, K, k_bp)
+            kept += int(keep)
+            # 1. Truncation: "last-k" detaches the states before its window (parameters keep
+            #    their gradients); "official" computes ε without a graph on dropped steps
+            #    (the state x_i keeps its graph either way).
+            x_in = x if cfg.truncation == "official" or keep else x.detach()
+            eps = eps_prev = None
+            if cfg.truncation == "official" and not keep:
+                with torch.no_grad():
+                    eps = pol.epsilon(x_in, i)
+                    eps_prev = pol.epsilon(x_in, i, self.previous)
             # 2. Reparameterized step of the policy.
-            out = pol.step_mean(x_in, i)
-            sigma = out.sigma
+            out = pol.step_mean(x_in, i, eps=eps)
             z = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
             # 3. Exact Gaussian step KL to the previous round's model (skipped where σ = 0).
             if float(pol.sigmas[i]) > 1e-6:
-                mu_prev = pol.step_mean(x_in, i, denoiser=self.previous).mean
+                mu_prev = pol.step_mean(x_in, i, denoiser=self.previous, eps=eps_prev).mean
                 d2 = (out.mean - mu_prev).pow(2).reshape(x.shape[0], -1).sum(1)
                 kl = kl + d2 / (2.0 * float(pol.sigmas[i]) ** 2)
-            x = out.mean + sigma * z
+            x = out.mean + out.sigma * z
         r = reward_fn(x)
         if r.shape != (cfg.batch_size,):
             raise ValueError(
@@ -135,7 +184,7 @@ class SEIKOTrainer:
             )
         # 4. Loss.
         loss = -r.mean() + cfg.alpha * kl.mean()
-        return {"loss": loss, "reward": r.detach().mean(), "kl": kl.detach().mean(), "k_bp": k_bp}
+        return {"loss": loss, "reward": r.detach().mean(), "kl": kl.detach().mean(), "kept": kept}
 
     def train(
         self,
@@ -153,20 +202,23 @@ class SEIKOTrainer:
         for _ in progress_bar(range(n), progress=progress, desc="SEIKO fine-tune", leave=False):
             out = self._loss(reward_fn)
             self._opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            gn = (
-                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-                if self.config.grad_clip is not None
-                else torch.sqrt(sum((p.grad**2).sum() for p in params if p.grad is not None))
-            )
-            self._opt.step()
+            if out["loss"].requires_grad:
+                out["loss"].backward()
+                gn = (
+                    torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+                    if self.config.grad_clip is not None
+                    else torch.sqrt(sum((p.grad**2).sum() for p in params if p.grad is not None))
+                )
+                self._opt.step()
+            else:  # every step dropped its ε gradient (probability K!/(K+1)^K): no update
+                gn = torch.zeros(())
             log.append(
                 {
                     "loss": float(out["loss"].detach()),
                     "reward": float(out["reward"]),
                     "kl": float(out["kl"]),
                     "grad_norm": float(gn),
-                    "k_bp": float(out["k_bp"]),
+                    "kept_steps": float(out["kept"]),
                 }
             )
         self.policy.denoiser.eval()

@@ -15,16 +15,16 @@ import torch
 
 from ..config import check_fields
 from ._nets import HeadsMLP, train_heads
-from .base import Surrogate, check_positive
+from .base import Surrogate, SurrogateConfig, check_positive
 
 __all__ = ["EnsembleConfig", "EnsembleSurrogate"]
 
 
 @dataclass(frozen=True)
-class EnsembleConfig:
+class EnsembleConfig(SurrogateConfig):
     """Options of :class:`EnsembleSurrogate`.
 
-    Attributes:
+    Attributes (besides :class:`~sqdf_bbo.surrogates.base.SurrogateConfig`'s ``feature_std_floor``):
         n_heads: number of bootstrap heads H.
         hidden: width of each hidden layer.
         depth: number of hidden layers.
@@ -49,6 +49,7 @@ class EnsembleConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        super().__post_init__()
         for name in ("n_heads", "hidden", "depth", "steps", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

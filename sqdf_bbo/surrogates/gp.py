@@ -31,16 +31,16 @@ from dataclasses import dataclass
 import torch
 
 from ..config import check_fields
-from .base import Surrogate, check_positive
+from .base import Surrogate, SurrogateConfig, check_positive
 
 __all__ = ["GPConfig", "GPSurrogate"]
 
 
 @dataclass(frozen=True)
-class GPConfig:
+class GPConfig(SurrogateConfig):
     """Options of :class:`GPSurrogate`.
 
-    Attributes:
+    Attributes (besides :class:`~sqdf_bbo.surrogates.base.SurrogateConfig`'s ``feature_std_floor``):
         beta: exploration weight β in ``μ + β·σ``.
         max_points: largest training subset of the exact GP.
         top_fraction: share of the subset taken from the best observations
@@ -57,6 +57,7 @@ class GPConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        super().__post_init__()
         check_positive("GPConfig.beta", self.beta, allow_zero=True)
         if not isinstance(self.max_points, int) or self.max_points < 2:
             raise ValueError(f"GPConfig.max_points must be an int >= 2, got {self.max_points!r}")

@@ -1,17 +1,30 @@
-"""Neural-linear UCB surrogate (SEIKO-UCB style).
+"""Neural UCB surrogate (SEIKO-UCB / SQDF-UCB).
 
 1. Train one MLP on the (standardized) data.
-2. Freeze it; take its penultimate features ``φ(x) ∈ R^h`` (plus a constant 1).
-3. Bayesian linear (ridge) model on ``φ``: with ``Φ (n, h+1)`` the training
-   features, ``Σ = ΦᵀΦ`` and ``A = Σ + λI``,
+2. Freeze it; take its penultimate features ``φ(x) ∈ R^h``.
+3. Add an exploration bonus from the spread of the training features. Two forms:
 
-       w     = A⁻¹ Φᵀ y                       (posterior mean weights)
-       μ(x)  = φ(x)ᵀ w
-       b(x)  = min( β · √(φ(x)ᵀ A⁻¹ φ(x)), b_max )
-       r̂(x) = μ(x) + b(x)
+``bonus="official"`` (default; the official SEIKO and SQDF code, ``aesthetic_scorer.py``)::
 
-All in standardized target units (the base rescales by the target std), so
-``b_max`` is a number of target standard deviations.
+    C     = cov(Φ)                                centered covariance of the n training
+                                                  features, divided by n − 1
+    μ(x)  = the MLP's own output
+    b(x)  = min( β · √(φ(x)ᵀ (C + λI)⁻¹ φ(x)), b_max )      β = 0.01, λ = 1e-3,
+                                                  b_max = 10, in raw reward units
+    r̂(x) = μ(x) + b(x)
+
+``bonus="ridge"`` (v0.1's neural-linear form)::
+
+    A     = ΦᵀΦ + λI  (Φ with a constant 1 column)
+    w     = A⁻¹ Φᵀ y,   μ(x) = φ(x)ᵀ w
+    b(x)  = min( β · √(φ(x)ᵀ A⁻¹ φ(x)), b_max )             β = 1, λ = 1, b_max = 3
+                                                  target standard deviations
+
+The official bonus is in raw reward units, so it is divided by the target std before it
+is added to the standardized mean (the base rescales back). With β = 0.01 it is small: for
+points like the training data √(φᵀ(C+λI)⁻¹φ) is about √h, so the bonus is ~0.01·√h raw
+units — the official UCB is nearly the plain mean, where the v0.1 ridge form put a
+10–100× larger bonus on the same features.
 """
 
 from __future__ import annotations
@@ -22,26 +35,63 @@ import torch
 
 from ..config import check_fields
 from ._nets import HeadsMLP, train_heads
-from .base import Surrogate, check_positive
+from .base import Surrogate, SurrogateConfig, check_positive
 
-__all__ = ["UCBConfig", "UCBSurrogate"]
+__all__ = ["UCBConfig", "UCBSurrogate", "BONUS_FORMS", "official_ucb_bonus"]
+
+BONUS_FORMS: tuple[str, ...] = ("official", "ridge")
+_DEFAULTS = {  # (β, λ, b_max) per bonus form
+    "official": (0.01, 1e-3, 10.0),
+    "ridge": (1.0, 1.0, 3.0),
+}
+
+
+def official_ucb_bonus(
+    phi: torch.Tensor, train_phi: torch.Tensor, beta: float, ridge: float, bonus_max: float
+) -> torch.Tensor:
+    """The official UCB bonus ``min(β·√(φᵀ(cov(Φ) + λI)⁻¹φ), b_max)``.
+
+    Args:
+        phi: query features ``(n, h)`` (not centered).
+        train_phi: training features Φ ``(m, h)``, m ≥ 2; cov(Φ) is centered and divided
+            by m − 1 (``torch.cov``).
+        beta, ridge, bonus_max: β, λ and b_max.
+
+    Returns:
+        The bonus ``(n,)``, differentiable in ``phi``.
+    """
+    cov = torch.cov(train_phi.T.double())
+    a_inv = torch.linalg.inv(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
+    return _bonus(phi, a_inv.to(phi), beta, bonus_max)
+
+
+def _bonus(phi: torch.Tensor, a_inv: torch.Tensor, beta: float, bonus_max: float) -> torch.Tensor:
+    """``min(β·√(φᵀA⁻¹φ), b_max)`` for features ``(n, h)`` and ``A⁻¹ (h, h)``."""
+    quad = ((phi @ a_inv) * phi).sum(1)
+    # sqrt has an infinite derivative at 0: keep the argument away from 0
+    return (beta * torch.sqrt(quad.clamp_min(1e-12))).clamp(max=bonus_max)
 
 
 @dataclass(frozen=True)
-class UCBConfig:
+class UCBConfig(SurrogateConfig):
     """Options of :class:`UCBSurrogate`.
 
-    Attributes:
-        beta: exploration weight β of the bonus.
-        ridge: λ, the prior precision of the linear weights (``A = ΦᵀΦ + λI``).
-        bonus_max: clip of the bonus, in target standard deviations.
+    Attributes (besides :class:`~sqdf_bbo.surrogates.base.SurrogateConfig`'s ``feature_std_floor``):
+        bonus: ``"official"`` (centered feature covariance, MLP mean, raw-unit clip) or
+            ``"ridge"`` (v0.1 neural-linear ridge posterior); see the module docstring.
+        beta: exploration weight β; ``None``: 0.01 (official) / 1.0 (ridge).
+        ridge: λ added to the covariance (official) or the Gram matrix (ridge); ``None``:
+            1e-3 / 1.0.
+        bonus_max: clip of the bonus; raw reward units for ``official`` (``None``: 10),
+            target standard deviations for ``ridge`` (``None``: 3).
         hidden, depth, steps, batch_size, lr, weight_decay, progress: the MLP
             and its AdamW training (cosine decay), as in ``EnsembleConfig``.
     """
 
-    beta: float = 1.0
-    ridge: float = 1.0
-    bonus_max: float = 3.0
+    bonus: str = "official"
+    beta: float | None = None
+    ridge: float | None = None
+    bonus_max: float | None = None
     hidden: int = 64
     depth: int = 2
     steps: int = 600
@@ -52,19 +102,34 @@ class UCBConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        super().__post_init__()
+        if self.bonus not in BONUS_FORMS:
+            raise ValueError(
+                f"UCBConfig.bonus {self.bonus!r} is unknown; accepted: {', '.join(BONUS_FORMS)}"
+            )
         for name in ("hidden", "depth", "steps", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"UCBConfig.{name} must be an int >= 1, got {value!r}")
-        check_positive("UCBConfig.beta", self.beta, allow_zero=True)
-        check_positive("UCBConfig.ridge", self.ridge)
-        check_positive("UCBConfig.bonus_max", self.bonus_max, allow_zero=True)
+        beta, ridge, bonus_max = self.resolved()
+        check_positive("UCBConfig.beta", beta, allow_zero=True)
+        check_positive("UCBConfig.ridge", ridge)
+        check_positive("UCBConfig.bonus_max", bonus_max, allow_zero=True)
         check_positive("UCBConfig.lr", self.lr)
         check_positive("UCBConfig.weight_decay", self.weight_decay, allow_zero=True)
 
+    def resolved(self) -> tuple[float, float, float]:
+        """(β, λ, b_max) with the bonus form's defaults filled in."""
+        d_beta, d_ridge, d_max = _DEFAULTS[self.bonus]
+        return (
+            d_beta if self.beta is None else float(self.beta),
+            d_ridge if self.ridge is None else float(self.ridge),
+            d_max if self.bonus_max is None else float(self.bonus_max),
+        )
+
 
 class UCBSurrogate(Surrogate):
-    """Neural-linear UCB: MLP features + Bayesian ridge; ``optimistic = μ + min(β·√(φᵀA⁻¹φ), b_max)``."""
+    """Neural UCB: MLP features + an exploration bonus on them (see the module docstring)."""
 
     name = "ucb"
     config_class = UCBConfig
@@ -75,18 +140,26 @@ class UCBSurrogate(Surrogate):
     ) -> None:
         super().__init__(seed=seed, feature_map=feature_map, config=config, **overrides)
         self.net: HeadsMLP | None = None
-        self.weights: torch.Tensor | None = None  # w (h+1,)
-        self.precision_inv: torch.Tensor | None = None  # A⁻¹ (h+1, h+1)
+        self.weights: torch.Tensor | None = None  # ridge: w (h+1,); official: unused (empty)
+        self.precision_inv: torch.Tensor | None = None  # A⁻¹: (C + λI)⁻¹ or (ΦᵀΦ + λI)⁻¹
         self.losses: list[float] = []
 
+    @classmethod
+    def _config_from_state(cls, fields: dict) -> UCBConfig:
+        # states saved before the official form existed used the ridge form
+        return UCBConfig(**{"bonus": "ridge", **fields})
+
     def _phi(self, z: torch.Tensor) -> torch.Tensor:
-        """Penultimate features with a constant 1 appended: ``(n, h + 1)``."""
+        """Penultimate features ``(n, h)``, with a constant 1 appended for ``ridge``."""
         assert self.net is not None
         phi = self.net.features(z)[0]
-        return torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1)
+        if self.config.bonus == "ridge":
+            phi = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1)
+        return phi
 
     def _fit(self, z: torch.Tensor, y: torch.Tensor) -> None:
         c = self.config
+        _, ridge, _ = c.resolved()
         gen = self._new_generator(z.device)
         n = z.shape[0]
         # 1. one MLP on all rows
@@ -105,23 +178,31 @@ class UCBSurrogate(Surrogate):
             progress=c.progress,
         )
         self.net.requires_grad_(False).eval()
-        # 2–3. ridge posterior on φ, solved in float64: A = ΦᵀΦ + λI, w = A⁻¹Φᵀy
         with torch.no_grad():
             phi = self._phi(z).double()
-            a = phi.T @ phi + c.ridge * torch.eye(phi.shape[1], dtype=phi.dtype, device=phi.device)
-            chol = torch.linalg.cholesky(a)
-            a_inv = torch.cholesky_inverse(chol)
-            self.weights = (a_inv @ (phi.T @ y.double())).to(z.dtype)
+            eye = torch.eye(phi.shape[1], dtype=phi.dtype, device=phi.device)
+            if c.bonus == "official":
+                # 2. A = cov(Φ) + λI (centered, / (n − 1)); the mean is the MLP's output
+                a_inv = torch.linalg.inv(torch.cov(phi.T) + ridge * eye)
+                self.weights = torch.zeros(0, dtype=z.dtype, device=z.device)
+            else:
+                # 2–3. ridge posterior on φ: A = ΦᵀΦ + λI, w = A⁻¹Φᵀy
+                a_inv = torch.cholesky_inverse(torch.linalg.cholesky(phi.T @ phi + ridge * eye))
+                self.weights = (a_inv @ (phi.T @ y.double())).to(z.dtype)
             self.precision_inv = a_inv.to(z.dtype)
 
     def _predict(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.weights is not None and self.precision_inv is not None
+        assert self.net is not None
+        beta, _, bonus_max = self.config.resolved()
         phi = self._phi(z)
+        a_inv = self.precision_inv.to(phi)
+        if self.config.bonus == "official":
+            mean = self.net.head(phi[None])[0]
+            # the bonus and its clip are in raw reward units: divide by the target std
+            return mean, _bonus(phi, a_inv, beta, bonus_max) / self._y_std
         mean = phi @ self.weights.to(phi)
-        quad = ((phi @ self.precision_inv.to(phi)) * phi).sum(1)
-        # sqrt has an infinite derivative at 0: keep the argument away from 0
-        bonus = self.config.beta * torch.sqrt(quad.clamp_min(1e-12))
-        return mean, bonus.clamp(max=self.config.bonus_max)
+        return mean, _bonus(phi, a_inv, beta, bonus_max)
 
     def _model_state(self) -> dict[str, torch.Tensor]:
         assert self.net is not None and self.weights is not None
