@@ -18,7 +18,12 @@ One round r of a run:
 4. metrics of this batch: reward mean / top-10% mean / max, best-so-far, naturalness (mean
    log q and the share above the held-out 5th percentile), diversity (Vendi score with the
    task's fixed RBF bandwidth, mean pairwise distance), the optimizer's own estimated chain
-   KL to the prior (``metrics()["kl_to_prior"]`` where it has one) and wall times.
+   KL to the prior (``metrics()["kl_to_prior"]`` where it has one), its surrogate's
+   ``optimism_gap`` / ``pred_gap`` on the batch just told (``metrics()`` keys of the same
+   names, NaN where it has none) and wall times.
+
+A run with an explicit KL weight (``run_one(..., alpha_official=a)``, the frontier benchmark
+:mod:`benchmarks.frontier`) lives in ``OUT/runs/<task>/<method>/a<a>/seed<k>/`` instead.
 
 Command line: ``sqdf-bbo bench --suite quick --out runs/quick`` or
 ``python -m benchmarks.runner --suite smoke --out /tmp/smoke``.
@@ -43,7 +48,19 @@ from benchmarks.suites import Suite, get_suite, make_optimizer
 from benchmarks.tasks import get_task
 from sqdf_bbo.metrics import reward_stats
 
-__all__ = ["ROUND_COLUMNS", "run_one", "run_suite", "bench_cli", "main"]
+__all__ = [
+    "ROUND_COLUMNS",
+    "Cell",
+    "alpha_label",
+    "cell_label",
+    "run_dir",
+    "is_done",
+    "run_one",
+    "run_cells",
+    "run_suite",
+    "bench_cli",
+    "main",
+]
 
 ROUND_COLUMNS = [
     "task",
@@ -62,6 +79,8 @@ ROUND_COLUMNS = [
     "vendi",
     "pairwise_dist",
     "kl_to_prior",
+    "optimism_gap",
+    "pred_gap",
     "ask_s",
     "oracle_s",
     "wall_s",
@@ -70,8 +89,19 @@ _N_SAMPLES_KEPT = 16  # designs kept per round (all of them when a design has <=
 _SMALL_DESIGN = 16
 
 
-def run_dir(out: Path, task: str, method: str, seed: int) -> Path:
-    return Path(out) / "runs" / task / method / f"seed{seed}"
+def alpha_label(alpha_official: float) -> str:
+    """Folder name of one KL weight: ``a0.25``, ``a1``, ``a16`` (``%g`` of the value)."""
+    return f"a{float(alpha_official):g}"
+
+
+def run_dir(
+    out: Path, task: str, method: str, seed: int, alpha_official: float | None = None
+) -> Path:
+    """Folder of one run: ``OUT/runs/<task>/<method>[/a<alpha>]/seed<k>``."""
+    base = Path(out) / "runs" / task / method
+    if alpha_official is not None:
+        base = base / alpha_label(alpha_official)
+    return base / f"seed{seed}"
 
 
 def is_done(path: Path) -> bool:
@@ -87,20 +117,26 @@ def run_one(
     out: Path | None = None,
     progress: bool = True,
     on_round: Callable[[dict, torch.Tensor], None] | None = None,
+    *,
+    alpha_official: float | None = None,
 ) -> pd.DataFrame:
     """Run one (task, method, seed) for ``len(suite.budgets)`` rounds; returns rounds.csv's rows.
 
     With ``out``, writes ``rounds.csv``, ``samples.pt`` and (last) ``done.json`` to the run
     folder; an already finished run is read back instead of re-run. ``on_round(row, x)`` is
     called after each round with its metrics row and the batch's designs ``(n, *shape)``.
+    ``alpha_official`` sets the KL weight of a regularized method (see
+    :func:`benchmarks.suites.make_optimizer`) and puts the run in its ``a<alpha>`` folder.
     """
-    folder = None if out is None else run_dir(out, task_name, method, seed)
+    folder = None if out is None else run_dir(out, task_name, method, seed, alpha_official)
     if folder is not None and is_done(folder):
         return pd.read_csv(folder / "rounds.csv")
     task = get_task(task_name)
     oracle = task.oracle(seed)
     t_start = time.perf_counter()
-    opt = make_optimizer(method, task, seed, suite, progress=progress)
+    opt = make_optimizer(
+        method, task, seed, suite, progress=progress, alpha_official=alpha_official
+    )
     rows: list[dict] = []
     samples: dict[str, torch.Tensor] = {}
     all_y: list[float] = []
@@ -123,7 +159,7 @@ def run_one(
         stats = reward_stats(y_np)
         finite = np.asarray(all_y)[np.isfinite(all_y)]
         scores = task.score_designs(batch.x)
-        kl = opt.metrics().get("kl_to_prior", math.nan)
+        diag = opt.metrics()
         rows.append(
             {
                 "task": task_name,
@@ -138,7 +174,9 @@ def run_one(
                 "best_so_far": float(finite.max()) if finite.size else math.nan,
                 "n_failed": stats.n_failed,
                 **scores,
-                "kl_to_prior": float(kl),
+                "kl_to_prior": float(diag.get("kl_to_prior", math.nan)),
+                "optimism_gap": float(diag.get("optimism_gap", math.nan)),
+                "pred_gap": float(diag.get("pred_gap", math.nan)),
                 "ask_s": t1 - t0,
                 "oracle_s": t2 - t1,
                 "wall_s": wall,
@@ -159,6 +197,7 @@ def run_one(
             "task": task_name,
             "method": method,
             "seed": seed,
+            "alpha_official": alpha_official,
             "suite": suite.name,
             "budgets": list(suite.budgets),
             "optimizer_wall_s": wall,
@@ -171,13 +210,71 @@ def run_one(
     return df
 
 
+Cell = tuple[str, str, int, float | None]
+"""One run of a grid: ``(task, method, seed, alpha_official)`` (α ``None``: the method's default)."""
+
+
+def cell_label(cell: Cell) -> str:
+    """``task/method[/a<alpha>]/seed<k>``: the run folder below ``OUT/runs``."""
+    task_name, method, seed, alpha = cell
+    mid = "" if alpha is None else f"/{alpha_label(alpha)}"
+    return f"{task_name}/{method}{mid}/seed{seed}"
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(int(threads))
 
 
-def _run_in_worker(task_name: str, method: str, seed: int, suite: Suite, out: str) -> str:
-    run_one(task_name, method, seed, suite, Path(out), progress=False)
-    return f"{task_name}/{method}/seed{seed}"
+def _run_in_worker(cell: Cell, suite: Suite, out: str) -> str:
+    task_name, method, seed, alpha = cell
+    run_one(task_name, method, seed, suite, Path(out), progress=False, alpha_official=alpha)
+    return cell_label(cell)
+
+
+def run_cells(
+    cells: list[Cell],
+    suite: Suite,
+    out: str | Path,
+    progress: bool = True,
+    workers: int = 1,
+    threads: int | None = None,
+    desc: str = "",
+) -> int:
+    """Run every unfinished cell of ``cells`` into ``out``; returns how many were run.
+
+    Finished runs (:func:`is_done`) are skipped. ``workers > 1`` runs them in that many
+    ``spawn`` processes with ``threads`` torch threads each (default 1); otherwise in this
+    process. ``desc`` labels the progress bar.
+    """
+    from sqdf_bbo.progress import progress_bar
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in cells if not is_done(run_dir(out, *c))]
+    bar = progress_bar(total=len(cells), progress=progress, desc=desc or suite.name, unit="run")
+    bar.update(len(cells) - len(todo))
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(
+            max_workers=int(workers),
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(threads or 1,),
+        ) as pool:
+            futures = [pool.submit(_run_in_worker, c, suite, str(out)) for c in todo]
+            for fut in as_completed(futures):
+                bar.set_postfix_str(fut.result())
+                bar.update(1)
+    else:
+        for cell in todo:
+            bar.set_postfix_str(cell_label(cell))
+            task_name, method, seed, alpha = cell
+            run_one(task_name, method, seed, suite, out, progress=False, alpha_official=alpha)
+            bar.update(1)
+    bar.close()
+    return len(todo)
 
 
 def run_suite(
@@ -201,35 +298,12 @@ def run_suite(
         threads: torch threads per worker process (default 1: these models are tiny and
             oversubscribed OpenMP threads slow down by orders of magnitude on shared cores).
     """
-    from sqdf_bbo.progress import progress_bar
-
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    grid = [(t, m, s) for t in suite.tasks for m in suite.methods for s in suite.seeds]
-    todo = [g for g in grid if not is_done(run_dir(out, *g))]
+    grid: list[Cell] = [
+        (t, m, s, None) for t in suite.tasks for m in suite.methods for s in suite.seeds
+    ]
     t0 = time.perf_counter()
-    bar = progress_bar(total=len(grid), progress=progress, desc=f"suite {suite.name}", unit="run")
-    bar.update(len(grid) - len(todo))
-    if workers > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(
-            max_workers=int(workers),
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(threads or 1,),
-        ) as pool:
-            futures = [pool.submit(_run_in_worker, *g, suite, str(out)) for g in todo]
-            for fut in as_completed(futures):
-                bar.set_postfix_str(fut.result())
-                bar.update(1)
-    else:
-        for task_name, method, seed in todo:
-            bar.set_postfix_str(f"{task_name}/{method}/seed{seed}")
-            run_one(task_name, method, seed, suite, out, progress=False)
-            bar.update(1)
-    bar.close()
+    n_run = run_cells(grid, suite, out, progress, workers, threads, desc=f"suite {suite.name}")
     elapsed = time.perf_counter() - t0
     rounds = pd.concat(
         [pd.read_csv(run_dir(out, *g) / "rounds.csv") for g in grid], ignore_index=True
@@ -244,7 +318,7 @@ def run_suite(
                 "seeds": list(suite.seeds),
                 "budgets": list(suite.budgets),
                 "this_invocation_s": elapsed,
-                "runs_done_in_this_invocation": len(todo),
+                "runs_done_in_this_invocation": n_run,
                 "workers": int(workers),
                 "sum_of_run_times_s": float(
                     sum(
