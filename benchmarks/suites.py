@@ -13,6 +13,8 @@ Methods (``METHODS``), all driven through the public ask/tell API:
 ``sqdf-consistency``  SQDF with the consistency model forced
 ``sqdf-random-buffer``SQDF with uniform buffer sampling
 ``sqdf-gamma1``       ablation: SQDF with γ = 1 (no discount of the soft-Q estimate)
+``sqdf-mean``         guard: SQDF against the surrogate's mean (no optimism)
+``sqdf-cap``          guard: SQDF with the reward capped 1 target std above the best value
 ``seiko-ucb``         :class:`~sqdf_bbo.baselines.SEIKO` with the UCB surrogate
 ``seiko-bootstrap``   SEIKO with the bootstrap-ensemble surrogate
 ``seiko-fullbp``      ablation: SEIKO-Bootstrap back-propagating through all K steps
@@ -58,6 +60,8 @@ METHODS = (
     "sqdf-consistency",
     "sqdf-random-buffer",
     "sqdf-gamma1",
+    "sqdf-mean",
+    "sqdf-cap",
     "seiko-fullbp",
 )
 
@@ -236,6 +240,8 @@ def make_optimizer(
             "sqdf-consistency": {"x0_method": "consistency"},
             "sqdf-random-buffer": {"buffer_method": "random"},
             "sqdf-gamma1": {"gamma": 1.0},
+            "sqdf-mean": {"surrogate_objective": "mean"},
+            "sqdf-cap": {"reward_cap": 1.0},
         }[method]
         surrogate = variant.get("surrogate", "ensemble")
         cfg = SQDFOptimizerConfig(
