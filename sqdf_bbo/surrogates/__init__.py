@@ -4,7 +4,7 @@
 name           model                                      optimistic value
 =============  =========================================  ==========================
 ``ensemble``   H bootstrap MLP heads                      max over heads
-``ucb``        MLP features + Bayesian ridge (neural-lin)  μ + min(β·√(φᵀA⁻¹φ), b_max)
+``ucb``        MLP features + feature covariance          μ + min(β·√(φᵀ(C+λI)⁻¹φ), b_max)
 ``gp``         exact BoTorch SingleTaskGP on ≤ N points   μ + β·σ
 =============  =========================================  ==========================
 
