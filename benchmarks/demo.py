@@ -8,7 +8,8 @@ oracle is the frozen digits classifier's logit of class ``DIGITS_TARGET``.
 Prints a per-round table and writes to ``--out`` (default ``runs/demo``):
 
 * ``rounds.csv`` — the benchmark runner's per-round metrics (``ROUND_COLUMNS``);
-* ``curves.png`` — reward, naturalness and diversity vs. oracle queries;
+* ``curves.png`` — reward, naturalness, diversity and the surrogate's optimism gap vs.
+  oracle queries;
 * ``samples.png`` — 16 designs of every round, one row per round.
 
 Designed to finish within 5 minutes on 2 CPU cores; the wall time is printed.
@@ -51,6 +52,7 @@ _COLS = [
     ("natural_frac", "natural", "{:.2f}"),
     ("vendi", "Vendi", "{:.2f}"),
     ("kl_to_prior", "KL", "{:.1f}"),
+    ("optimism_gap", "opt. gap", "{:.2f}"),
     ("wall_s", "time s", "{:.0f}"),
 ]
 
@@ -73,11 +75,12 @@ def _plot_curves(df: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
     panels = [
         (["reward_mean", "reward_top10"], f"reward (class-{DIGITS_TARGET} logit)"),
         (["naturalness"], "naturalness (mean log q)"),
         (["vendi"], "diversity (Vendi score)"),
+        (["optimism_gap", "pred_gap"], "surrogate minus oracle (target std)"),
     ]
     for ax, (keys, title) in zip(axes, panels):
         for k in keys:

@@ -35,6 +35,7 @@ METRICS = [
     "vendi",
     "pairwise_dist",
     "kl_to_prior",
+    "optimism_gap",
     "wall_s",
 ]
 
@@ -46,6 +47,7 @@ _TABLE_COLUMNS = [
     ("natural_frac", "natural frac", 2),
     ("vendi", "Vendi", 2),
     ("kl_to_prior", "KL to prior", 1),
+    ("optimism_gap", "optimism gap (std)", 2),
     ("wall_s", "optimizer wall s", 1),
 ]
 
@@ -107,20 +109,26 @@ def markdown_summary(
 
 
 def plot_curves(summary: pd.DataFrame, task: str, path: Path) -> Path:
-    """Three panels vs. cumulative queries: reward (batch mean), naturalness, Vendi; shaded SE."""
+    """Four panels vs. cumulative queries: reward (batch mean), naturalness, Vendi and the
+    optimism gap (the surrogate's optimistic prediction of each batch minus what the oracle
+    returned, in target std; fine-tuned methods only); shaded SE."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sub = summary[summary["task"] == task]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     panels = [
         ("reward_mean", "reward (batch mean)"),
         ("naturalness", "naturalness (mean log q)"),
         ("vendi", "diversity (Vendi score)"),
+        ("optimism_gap", "optimism gap (target std)"),
     ]
     for ax, (key, label) in zip(axes, panels):
+        if f"{key}_mean" not in sub:
+            ax.set_visible(False)
+            continue
         for method, m in sub.groupby("method", sort=False):
             m = m.sort_values("queries")
             x = m["queries"].to_numpy()
