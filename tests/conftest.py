@@ -32,13 +32,23 @@ def image_prior() -> DiffusionPrior:
     )
 
 
-@pytest.fixture
-def flat_prior() -> DiffusionPrior:
+def mlp_prior(
+    steps: int = 6,
+    hidden: int = 16,
+    depth: int = 2,
+    value_range: tuple[float, float] | None = None,
+) -> DiffusionPrior:
+    """A random-weight 2-D ``MLPDenoiser`` prior (weights from seed 0) with K = ``steps``."""
     torch.manual_seed(0)
     return DiffusionPrior(
-        MLPDenoiser(2, hidden=16, depth=2),
+        MLPDenoiser(2, hidden=hidden, depth=depth),
         DDIMScheduler(clip_sample=False),
         shape=(2,),
-        num_inference_steps=6,
-        value_range=None,
+        num_inference_steps=steps,
+        value_range=value_range,
     )
+
+
+@pytest.fixture
+def flat_prior() -> DiffusionPrior:
+    return mlp_prior()

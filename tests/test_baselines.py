@@ -7,26 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler
 
 from sqdf_bbo.baselines import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
 from sqdf_bbo.baselines.gp_bo_core import select_training_set
 from sqdf_bbo.baselines.seiko_trainer import SEIKOTrainConfig, SEIKOTrainer, keep_probability
-from sqdf_bbo.models import MLPDenoiser
 from sqdf_bbo.optimizer import Optimizer
 from sqdf_bbo.prior import DiffusionPrior
+from tests.conftest import mlp_prior
 from tests.test_optimizer_contract import OptimizerContract
 
 
 def _flat_prior() -> DiffusionPrior:
-    torch.manual_seed(0)
-    return DiffusionPrior(
-        MLPDenoiser(2, hidden=16, depth=2),
-        DDIMScheduler(clip_sample=False),
-        shape=(2,),
-        num_inference_steps=4,
-        value_range=None,
-    )
+    return mlp_prior(steps=4)
 
 
 _TINY_SURROGATE = {"hidden": 8, "depth": 1, "steps": 20, "batch_size": 32}

@@ -50,20 +50,7 @@ FACTORIES: dict[str, Callable[..., Any]] = {
     "PriorRecipe": _recipe,
     "Suite": _suite,
 }
-CLASSES = {
-    "SQDFConfig": SQDFConfig,
-    "SQDFOptimizerConfig": SQDFOptimizerConfig,
-    "SEIKOConfig": SEIKOConfig,
-    "SEIKOTrainConfig": SEIKOTrainConfig,
-    "GPBOConfig": GPBOConfig,
-    "EnsembleConfig": EnsembleConfig,
-    "GPConfig": GPConfig,
-    "UCBConfig": UCBConfig,
-    "ClassifierTrainConfig": ClassifierTrainConfig,
-    "DenoiserTrainConfig": DenoiserTrainConfig,
-    "PriorRecipe": PriorRecipe,
-    "Suite": Suite,
-}
+CLASSES = {**FACTORIES, "PriorRecipe": PriorRecipe, "Suite": Suite}
 
 
 def _scalar_fields(cls: type) -> list[tuple[str, type]]:

@@ -11,12 +11,11 @@ import warnings
 
 import pytest
 import torch
-from diffusers import DDIMScheduler
 
 from sqdf_bbo.baselines import SEIKO
-from sqdf_bbo.models import MLPDenoiser
 from sqdf_bbo.prior import DiffusionPrior
 from sqdf_bbo.sqdf_optimizer import SQDF
+from tests.conftest import mlp_prior
 
 LOW, HIGH = -0.1, 0.1  # a narrow box: raw sampler outputs and x0 estimates leave it
 FAST = {"steps_per_round": 3, "finetune_batch_size": 8, "progress": False}
@@ -24,14 +23,7 @@ SUR = {"surrogate_options": {"steps": 30, "n_heads": 2}}
 
 
 def bounded_prior() -> DiffusionPrior:
-    torch.manual_seed(0)
-    return DiffusionPrior(
-        MLPDenoiser(2, hidden=16, depth=2),
-        DDIMScheduler(clip_sample=False),
-        shape=(2,),
-        num_inference_steps=5,
-        value_range=(LOW, HIGH),
-    )
+    return mlp_prior(steps=5, value_range=(LOW, HIGH))
 
 
 def linear_oracle(x: torch.Tensor) -> torch.Tensor:

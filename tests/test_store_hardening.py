@@ -22,16 +22,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDIMScheduler
 from safetensors.torch import load_file
 
-from sqdf_bbo.models import MLPDenoiser
 from sqdf_bbo.optimizer import Optimizer
 from sqdf_bbo.prior import DiffusionPrior
 from sqdf_bbo.registry import available_priors, prior_path
 from sqdf_bbo.serialization import CHECKSUMS, ChecksumError, verify_checksums
 from sqdf_bbo.sqdf_optimizer import SQDF
 from sqdf_bbo.store import DB_NAME, StudyError, StudyStore
+from tests.conftest import mlp_prior
 from tests.test_optimizer_contract import GaussianSearch
 from tests.test_store import made_study, tree_digest
 
@@ -68,14 +67,7 @@ def replace_with_link(inside: Path, outside: Path) -> None:
 
 
 def tiny_prior() -> DiffusionPrior:
-    torch.manual_seed(0)
-    return DiffusionPrior(
-        MLPDenoiser(2, hidden=8, depth=1),
-        DDIMScheduler(clip_sample=False),
-        shape=(2,),
-        num_inference_steps=3,
-        value_range=None,
-    )
+    return mlp_prior(steps=3, hidden=8, depth=1)
 
 
 def set_meta(study: Path, key: str, value_json: str) -> None:
