@@ -12,9 +12,10 @@
 ``LinearOracle``           ``aᵀx`` (no maximum: leaves any manifold)
 ``BumpOracle``             Gaussian bump; ``RingsOracle`` = the rings benchmark's
 ``CommandOracle``          an external program: files in, files out
+``NeuralFoilOracle``       airfoil L/D by NeuralFoil from Kulfan vectors (``airfoil`` extra)
 =========================  =====================================================
 
-Heavy dependencies (BoTorch, the classifier) are imported on first use.
+Heavy dependencies (BoTorch, the classifier, NeuralFoil) are imported on first use.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "BumpOracle": "toy",
     "RingsOracle": "toy",
     "CommandOracle": "command",
+    "NeuralFoilOracle": "airfoil",
+    "NeuralFoilConfig": "airfoil",
 }
 
 __all__ = sorted(_EXPORTS)

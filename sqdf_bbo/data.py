@@ -11,14 +11,28 @@ the training part only; the held-out part is what their evidence is measured on.
 Rings: an equal-weight mixture of 8 isotropic Gaussians with std 0.15 whose
 means sit evenly on a circle of radius 2 (angles 2πk/8, k = 0…7). Its density
 is exact, so log-likelihoods of samples are a ground-truth naturalness score.
+
+Airfoils: the UIUC airfoil coordinate database that ``aerosandbox`` (the ``airfoil``
+extra) ships inside its package, 2174 ``.dat`` files, each fitted once by
+``aerosandbox``'s ``get_kulfan_parameters(coords, n_weights_per_side=8)`` to an 18-number
+Kulfan (CST) vector (:data:`KULFAN_NAMES`: 8 upper weights, 8 lower weights, the
+leading-edge weight, the trailing-edge thickness). The split is a fixed permutation of
+the sorted names (``numpy.random.default_rng(0)``): the first 20 %, **435 held-out
+airfoils**, and **1739 training airfoils**. Only :func:`airfoil_split` needs
+``aerosandbox``; :class:`KulfanStandardization` (the affine map between Kulfan vectors and
+the standardized vectors the airfoil prior samples) is plain numpy/torch.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -30,6 +44,15 @@ __all__ = [
     "DIGITS_N_HELDOUT",
     "RingsDistribution",
     "digits_to_unit",
+    "AirfoilSplit",
+    "airfoil_split",
+    "KulfanStandardization",
+    "KULFAN_NAMES",
+    "KULFAN_DIM",
+    "AIRFOIL_SEED",
+    "AIRFOIL_N_DATABASE",
+    "AIRFOIL_N_TRAIN",
+    "AIRFOIL_N_HELDOUT",
 ]
 
 DIGITS_SEED = 0
@@ -164,3 +187,188 @@ class RingsDistribution:
             f"RingsDistribution(n_components={self.n_components}, radius={self.radius}, "
             f"std={self.std})"
         )
+
+
+# ---------------------------------------------------------------------------- airfoils
+KULFAN_NAMES: tuple[str, ...] = (
+    *(f"upper_{i}" for i in range(8)),
+    *(f"lower_{i}" for i in range(8)),
+    "leading_edge_weight",
+    "TE_thickness",
+)
+KULFAN_DIM = len(KULFAN_NAMES)  # 18
+AIRFOIL_SEED = 0
+AIRFOIL_N_DATABASE = 2174
+AIRFOIL_N_HELDOUT = 435
+AIRFOIL_N_TRAIN = AIRFOIL_N_DATABASE - AIRFOIL_N_HELDOUT  # 1739
+
+_Array = TypeVar("_Array", torch.Tensor, np.ndarray)
+
+
+@dataclass(frozen=True)
+class KulfanStandardization:
+    """The affine map between Kulfan vectors k and standardized vectors z = (k − mean) / std.
+
+    The airfoil prior samples z (shape ``(n, 18)``, every coordinate of unit variance over
+    the training airfoils); :meth:`to_kulfan` gives the Kulfan vectors an aerodynamic
+    model reads. Both maps take and return a ``torch.Tensor`` or a ``numpy.ndarray`` of
+    shape ``(n, 18)`` (or ``(18,)``), in the input's type.
+
+    Attributes:
+        mean: per-coordinate mean of the training Kulfan vectors, 18 floats.
+        std: per-coordinate standard deviation (> 0), 18 floats.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        mean = tuple(float(v) for v in self.mean)
+        std = tuple(float(v) for v in self.std)
+        if len(mean) != KULFAN_DIM or len(std) != KULFAN_DIM:
+            raise ValueError(
+                f"mean and std need {KULFAN_DIM} numbers each, got {len(mean)} and {len(std)}"
+            )
+        if not all(math.isfinite(v) for v in mean) or not all(
+            math.isfinite(v) and v > 0 for v in std
+        ):
+            raise ValueError("mean must be finite and std finite and > 0")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
+    @classmethod
+    def fit(cls, kulfan: np.ndarray | torch.Tensor) -> KulfanStandardization:
+        """Mean and (population) std of Kulfan vectors ``(n, 18)``."""
+        k = np.asarray(kulfan, dtype=np.float64)
+        if k.ndim != 2 or k.shape[1] != KULFAN_DIM or k.shape[0] < 2:
+            raise ValueError(f"need Kulfan vectors of shape (n >= 2, {KULFAN_DIM}), got {k.shape}")
+        return cls(tuple(k.mean(0)), tuple(k.std(0)))
+
+    def _params(self, like: _Array) -> tuple[Any, Any]:
+        if isinstance(like, torch.Tensor):
+            kw = {"dtype": like.dtype, "device": like.device}
+            return torch.tensor(self.mean, **kw), torch.tensor(self.std, **kw)
+        return np.asarray(self.mean), np.asarray(self.std)
+
+    def to_kulfan(self, z: _Array) -> _Array:
+        """k = mean + std · z; ``(n, 18)`` or ``(18,)``, same type as ``z``."""
+        mean, std = self._params(z)
+        return mean + std * z
+
+    def from_kulfan(self, k: _Array) -> _Array:
+        """z = (k − mean) / std; ``(n, 18)`` or ``(18,)``, same type as ``k``."""
+        mean, std = self._params(k)
+        return (k - mean) / std
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready ``{"format", "names", "mean", "std"}``."""
+        return {
+            "format": "sqdf-bbo-kulfan-standardization",
+            "names": list(KULFAN_NAMES),
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KulfanStandardization:
+        """Inverse of :meth:`to_dict` (the names must be :data:`KULFAN_NAMES`)."""
+        if not isinstance(d, dict) or d.get("format") != "sqdf-bbo-kulfan-standardization":
+            raise ValueError("not a Kulfan standardization record")
+        if tuple(d.get("names", ())) != KULFAN_NAMES:
+            raise ValueError(f"coordinate names differ from {KULFAN_NAMES}")
+        return cls(tuple(d["mean"]), tuple(d["std"]))
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON to ``path``; returns it."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> KulfanStandardization:
+        """Read a file written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class AirfoilSplit:
+    """The fixed split of the UIUC database in Kulfan coordinates.
+
+    Attributes:
+        names_train: 1739 database names (``.dat`` stems), sorted.
+        kulfan_train: ``(1739, 18)`` float64 Kulfan vectors (:data:`KULFAN_NAMES` order).
+        names_heldout: 435 names, sorted.
+        kulfan_heldout: ``(435, 18)`` float64.
+    """
+
+    names_train: tuple[str, ...]
+    kulfan_train: np.ndarray
+    names_heldout: tuple[str, ...]
+    kulfan_heldout: np.ndarray
+
+
+def _require_aerosandbox() -> Any:
+    try:
+        from aerosandbox.geometry.airfoil import airfoil_families
+    except ImportError as err:
+        raise ImportError(
+            "the airfoil data set needs aerosandbox (the UIUC database ships inside it); "
+            'install the extra: pip install -e ".[airfoil]"'
+        ) from err
+    return airfoil_families
+
+
+def airfoil_database_names() -> list[str]:
+    """Sorted names (``.dat`` stems) of the UIUC database inside the installed aerosandbox."""
+    _require_aerosandbox()
+    import aerosandbox
+
+    root = Path(aerosandbox.__file__).resolve().parent / "geometry" / "airfoil"
+    return sorted(p.stem for p in (root / "airfoil_database").glob("*.dat"))
+
+
+def kulfan_from_database(name: str) -> np.ndarray:
+    """The 18-number Kulfan vector of database airfoil ``name`` (8 weights per side)."""
+    families = _require_aerosandbox()
+    coords = families.get_UIUC_coordinates(name)
+    kp = families.get_kulfan_parameters(coords, n_weights_per_side=8)
+    return np.concatenate(
+        [
+            np.asarray(kp["upper_weights"], dtype=np.float64).reshape(8),
+            np.asarray(kp["lower_weights"], dtype=np.float64).reshape(8),
+            [float(kp["leading_edge_weight"]), float(kp["TE_thickness"])],
+        ]
+    )
+
+
+@lru_cache(maxsize=1)
+def _airfoil_split_cached() -> AirfoilSplit:
+    import warnings
+
+    names = airfoil_database_names()
+    if len(names) != AIRFOIL_N_DATABASE:
+        raise RuntimeError(
+            f"the installed aerosandbox ships {len(names)} airfoils, expected "
+            f"{AIRFOIL_N_DATABASE} (aerosandbox 4.2.x); the split would differ"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kulfan = np.stack([kulfan_from_database(n) for n in names])  # (2174, 18)
+    order = np.random.default_rng(AIRFOIL_SEED).permutation(len(names))
+    ho = np.sort(order[:AIRFOIL_N_HELDOUT])
+    tr = np.sort(order[AIRFOIL_N_HELDOUT:])
+    return AirfoilSplit(
+        tuple(names[i] for i in tr), kulfan[tr], tuple(names[i] for i in ho), kulfan[ho]
+    )
+
+
+def airfoil_split() -> AirfoilSplit:
+    """The fixed split of the UIUC database (1739 train / 435 held-out Kulfan vectors).
+
+    Needs the ``airfoil`` extra (aerosandbox). Fitting all 2174 airfoils takes a few
+    seconds; the result is cached per process and returned as copies.
+    """
+    s = _airfoil_split_cached()
+    return AirfoilSplit(
+        s.names_train, s.kulfan_train.copy(), s.names_heldout, s.kulfan_heldout.copy()
+    )
