@@ -11,6 +11,8 @@
 ``GPBO``            ``method="gp-bo"``: BoTorch ``SingleTaskGP`` +
                     ``qLogExpectedImprovement`` directly in the raw design box
                     (no generative prior).
+``CMAES``           ``method="cma-es"``: pycma's CMA-ES in the design box, one
+                    population per round (``airfoil`` extra; no generative prior).
 ==================  =========================================================
 
 SQDF itself is :class:`sqdf_bbo.SQDF` (its variants are configurations of
@@ -19,6 +21,7 @@ SQDF itself is :class:`sqdf_bbo.SQDF` (its variants are configurations of
 
 from __future__ import annotations
 
+from .cmaes import CMAES, CMAESConfig
 from .gp_bo import GPBO
 from .gp_bo_core import GPBOConfig
 from .prior_sampler import PriorSampler
@@ -33,4 +36,6 @@ __all__ = [
     "SEIKOTrainConfig",
     "GPBO",
     "GPBOConfig",
+    "CMAES",
+    "CMAESConfig",
 ]

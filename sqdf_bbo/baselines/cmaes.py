@@ -1,0 +1,236 @@
+"""CMA-ES through the ask/tell loop: the evolution strategy a user reaches for first.
+
+Each CMA-ES iteration is one or more ``ask`` calls drawn from the current search
+distribution N(m, σ² C) by ``cma`` (pycma 4.x, the ``airfoil`` extra), all of them one
+population; the iteration closes, and pycma updates m, σ and C, at the first ``ask`` after
+every point of it was told (or after ``popsize`` of them were: points still pending then
+are left out of the update), provided at least μ = ⌊popsize/2⌋ were. Values are maximized
+(pycma minimizes −y). A failed point (NaN, or marked failed) is ranked below every
+successful point of its iteration (all failed: a flat population). Observations told with
+``tell_external`` are not part of any population and are ignored.
+
+Reproducibility: pycma draws its normal numbers through the ``randn`` option, here a
+``numpy.random.Generator`` owned by the optimizer (seeded from ``seed``; pycma never seeds
+or touches numpy's global generator). Persistence: the state saved is the history of
+iterations (the ask sizes, the ids told to pycma and their values); ``load`` rebuilds the
+strategy by replaying it with a generator seeded the same way, which reproduces every
+draw exactly (checked against the stored designs).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import check_fields
+from ..optimizer import Optimizer, Proposal
+from ..store import StudyError
+
+__all__ = ["CMAES", "CMAESConfig"]
+
+_RNG_OFFSET = 7919  # the strategy's generator is seeded with seed + this (not self.np_rng)
+
+
+@dataclass(frozen=True)
+class CMAESConfig:
+    """Settings of :class:`CMAES`.
+
+    Attributes:
+        sigma0_fraction: initial step size σ0 as a fraction of the box width (high − low).
+        popsize: λ, designs per iteration; ``None`` uses the optimizer's ``batch_size``
+            (one iteration per round of a batched loop).
+        bounded: keep designs in the box (pycma's ``bounds`` option); otherwise unbounded.
+    """
+
+    sigma0_fraction: float = 0.15
+    popsize: int | None = None
+    bounded: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if not 0 < self.sigma0_fraction <= 1:
+            raise ValueError(f"sigma0_fraction must lie in (0, 1], got {self.sigma0_fraction}")
+        if self.popsize is not None and self.popsize < 4:
+            raise ValueError(f"popsize must be >= 4 or None, got {self.popsize}")
+
+
+def _require_cma() -> Any:
+    try:
+        import cma
+    except ImportError as err:
+        raise ImportError(
+            'the cma-es baseline needs pycma; install the extra: pip install -e ".[airfoil]"'
+        ) from err
+    return cma
+
+
+class CMAES(Optimizer):
+    """pycma's CMA-ES in a design box, one population per iteration (module docstring).
+
+    Args:
+        shape: design shape, e.g. ``(18,)``.
+        box: ``(low, high)`` bounds of every coordinate (and the scale of σ0).
+        x0: start mean ``(*shape)`` (list or tensor); ``None``: the box center.
+        batch_size: designs per ``ask()`` (and λ unless ``config.popsize`` is set; at least 4).
+        seed: seeds the strategy's generator.
+        config: :class:`CMAESConfig`.
+        study: folder to write the study through to.
+    """
+
+    method = "cma-es"
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        box: tuple[float, float] = (-1.0, 1.0),
+        x0: Sequence[float] | torch.Tensor | None = None,
+        batch_size: int = 64,
+        seed: int = 0,
+        config: CMAESConfig | Mapping[str, Any] | None = None,
+        study: str | Path | None = None,
+    ) -> None:
+        low, high = (float(b) for b in box)
+        if not low < high:
+            raise ValueError(f"box must be (low, high) with low < high, got {box}")
+        if config is None:
+            config = CMAESConfig()
+        elif isinstance(config, Mapping):
+            config = CMAESConfig(**dict(config))
+        elif not isinstance(config, CMAESConfig):
+            raise TypeError(f"config must be a CMAESConfig, got {type(config).__name__}")
+        dim = math.prod(int(s) for s in shape)
+        if x0 is None:
+            start = np.full(dim, (low + high) / 2)
+        else:
+            start = np.asarray(torch.as_tensor(x0, dtype=torch.float64)).reshape(-1)
+            if start.size != dim or not np.isfinite(start).all():
+                raise ValueError(f"x0 must hold {dim} finite numbers, got {start.size}")
+            if config.bounded and ((start < low).any() or (start > high).any()):
+                raise ValueError(f"x0 lies outside the box [{low}, {high}]")
+        popsize = config.popsize or int(batch_size)
+        if popsize < 4:
+            raise ValueError(f"CMA-ES needs a population of at least 4, got {popsize}")
+        self.box = (low, high)
+        self.x0 = start
+        self.config = config
+        self.popsize = popsize
+        super().__init__(shape, batch_size=batch_size, seed=seed, study=study)
+        self._reset_strategy()
+
+    # ------------------------------------------------------------------ strategy
+    def _reset_strategy(self) -> None:
+        """A fresh pycma strategy with its own generator (seed + offset)."""
+        cma = _require_cma()
+        self._cma_rng = np.random.default_rng(self.seed + _RNG_OFFSET)
+        rng = self._cma_rng
+        low, high = self.box
+        opts: dict[str, Any] = {
+            "popsize": self.popsize,
+            "seed": float("nan"),  # pycma must not seed numpy's global generator
+            "randn": lambda *size: rng.standard_normal(size),
+            "verbose": -9,
+            "verb_log": 0,
+            "verb_disp": 0,
+        }
+        if self.config.bounded:
+            opts["bounds"] = [low, high]
+        sigma0 = self.config.sigma0_fraction * (high - low)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._es = cma.CMAEvolutionStrategy(self.x0.tolist(), sigma0, opts)
+        self._mu = int(self._es.sp.weights.mu)
+        self._history: list[dict[str, Any]] = []  # closed iterations
+        self._open: dict[str, Any] = {"ask_sizes": [], "ids": []}
+        self._solutions: dict[int, np.ndarray] = {}  # float64 solutions of the open iteration
+        self._replayed: dict[int, np.ndarray] = {}  # rebuilt by a load, checked at the next ask
+
+    def _ask_strategy(self, n: int) -> list[np.ndarray]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return [np.asarray(s, dtype=np.float64) for s in self._es.ask(n)]
+
+    def _tell_strategy(self, solutions: list[np.ndarray], f: list[float]) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._es.tell(solutions, f)
+
+    def _close_iteration_if_told(self) -> None:
+        """Update pycma with the open iteration once it is told (see the module docstring)."""
+        ids = self._open["ids"]
+        if not ids:
+            return
+        states = {i: self._points[i].state for i in ids}
+        told = [i for i in ids if states[i] != "pending"]
+        pending = len(ids) - len(told)
+        if len(told) < max(self._mu, 3) or (pending and len(told) < self.popsize):
+            return
+        # 1. f = −y for successful points; failed ones rank below all of them.
+        ok = [self._points[i].value for i in told if states[i] == "complete"]
+        worst = -min(ok) if ok else 0.0
+        f = [-self._points[i].value if states[i] == "complete" else worst + 1.0 for i in told]
+        # 2. One pycma update with the told members of the population.
+        self._tell_strategy([self._solutions[i] for i in told], f)
+        self._history.append(
+            {"ask_sizes": list(self._open["ask_sizes"]), "ids": list(ids), "told": told, "f": f}
+        )
+        self._open = {"ask_sizes": [], "ids": []}
+        self._solutions = {}
+
+    # ------------------------------------------------------------------ hooks
+    def _propose(self, n: int) -> Proposal:
+        self._check_replay()
+        self._close_iteration_if_told()
+        sols = self._ask_strategy(n)
+        ids = list(range(self._next_id, self._next_id + n))  # the ids the base assigns next
+        self._open["ask_sizes"].append(n)
+        self._open["ids"].extend(ids)
+        self._solutions.update(zip(ids, sols))
+        x = torch.as_tensor(np.stack(sols), dtype=self.dtype, device=self.device)
+        return Proposal(x.reshape(n, *self.shape))
+
+    def _metrics(self) -> dict[str, float]:
+        return {"sigma": float(self._es.sigma), "iterations": float(len(self._history))}
+
+    def _spec(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.shape),
+            "box": list(self.box),
+            "x0": self.x0.tolist(),
+            "config": asdict(self.config),
+        }
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"history": self._history, "open": self._open}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Rebuild pycma by replaying the saved iterations with a freshly seeded generator."""
+        self._reset_strategy()
+        for it in state.get("history", []):
+            asked = [s for size in it["ask_sizes"] for s in self._ask_strategy(int(size))]
+            by_id = dict(zip(it["ids"], asked))
+            self._replayed.update(by_id)
+            self._tell_strategy([by_id[i] for i in it["told"]], [float(v) for v in it["f"]])
+            self._history.append(it)
+        opened = state.get("open", {"ask_sizes": [], "ids": []})
+        asked = [s for size in opened["ask_sizes"] for s in self._ask_strategy(int(size))]
+        self._solutions = dict(zip(opened["ids"], asked))
+        self._replayed.update(self._solutions)
+        self._open = {"ask_sizes": list(opened["ask_sizes"]), "ids": list(opened["ids"])}
+
+    def _check_replay(self) -> None:
+        """After a load: the replayed draws must equal the stored designs."""
+        replayed, self._replayed = self._replayed, {}
+        for i, s in replayed.items():
+            p = self._points.get(int(i))
+            if p is not None and not np.allclose(p.x.double().reshape(-1).numpy(), s, atol=1e-5):
+                raise StudyError(
+                    f"replaying the CMA-ES history did not reproduce design {i}; "
+                    "the study was written by another version of cma or numpy"
+                )
