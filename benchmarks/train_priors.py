@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m benchmarks.train_priors                      # all three, into sqdf_bbo/embedded/
-    python -m benchmarks.train_priors --only digits        # one of digits | rings | classifier
+    python -m benchmarks.train_priors                      # all four, into sqdf_bbo/embedded/
+    python -m benchmarks.train_priors --only digits        # one of digits | rings | airfoil | classifier
     python -m benchmarks.train_priors --quick              # smoke run into a temporary folder
 
 What it trains (deterministic: seeded generators, fixed thread count):
@@ -18,10 +18,16 @@ What it trains (deterministic: seeded generators, fixed thread count):
    multiplies any ε error by √(ᾱ_949/ᾱ_999) ≈ 2500; from t = 950 the factor is ≈ 2.
 2. ``rings``: an :class:`~sqdf_bbo.models.MLPDenoiser` on fresh draws of
    :class:`~sqdf_bbo.data.RingsDistribution` each step, same scheduler family.
-3. For each prior, a consistency model distilled from its deterministic DDIM ODE
+3. ``airfoil``: an :class:`~sqdf_bbo.models.MLPDenoiser` (18-D, hidden 256, depth 3) on
+   the standardized Kulfan vectors z = (k − mean) / std of the 1739 training airfoils of
+   :func:`sqdf_bbo.data.airfoil_split` (needs the ``airfoil`` extra), same scheduler
+   family, K = 20, η = 1, no value range. The mean/std are written to
+   ``standardization.json`` in the prior's folder (covered by its ``checksums.json``;
+   :func:`sqdf_bbo.registry.load_standardization` reads them back).
+4. For each prior, a consistency model distilled from its deterministic DDIM ODE
    (:func:`sqdf_bbo.consistency.distill_consistency`), and the per-noise-level
    error report against Tweedie's one-call estimate.
-4. ``classifier``: :func:`sqdf_bbo.classifier.train_digits_classifier`.
+5. ``classifier``: :func:`sqdf_bbo.classifier.train_digits_classifier`.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ __all__ = [
     "PriorRecipe",
     "DIGITS_RECIPE",
     "RINGS_RECIPE",
+    "AIRFOIL_RECIPE",
     "make_scheduler",
     "digits_unet",
     "train_denoiser",
@@ -58,7 +65,7 @@ __all__ = [
 ]
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "sqdf_bbo" / "embedded"
-NAMES = ("digits", "rings", "classifier")
+NAMES = ("digits", "rings", "airfoil", "classifier")
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,13 @@ DIGITS_RECIPE = PriorRecipe(
 RINGS_RECIPE = PriorRecipe(
     "rings", DenoiserTrainConfig(steps=6000, batch_size=512, lr=2e-3), cm_steps=3000
 )
+AIRFOIL_RECIPE = PriorRecipe(
+    "airfoil",
+    DenoiserTrainConfig(steps=8000, batch_size=256, lr=1e-3, weight_decay=1e-4),
+    cm_steps=3000,
+    cm_lr=3e-4,
+)
+RECIPES = {"digits": DIGITS_RECIPE, "rings": RINGS_RECIPE, "airfoil": AIRFOIL_RECIPE}
 
 
 def make_scheduler():
@@ -166,6 +180,23 @@ def rings_mlp(seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MLPDenoiser(2, hidden=128, depth=3, time_dim=32)
+
+
+def airfoil_mlp(seed: int = 0) -> nn.Module:
+    """The airfoil ε-network: ``MLPDenoiser(18, hidden=256, depth=3)``."""
+    from sqdf_bbo.data import KULFAN_DIM
+    from sqdf_bbo.models import MLPDenoiser
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLPDenoiser(KULFAN_DIM, hidden=256, depth=3, time_dim=32)
+
+
+def airfoil_standardization():
+    """The :class:`~sqdf_bbo.data.KulfanStandardization` of the training airfoils."""
+    from sqdf_bbo.data import KulfanStandardization, airfoil_split
+
+    return KulfanStandardization.fit(airfoil_split().kulfan_train)
 
 
 def train_denoiser(
@@ -251,6 +282,18 @@ def _rings_data() -> Callable[[int, torch.Generator], torch.Tensor]:
     return lambda b, gen: dist.sample(b, gen)
 
 
+def _airfoil_data() -> Callable[[int, torch.Generator], torch.Tensor]:
+    from sqdf_bbo.data import airfoil_split
+
+    z = airfoil_standardization().from_kulfan(airfoil_split().kulfan_train)
+    x = torch.as_tensor(z, dtype=torch.float32)  # (1739, 18)
+
+    def draw(b: int, gen: torch.Generator) -> torch.Tensor:
+        return x[torch.randint(x.shape[0], (b,), generator=gen)]
+
+    return draw
+
+
 def train_prior_denoiser(
     recipe: PriorRecipe, *, device: str = "cpu", progress: bool = True
 ) -> DiffusionPrior:
@@ -267,8 +310,10 @@ def train_prior_denoiser(
         )
     elif recipe.name == "rings":
         net, data, shape, vr = rings_mlp(recipe.train.seed), _rings_data(), (2,), None
+    elif recipe.name == "airfoil":
+        net, data, shape, vr = airfoil_mlp(recipe.train.seed), _airfoil_data(), (18,), None
     else:
-        raise ValueError(f"unknown prior recipe {recipe.name!r}; accepted: digits, rings")
+        raise ValueError(f"unknown prior recipe {recipe.name!r}; accepted: {', '.join(RECIPES)}")
     n_params = sum(p.numel() for p in net.parameters())
     t0 = time.perf_counter()
     ema, loss = train_denoiser(
@@ -407,8 +452,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"held-out acc {info['heldout_accuracy']:.4f}, {time.perf_counter() - t0:.1f} s"
             )
             continue
-        recipe = DIGITS_RECIPE if name == "digits" else RINGS_RECIPE
+        recipe = RECIPES[name]
         recipe = _quick(recipe) if args.quick else recipe
+        if name == "airfoil":
+            from sqdf_bbo.registry import STANDARDIZATION_FILE
+
+            # written first, so that the prior's checksums.json covers it
+            (out / name).mkdir(parents=True, exist_ok=True)
+            airfoil_standardization().save(out / name / STANDARDIZATION_FILE)
         if args.distill_only:
             from sqdf_bbo.prior import DiffusionPrior
 

@@ -11,7 +11,20 @@ name       shape        what
 =========  ===========  =====================================================
 digits     (1, 8, 8)    UNet2DModel on sklearn's 8×8 digits, values in [-1, 1]
 rings      (2,)         MLPDenoiser on an 8-Gaussian ring (radius 2), unbounded
+airfoil    (18,)        MLPDenoiser on standardized Kulfan vectors of the UIUC
+                        airfoils (training split), unbounded
 =========  ===========  =====================================================
+
+The airfoil prior samples standardized vectors z = (k − mean) / std of 18-number Kulfan
+vectors k. Its designs (what ``ask`` returns, what the oracle sees) are these z: the
+prior has no ``value_range``, so :meth:`DiffusionPrior.to_design` is the identity, and
+:func:`load_standardization` returns the shipped mean/std with ``to_kulfan(z)`` /
+``from_kulfan(k)``. Why z rather than a prior whose design map de-standardizes: every
+method then searches, fits its surrogate and measures diversity in coordinates where each
+Kulfan number has unit spread over real airfoils (raw trailing-edge thicknesses vary by
+0.007, weights by 0.2), and the one affine map to Kulfan vectors sits with the oracle
+(``NeuralFoilOracle(standardization=...)``), so no prior code changes. Loading the prior
+or its standardization needs neither aerosandbox nor neuralfoil.
 """
 
 from __future__ import annotations
@@ -22,15 +35,26 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
+    from .data import KulfanStandardization
     from .prior import DiffusionPrior
 
-__all__ = ["load_prior", "available_priors", "prior_path", "EMBEDDED_DIR"]
+__all__ = [
+    "load_prior",
+    "load_standardization",
+    "available_priors",
+    "prior_path",
+    "EMBEDDED_DIR",
+    "STANDARDIZATION_FILE",
+]
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
 _PRIORS: dict[str, str] = {
     "digits": "UNet2DModel prior of sklearn's 8x8 digits, shape (1, 8, 8), values in [-1, 1]",
     "rings": "MLPDenoiser prior of an 8-component Gaussian ring of radius 2, shape (2,)",
+    "airfoil": "MLPDenoiser prior of standardized Kulfan vectors of UIUC airfoils, shape (18,)",
 }
+#: File in a prior's folder holding the standardization its designs are expressed in.
+STANDARDIZATION_FILE = "standardization.json"
 
 
 def available_priors() -> list[str]:
@@ -55,7 +79,7 @@ def load_prior(name: str, device: torch.device | str = "cpu") -> DiffusionPrior:
     """Load a shipped prior, with its consistency model, on ``device``; no network access.
 
     Args:
-        name: one of :func:`available_priors` (``"digits"``, ``"rings"``).
+        name: one of :func:`available_priors` (``"airfoil"``, ``"digits"``, ``"rings"``).
         device: where to put the networks.
 
     Returns:
@@ -74,3 +98,21 @@ def load_prior(name: str, device: torch.device | str = "cpu") -> DiffusionPrior:
         prior.consistency.eval()
         prior.consistency.requires_grad_(False)
     return prior
+
+
+def load_standardization(name: str = "airfoil") -> KulfanStandardization:
+    """The standardization shipped with prior ``name``: its designs are z = (k − mean) / std.
+
+    ``load_standardization("airfoil").to_kulfan(z)`` maps airfoil prior samples ``(n, 18)``
+    to Kulfan vectors. Verified against the prior's ``checksums.json``; needs no extra
+    package. Raises ``ValueError`` for a prior without one.
+    """
+    from .data import KulfanStandardization
+    from .serialization import verify_checksums
+
+    path = prior_path(name)
+    file = path / STANDARDIZATION_FILE
+    if not file.is_file():
+        raise ValueError(f"prior {name!r} has no {STANDARDIZATION_FILE}: its designs are raw")
+    verify_checksums(path)
+    return KulfanStandardization.load(file)

@@ -29,8 +29,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_available_priors() -> None:
-    assert available_priors() == ["digits", "rings"]
-    assert sqdf_bbo.available_priors() == ["digits", "rings"]
+    assert available_priors() == ["airfoil", "digits", "rings"]
+    assert sqdf_bbo.available_priors() == ["airfoil", "digits", "rings"]
 
 
 def test_unknown_prior_lists_accepted_names() -> None:
