@@ -20,23 +20,30 @@ One round r of a run:
    task's fixed RBF bandwidth, mean pairwise distance), the optimizer's own estimated chain
    KL to the prior (``metrics()["kl_to_prior"]`` where it has one), its surrogate's
    ``optimism_gap`` / ``pred_gap`` on the batch just told (``metrics()`` keys of the same
-   names, NaN where it has none) and wall times.
+   names, NaN where it has none) and wall times; then the task's own named numbers
+   (:meth:`benchmarks.tasks.Task.extra_scores`, e.g. ``airfoil-ld``'s validated L/D) as
+   extra columns after ``ROUND_COLUMNS``.
 
 A run with an explicit KL weight (``run_one(..., alpha_official=a)``, the frontier benchmark
 :mod:`benchmarks.frontier`) lives in ``OUT/runs/<task>/<method>/a<a>/seed<k>/`` instead.
 
 Command line: ``sqdf-bbo bench --suite quick --out runs/quick`` or
-``python -m benchmarks.runner --suite smoke --out /tmp/smoke``.
+``python -m benchmarks.runner --suite smoke --out /tmp/smoke``. With ``--dask ADDRESS`` or
+``--dask local:N`` every run is one job on a Dask cluster instead of the local process pool
+(:func:`grid_executor`); ``OUT`` must then be a folder that the workers can write (shared
+file system, or the same machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -57,6 +64,7 @@ __all__ = [
     "is_done",
     "run_one",
     "run_cells",
+    "grid_executor",
     "run_suite",
     "bench_cli",
     "main",
@@ -159,6 +167,7 @@ def run_one(
         stats = reward_stats(y_np)
         finite = np.asarray(all_y)[np.isfinite(all_y)]
         scores = task.score_designs(batch.x)
+        extra = task.extra_scores(batch.x)
         diag = opt.metrics()
         rows.append(
             {
@@ -180,13 +189,15 @@ def run_one(
                 "ask_s": t1 - t0,
                 "oracle_s": t2 - t1,
                 "wall_s": wall,
+                **{k: v for k, v in extra.items() if k not in ROUND_COLUMNS},
             }
         )
         keep = batch.x if batch.x[0].numel() <= _SMALL_DESIGN else batch.x[:_N_SAMPLES_KEPT]
         samples[f"round{r}"] = keep.detach().cpu().clone()
         if on_round is not None:
             on_round(rows[-1], batch.x.detach().cpu())
-    df = pd.DataFrame(rows, columns=ROUND_COLUMNS)
+    extra_columns = [k for k in rows[0] if k not in ROUND_COLUMNS] if rows else []
+    df = pd.DataFrame(rows, columns=ROUND_COLUMNS + extra_columns)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(samples, folder / "samples.pt")
@@ -225,7 +236,9 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(int(threads))
 
 
-def _run_in_worker(cell: Cell, suite: Suite, out: str) -> str:
+def _run_in_worker(cell: Cell, suite: Suite, out: str, threads: int | None = None) -> str:
+    if threads:
+        torch.set_num_threads(int(threads))
     task_name, method, seed, alpha = cell
     run_one(task_name, method, seed, suite, Path(out), progress=False, alpha_official=alpha)
     return cell_label(cell)
@@ -239,12 +252,16 @@ def run_cells(
     workers: int = 1,
     threads: int | None = None,
     desc: str = "",
+    *,
+    executor: Executor | None = None,
 ) -> int:
     """Run every unfinished cell of ``cells`` into ``out``; returns how many were run.
 
-    Finished runs (:func:`is_done`) are skipped. ``workers > 1`` runs them in that many
-    ``spawn`` processes with ``threads`` torch threads each (default 1); otherwise in this
-    process. ``desc`` labels the progress bar.
+    Finished runs (:func:`is_done`) are skipped. With ``executor`` (e.g. a Dask executor,
+    :func:`grid_executor`) each run is one job submitted to it, with ``threads`` torch threads
+    (default 1), and ``workers`` is ignored; otherwise ``workers > 1`` runs them in that many
+    ``spawn`` processes with ``threads`` torch threads each (default 1), and ``workers = 1``
+    in this process. ``desc`` labels the progress bar.
     """
     from sqdf_bbo.progress import progress_bar
 
@@ -253,7 +270,14 @@ def run_cells(
     todo = [c for c in cells if not is_done(run_dir(out, *c))]
     bar = progress_bar(total=len(cells), progress=progress, desc=desc or suite.name, unit="run")
     bar.update(len(cells) - len(todo))
-    if workers > 1 and len(todo) > 1:
+    if executor is not None and todo:
+        from concurrent.futures import as_completed
+
+        futures = [executor.submit(_run_in_worker, c, suite, str(out), threads or 1) for c in todo]
+        for fut in as_completed(futures):
+            bar.set_postfix_str(fut.result())
+            bar.update(1)
+    elif workers > 1 and len(todo) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -277,6 +301,23 @@ def run_cells(
     return len(todo)
 
 
+@contextlib.contextmanager
+def grid_executor(dask: str | None) -> Iterator[Executor | None]:
+    """The executor of a ``--dask`` option: ``None`` without one (the local process pool).
+
+    ``dask``: ``"local:N"`` (a LocalCluster of N single-threaded worker processes, closed on
+    exit) or a scheduler address (the client is closed on exit, the cluster is not). Needs
+    ``pip install -e ".[dask]"``.
+    """
+    if not dask:
+        yield None
+        return
+    from oracles.cluster import dask_client, dask_executor
+
+    with dask_client(dask) as client:
+        yield dask_executor(client)
+
+
 def run_suite(
     suite: Suite,
     out: str | Path,
@@ -284,6 +325,8 @@ def run_suite(
     report: bool = True,
     workers: int = 1,
     threads: int | None = None,
+    *,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) every run of ``suite`` into ``out``; write the summary and plots.
 
@@ -297,13 +340,17 @@ def run_suite(
             available in worker processes.
         threads: torch threads per worker process (default 1: these models are tiny and
             oversubscribed OpenMP threads slow down by orders of magnitude on shared cores).
+        executor: run each run as one job on this executor instead (a Dask cluster:
+            :func:`grid_executor`); ``workers`` is then ignored.
     """
     out = Path(out)
     grid: list[Cell] = [
         (t, m, s, None) for t in suite.tasks for m in suite.methods for s in suite.seeds
     ]
     t0 = time.perf_counter()
-    n_run = run_cells(grid, suite, out, progress, workers, threads, desc=f"suite {suite.name}")
+    n_run = run_cells(
+        grid, suite, out, progress, workers, threads, desc=f"suite {suite.name}", executor=executor
+    )
     elapsed = time.perf_counter() - t0
     rounds = pd.concat(
         [pd.read_csv(run_dir(out, *g) / "rounds.csv") for g in grid], ignore_index=True
@@ -348,8 +395,9 @@ def bench_cli(args: argparse.Namespace) -> int:
     """Entry of ``sqdf-bbo bench``.
 
     ``args``: ``suite``, ``out``, optional ``seeds`` / ``tasks`` / ``methods`` (comma-separated
-    filters), ``progress``, ``workers`` (parallel runs, default min(2, CPU count)) and
-    ``threads`` (torch threads per process, default 1).
+    filters), ``progress``, ``workers`` (parallel runs, default min(2, CPU count)),
+    ``threads`` (torch threads per process, default 1) and ``dask`` (a scheduler address or
+    ``local:N``: runs go to that Dask cluster instead of local processes).
     """
     suite = get_suite(args.suite)
     seeds = _split(getattr(args, "seeds", None))
@@ -362,18 +410,26 @@ def bench_cli(args: argparse.Namespace) -> int:
         get_task(t)  # unknown names fail here, before any run starts
     threads = int(getattr(args, "threads", None) or 1)
     workers = int(getattr(args, "workers", None) or min(2, os.cpu_count() or 1))
+    dask = getattr(args, "dask", None)
+    if dask:
+        from oracles.cluster import parse_dask_spec
+
+        parse_dask_spec(dask)  # a malformed spec fails here, before a cluster starts
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    run_suite(
-        suite,
-        args.out,
-        progress=getattr(args, "progress", True),
-        workers=workers,
-        threads=threads,
-    )
+    with grid_executor(dask) as executor:
+        run_suite(
+            suite,
+            args.out,
+            progress=getattr(args, "progress", True),
+            workers=workers,
+            threads=threads,
+            executor=executor,
+        )
+    where = f"Dask {dask}" if dask else f"{workers} worker(s)"
     print(
         f"suite {suite.name}: results in {args.out} ({time.perf_counter() - t0:.0f} s, "
-        f"{workers} worker(s) x {threads} torch thread(s))"
+        f"{where} x {threads} torch thread(s))"
     )
     return 0
 
@@ -392,6 +448,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default=None)
     p.add_argument("--workers", type=int, default=None, help="parallel runs (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS|local:N",
+        help="run each run as a job on this Dask scheduler (local:N: a local cluster of N "
+        "processes) instead of --workers local processes",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return bench_cli(p.parse_args(argv))
 

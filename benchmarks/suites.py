@@ -20,6 +20,9 @@ Methods (``METHODS``), all driven through the public ask/tell API:
 ``seiko-fullbp``      ablation: SEIKO-Bootstrap back-propagating through all K steps
                       (no randomized truncation)
 ``gp-bo``             :class:`~sqdf_bbo.baselines.GPBO` in the task's raw design box
+``cma-es``            :class:`~sqdf_bbo.baselines.CMAES` (pycma, ``airfoil`` extra) in the
+                      task's box from ``task.start_design()``, σ0 = 0.15 × box width, one
+                      population of the round's budget per round
 ====================  =====================================================================
 
 The two ablations isolate why both methods barely move on ``rings`` (docs/benchmarks.md):
@@ -37,8 +40,12 @@ batch of chains/transitions per step within a suite. Because one α is not compa
 methods, the frontier benchmark (:mod:`benchmarks.frontier`) sweeps each method's α.
 
 Suites (``SUITES``): ``smoke`` (tests; seconds), ``quick`` (every task × the five main
-methods × 2 seeds, small budgets; ≤ 15 min on 2 CPU cores) and ``paper`` (4 rounds with
-budgets in the paper's ratio 1:2:4:8, 3 seeds).
+methods × 2 seeds, small budgets; ≤ 15 min on 2 CPU cores), ``paper`` (4 rounds with
+budgets in the paper's ratio 1:2:4:8, 3 seeds), ``airfoil`` (the ``airfoil-ld`` task,
+the main methods and ``cma-es``, 3 seeds, 2,000 queries in rounds of 250/250/500/1000; needs
+the ``airfoil`` extra) and ``airfoil-es`` (``cma-es`` alone on ``airfoil-ld`` in rounds of 16:
+the small-population, many-generation setting an evolution strategy is usually run in, at
+the same 2,000 queries).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ METHODS = (
     "sqdf-mean",
     "sqdf-cap",
     "seiko-fullbp",
+    "cma-es",
 )
 
 
@@ -122,6 +130,7 @@ class Suite:
 
 
 _ALL_TASKS = ("rings", "digits-logit", "digits-ink")
+AIRFOIL_BUDGETS = (250, 250, 500, 1000)
 
 SUITES: dict[str, Suite] = {
     "smoke": Suite(
@@ -166,6 +175,34 @@ SUITES: dict[str, Suite] = {
 }
 
 
+SUITES["airfoil"] = Suite(
+    name="airfoil",
+    tasks=("airfoil-ld",),
+    methods=(*MAIN_METHODS, "cma-es"),
+    seeds=(0, 1, 2),
+    budgets=AIRFOIL_BUDGETS,
+    finetune_steps=40,
+    finetune_batch_size=64,
+    surrogate_steps=600,
+    rollouts_per_step=8,
+    gp_options={"max_train": 256, "num_restarts": 1, "raw_samples": 32, "maxiter": 15},
+    description="airfoil-ld (NeuralFoil L/D, t_max >= 0.12): main methods + cma-es, 3 seeds",
+)
+
+
+SUITES["airfoil-es"] = Suite(
+    name="airfoil-es",
+    tasks=("airfoil-ld",),
+    methods=("cma-es",),
+    seeds=(0, 1, 2),
+    budgets=(16,) * 125,
+    description=(
+        "airfoil-ld: cma-es in its usual sequential setting at the same 2,000 queries "
+        "(population 16, 125 generations)"
+    ),
+)
+
+
 def get_suite(name: str) -> Suite:
     """The suite ``name``."""
     if name not in SUITES:
@@ -204,6 +241,12 @@ def make_optimizer(
     alpha = {} if alpha_official is None else {"alpha_official": float(alpha_official)}
     if method == "prior":
         return PriorSampler(task.prior(), batch_size=batch, seed=seed)
+    if method == "cma-es":
+        from sqdf_bbo.baselines import CMAES
+
+        return CMAES(
+            task.prior().shape, task.box, x0=task.start_design(), batch_size=batch, seed=seed
+        )
     if method == "gp-bo":
         shape = task.prior().shape
         return GPBO(

@@ -9,7 +9,11 @@ A :class:`Task` bundles what a benchmark run needs:
 * ``features(x)`` and a fixed RBF ``bandwidth`` — the space diversity is measured in;
 * ``box`` — the design box a method without a generative prior searches (GP-BO);
 * ``heldout_designs`` — held-out real designs (naturalness and diversity references);
-* ``score_designs(x)`` — naturalness, natural_frac, Vendi and mean pairwise distance of a batch.
+* ``score_designs(x)`` — naturalness, natural_frac, Vendi and mean pairwise distance of a batch;
+* ``extra_scores(x)`` — the task's own named numbers for a batch (optional hook
+  ``extra_metrics``; the runner writes them as extra rounds.csv columns);
+* ``start_design()`` — where a local search (CMA-ES) starts (optional hook ``start``;
+  default the center of ``box``).
 
 Registered tasks (``available_tasks()``):
 
@@ -25,6 +29,15 @@ Registered tasks (``available_tasks()``):
                     image (``DigitsInkOracle``, ∈ [0, 1]; real digits ≈ 0.3, the
                     maximum is an all-ink square — not a digit); same
                     naturalness and diversity as ``digits-logit``.
+``airfoil-ld``      UIUC airfoils as standardized 18-D Kulfan vectors (the
+                    ``airfoil`` prior); reward = NeuralFoil xlarge L/D at α = 5°,
+                    Re = 1e6, n_crit = 9, failed when t_max < 0.12 or the shape
+                    self-intersects; naturalness = PCA×GMM log-density of the
+                    training Kulfan vectors; extra columns ``valid_frac``,
+                    ``conf_frac`` and the validated L/D (see
+                    :func:`airfoil_extra_metrics`); box [-3, 3]^18 (mean ± 3 std
+                    of every Kulfan number); CMA-ES starts at NACA 2412. Needs the
+                    ``airfoil`` extra.
 ==================  ==========================================================
 
 Tasks are cached per process (``get_task``): priors, density fits and bandwidths
@@ -37,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -50,6 +64,7 @@ __all__ = [
     "available_tasks",
     "DIGITS_TARGET",
     "naturalness_reference",
+    "airfoil_extra_metrics",
 ]
 
 DIGITS_TARGET = 3  # target class of the digits-logit task
@@ -70,6 +85,10 @@ class Task:
         feature_fn: ``(n, *shape) → (n, F)`` features for diversity.
         box: ``(low, high)`` per-coordinate design box for prior-free methods.
         is_image: designs are images (sample grids are drawn).
+        extra_metrics: optional ``(n, *shape) → {name: float}``, the task's own numbers
+            for a batch (written as extra rounds.csv columns); ``None``: none.
+        start: optional ``() → (*shape)``, the design a local search starts from;
+            ``None``: the center of ``box``.
     """
 
     name: str
@@ -81,6 +100,8 @@ class Task:
     feature_fn: Callable[[torch.Tensor], torch.Tensor]
     box: tuple[float, float]
     is_image: bool = False
+    extra_metrics: Callable[[torch.Tensor], dict[str, float]] | None = None
+    start: Callable[[], torch.Tensor] | None = None
     _prior: object | None = field(default=None, repr=False)
 
     def prior(self):
@@ -125,6 +146,20 @@ class Task:
             "vendi": vendi_score(f, "rbf", self.bandwidth) if f is not None else float("nan"),
             "pairwise_dist": mean_pairwise_distance(f) if f is not None else float("nan"),
         }
+
+    def extra_scores(self, x: torch.Tensor) -> dict[str, float]:
+        """The task's own named numbers for a batch ``(n, *shape)`` (``{}`` without a hook)."""
+        if self.extra_metrics is None:
+            return {}
+        x = torch.as_tensor(x).detach().cpu().float()
+        return {str(k): float(v) for k, v in self.extra_metrics(x).items()}
+
+    def start_design(self) -> torch.Tensor:
+        """Where a local search starts, shape ``(*shape)``: ``start()`` or the box center."""
+        if self.start is not None:
+            return torch.as_tensor(self.start()).detach().cpu().float()
+        shape = self.heldout_designs.shape[1:]
+        return torch.full(shape, (self.box[0] + self.box[1]) / 2)
 
 
 _REGISTRY: dict[str, Callable[[], Task]] = {}
@@ -266,3 +301,110 @@ def _digits_ink_task() -> Task:
 
 
 register_task("digits-ink", _digits_ink_task)
+
+
+# ---------------------------------------------------------------------------- airfoil-ld
+AIRFOIL_MIN_THICKNESS = 0.12
+AIRFOIL_CONFIDENCE = 0.9  # NeuralFoil analysis_confidence above which a value counts
+AIRFOIL_JUDGE_MODEL = "xxxlarge"  # the larger NeuralFoil model that validates L/D
+
+
+def _airfoil_oracle(seed: int, model_size: str = "xlarge"):
+    from oracles.airfoil import NeuralFoilOracle
+    from sqdf_bbo.registry import load_standardization
+
+    return NeuralFoilOracle(
+        model_size=model_size,
+        alpha=5.0,
+        Re=1e6,
+        n_crit=9.0,
+        min_thickness=AIRFOIL_MIN_THICKNESS,
+        standardization=load_standardization("airfoil"),
+        seed=seed,
+    )
+
+
+def airfoil_extra_metrics(x: torch.Tensor) -> dict[str, float]:
+    """The airfoil task's extra numbers for standardized designs ``x (n, 18)``.
+
+    * ``valid_frac``: share of valid geometry (finite, not self-intersecting, t_max ≥ 0.12);
+    * ``conf_frac``: share whose xxxlarge NeuralFoil ``analysis_confidence`` exceeds 0.9
+      (computed for every finite design, valid or not: a naturalness measure);
+    * ``validated_ld_mean`` / ``validated_ld_max``: the validated L/D of the batch, i.e.
+      the xxxlarge model's L/D where the design is valid and that confidence exceeds 0.9,
+      0 elsewhere (the optimized model is xlarge; a larger model and its confidence are a
+      check no method sees).
+    """
+    from oracles.airfoil import geometry_failures, neuralfoil_aero
+
+    judge = _airfoil_judge()
+    k = judge.kulfan(x)
+    n = k.shape[0]
+    bad = geometry_failures(k, AIRFOIL_MIN_THICKNESS, judge.config.intersection_tol)
+    finite = np.isfinite(k).all(1)
+    conf = np.zeros(n)
+    ld = np.zeros(n)
+    if finite.any():
+        aero = neuralfoil_aero(
+            k[finite], alpha=5.0, Re=1e6, n_crit=9.0, model_size=AIRFOIL_JUDGE_MODEL
+        )
+        conf[finite] = np.nan_to_num(aero["confidence"], nan=0.0)
+        ld[finite] = np.nan_to_num(aero["LD"], nan=0.0, posinf=0.0, neginf=0.0)
+    valid = np.array([i not in bad for i in range(n)], dtype=bool)
+    confident = conf > AIRFOIL_CONFIDENCE
+    validated = np.where(valid & confident, ld, 0.0)
+    return {
+        "valid_frac": float(valid.mean()),
+        "conf_frac": float(confident.mean()),
+        "validated_ld_mean": float(validated.mean()),
+        "validated_ld_max": float(validated.max()),
+    }
+
+
+@lru_cache(maxsize=1)
+def _airfoil_judge():
+    return _airfoil_oracle(0, AIRFOIL_JUDGE_MODEL)
+
+
+def _airfoil_standardized(kulfan: np.ndarray) -> torch.Tensor:
+    from sqdf_bbo.registry import load_standardization
+
+    return torch.as_tensor(load_standardization("airfoil").from_kulfan(kulfan), dtype=torch.float32)
+
+
+@lru_cache(maxsize=1)
+def _airfoil_naturalness() -> NaturalnessModel:
+    from sqdf_bbo.data import airfoil_split
+
+    x = _airfoil_standardized(airfoil_split().kulfan_train)
+    return PCAGMMDensity(n_pca=10, n_components=8, seed=0).fit(x)
+
+
+def _airfoil_start() -> torch.Tensor:
+    from sqdf_bbo.data import kulfan_from_database
+
+    return _airfoil_standardized(kulfan_from_database("naca2412")[None])[0]
+
+
+def _airfoil_ld_task() -> Task:
+    from sqdf_bbo.data import airfoil_split
+
+    return Task(
+        name="airfoil-ld",
+        description=(
+            "UIUC airfoils (standardized Kulfan vectors); reward = NeuralFoil xlarge L/D at "
+            "alpha 5 deg, Re 1e6, failed below t_max 0.12"
+        ),
+        make_prior=lambda: _load_prior("airfoil"),
+        make_oracle=_airfoil_oracle,
+        make_naturalness=_airfoil_naturalness,
+        make_heldout=lambda: _airfoil_standardized(airfoil_split().kulfan_heldout),
+        feature_fn=_flatten,
+        box=(-3.0, 3.0),
+        is_image=False,
+        extra_metrics=airfoil_extra_metrics,
+        start=_airfoil_start,
+    )
+
+
+register_task("airfoil-ld", _airfoil_ld_task)

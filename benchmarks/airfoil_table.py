@@ -1,0 +1,179 @@
+"""The airfoil results table: raw vs validated L/D per method, from an ``airfoil`` suite run.
+
+``python -m benchmarks.airfoil_table --runs runs/airfoil runs/airfoil-es --out
+docs/results/airfoil`` reads ``<runs>/runs/airfoil-ld/<method>/seed<k>/rounds.csv`` of every
+finished run (methods of the ``airfoil-es`` suite are labelled ``cma-es (airfoil-es)``) and
+writes, per method (mean ± SE over seeds, after the same number of queries):
+
+==========================  ============================================================
+``best L/D``                best oracle value so far (xlarge L/D of a valid design)
+``batch L/D``               last batch's mean xlarge L/D over its valid designs
+``best validated``          best validated L/D so far: max over rounds of the batch
+                            maximum of the xxxlarge L/D where its confidence > 0.9 and the
+                            geometry is valid (0 elsewhere)
+``batch validated``         last batch's mean validated L/D (invalid / unconfident = 0)
+``conf > 0.9``              last batch's share with xxxlarge confidence > 0.9
+``valid``                   last batch's share of valid geometry (t_max ≥ 0.12, no crossing)
+``natural``                 last batch's share above the held-out 5th percentile of the
+                            PCA×GMM density of the training Kulfan vectors
+``Vendi``                   last batch's Vendi score (RBF, fixed held-out bandwidth)
+==========================  ============================================================
+
+Files: ``airfoil_table.md``, ``airfoil_table.csv`` (per method) and
+``airfoil_runs.csv`` (per run), ``airfoil_curves.png`` (best raw and best validated L/D
+and the confident share vs queries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["per_run", "per_method", "markdown", "plot_curves", "main"]
+
+TASK = "airfoil-ld"
+REFERENCE_LD = 189.7  # best database airfoil with t_max >= 0.12 and confidence > 0.9 (fx76mp120)
+
+_COLUMNS = [
+    ("best_ld", "best L/D", 1),
+    ("batch_ld", "batch L/D", 1),
+    ("best_validated", "best validated", 1),
+    ("batch_validated", "batch validated", 1),
+    ("conf_frac", "conf > 0.9", 2),
+    ("valid_frac", "valid", 2),
+    ("natural_frac", "natural", 2),
+    ("vendi", "Vendi", 2),
+    ("wall_s", "optimizer s", 0),
+]
+
+
+def _rounds(runs: list[Path]) -> pd.DataFrame:
+    """All finished runs' rows; a run of another suite than ``airfoil`` is labelled
+    ``<method> (<suite>)`` (e.g. ``cma-es (airfoil-es)``)."""
+    frames = []
+    for root in runs:
+        for f in sorted((root / "runs" / TASK).glob("*/seed*/rounds.csv")):
+            done = f.parent / "done.json"
+            if not done.is_file():
+                continue
+            suite = json.loads(done.read_text()).get("suite", "airfoil")
+            df = pd.read_csv(f)
+            if suite != "airfoil":
+                df["method"] = df["method"] + f" ({suite})"
+            frames.append(df)
+    if not frames:
+        raise FileNotFoundError(f"no finished {TASK} runs under {[str(r) for r in runs]}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_run(rounds: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, seed): the table's numbers after its last round."""
+    rows = []
+    for (method, seed), r in rounds.groupby(["method", "seed"], sort=False):
+        r = r.sort_values("round")
+        last = r.iloc[-1]
+        rows.append(
+            {
+                "method": method,
+                "seed": int(seed),
+                "queries": int(last["queries"]),
+                "best_ld": float(last["best_so_far"]),
+                "batch_ld": float(last["reward_mean"]),
+                "best_validated": float(r["validated_ld_max"].max()),
+                "batch_validated": float(last["validated_ld_mean"]),
+                "conf_frac": float(last["conf_frac"]),
+                "valid_frac": float(last["valid_frac"]),
+                "natural_frac": float(last["natural_frac"]),
+                "vendi": float(last["vendi"]),
+                "wall_s": float(last["wall_s"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def per_method(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error over seeds (``<col>_mean``, ``<col>_se``) per method."""
+    g = runs.groupby("method", sort=False)
+    out = g[["queries"]].min()
+    out["n_seeds"] = g["seed"].nunique()
+    for key, _, _ in _COLUMNS:
+        out[f"{key}_mean"] = g[key].mean()
+        out[f"{key}_se"] = g[key].std(ddof=1) / np.sqrt(g[key].count())
+    return out.reset_index()
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The per-method table as markdown (mean ± SE)."""
+    head = ["method", "queries", "seeds"] + [label for _, label, _ in _COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        cells = [str(r["method"]), str(int(r["queries"])), str(int(r["n_seeds"]))]
+        for key, _, d in _COLUMNS:
+            m, se = r[f"{key}_mean"], r[f"{key}_se"]
+            cells.append(
+                "–"
+                if not np.isfinite(m)
+                else f"{m:.{d}f}" + (f" ± {se:.{d}f}" if np.isfinite(se) else "")
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(rounds: pd.DataFrame, path: Path) -> Path:
+    """Best raw L/D, best validated L/D and the confident share vs queries (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = rounds.sort_values(["method", "seed", "round"]).copy()
+    r["best_validated"] = r.groupby(["method", "seed"])["validated_ld_max"].cummax()
+    panels = [
+        ("best_so_far", "best L/D so far (xlarge, the oracle)"),
+        ("best_validated", "best validated L/D so far (xxxlarge, conf > 0.9)"),
+        ("conf_frac", "batch share with confidence > 0.9"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for ax, (key, label) in zip(axes, panels):
+        for method, m in r.groupby("method", sort=False):
+            g = m.groupby("round")
+            q, mu = g["queries"].mean(), g[key].mean()
+            se = (g[key].std(ddof=1) / np.sqrt(g[key].count())).fillna(0)
+            (line,) = ax.plot(q, mu, marker="o", ms=3, label=method)
+            ax.fill_between(q, mu - se, mu + se, color=line.get_color(), alpha=0.2)
+        if key != "conf_frac":
+            ax.axhline(REFERENCE_LD, color="k", ls="--", lw=0.8, label="fx76mp120 (189.7)")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("oracle queries")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.airfoil_table")
+    p.add_argument("--runs", type=Path, nargs="+", default=[Path("runs/airfoil")])
+    p.add_argument("--out", type=Path, default=Path("docs/results/airfoil"))
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rounds = _rounds(args.runs)
+    runs = per_run(rounds)
+    table = per_method(runs)
+    runs.to_csv(args.out / "airfoil_runs.csv", index=False)
+    table.to_csv(args.out / "airfoil_table.csv", index=False)
+    md = markdown(table)
+    (args.out / "airfoil_table.md").write_text(md)
+    plot_curves(rounds, args.out / "airfoil_curves.png")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
