@@ -24,3 +24,9 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .
+
+# On a machine with an NVIDIA GPU (~10 min): a CUDA torch in .venv-gpu, the cuda tests, the tilt
+# benchmark on cuda, one digits frontier point, the test suite; report in runs/gpu-check/.
+.PHONY: gpu-check
+gpu-check:
+	bash scripts/gpu_check.sh

@@ -11,12 +11,16 @@ Command line::
 
     python -m benchmarks.frontier --suite quick --out runs/frontier --workers 2
     python -m benchmarks.frontier --suite smoke --out /tmp/frontier-smoke      # seconds
+    python -m benchmarks.frontier --suite quick --out runs/frontier --dask local:4
+    python -m benchmarks.frontier --suite full --out /shared/frontier --dask tcp://host:8786
 
 ``--tasks``, ``--methods``, ``--seeds``, ``--alphas`` (comma-separated) restrict the grid;
 an explicit ``--methods`` runs the listed methods on every selected task. Runs are resumable
 and run in parallel processes exactly like :func:`benchmarks.runner.run_suite`: a run lives in
 ``OUT/runs/<task>/<method>/a<alpha>/seed<k>/`` (``prior``, ``gp-bo``: no ``a<alpha>`` level)
-and is skipped once its ``rounds.csv`` and ``done.json`` exist.
+and is skipped once its ``rounds.csv`` and ``done.json`` exist. ``--dask ADDRESS`` or
+``--dask local:N`` submits each run as one job to a Dask cluster instead
+(:func:`benchmarks.runner.grid_executor`; the workers write their runs into ``OUT``).
 
 Outputs in ``OUT``:
 
@@ -67,6 +71,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -74,7 +79,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.runner import Cell, run_cells, run_dir
+from benchmarks.runner import Cell, grid_executor, run_cells, run_dir
 from benchmarks.suites import METHODS, SUITES, Suite
 from sqdf_bbo.config import check_fields
 
@@ -576,8 +581,13 @@ def run_frontier(
     workers: int = 1,
     threads: int | None = None,
     progress: bool = True,
+    *,
+    executor: Executor | None = None,
 ) -> dict[str, dict[str, dict[str, float | None]]]:
     """Run (or resume) every cell of ``fs`` into ``out``; write the outputs; return the summary.
+
+    ``executor``: run each cell as one job on it (a Dask cluster) instead of ``workers``
+    local processes.
 
     Steps: 1. run the unfinished cells (:func:`benchmarks.runner.run_cells`); 2. collect the
     final rounds into ``frontier.csv``; 3. average over seeds, compute the summary numbers;
@@ -587,7 +597,9 @@ def run_frontier(
     cells = fs.cells()
     # 1. Runs.
     t0 = time.perf_counter()
-    n_run = run_cells(cells, fs.suite, out, progress, workers, threads, f"frontier {fs.name}")
+    n_run = run_cells(
+        cells, fs.suite, out, progress, workers, threads, f"frontier {fs.name}", executor=executor
+    )
     elapsed = time.perf_counter() - t0
     # 2.-3. Tables and summary numbers.
     frame = collect_frontier(cells, out)
@@ -640,6 +652,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alphas", default=None, help="alpha_official values, e.g. 0.25,1,4")
     p.add_argument("--workers", type=int, default=None, help="parallel runs (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS|local:N",
+        help="run each run as a job on this Dask scheduler (local:N: a local cluster of N "
+        "processes) instead of --workers local processes",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)
     seeds, alphas = _split(args.seeds), _split(args.alphas)
@@ -652,9 +671,16 @@ def main(argv: list[str] | None = None) -> int:
     for t in fs.tasks:
         get_task(t)  # unknown names fail here, before any run starts
     workers = int(args.workers or min(2, os.cpu_count() or 1))
+    if args.dask:
+        from oracles.cluster import parse_dask_spec
+
+        parse_dask_spec(args.dask)  # a malformed spec fails here, before a cluster starts
     torch.set_num_threads(int(args.threads))
     t0 = time.perf_counter()
-    summary = run_frontier(fs, args.out, workers, args.threads, args.progress)
+    with grid_executor(args.dask) as executor:
+        summary = run_frontier(
+            fs, args.out, workers, args.threads, args.progress, executor=executor
+        )
     print(f"frontier {fs.name}: results in {args.out} ({time.perf_counter() - t0:.0f} s)")
     print(json.dumps(_json_safe(summary)))
     return 0

@@ -13,6 +13,9 @@
 ``BumpOracle``             Gaussian bump; ``RingsOracle`` = the rings benchmark's
 ``CommandOracle``          an external program: files in, files out
 ``NeuralFoilOracle``       airfoil L/D by NeuralFoil from Kulfan vectors (``airfoil`` extra)
+``dask_executor``          a Dask ``Client`` as an executor (``dask`` extra)
+``RayExecutor``            Ray tasks as an executor (``ray`` extra)
+``WorkerDied``             the reason of a chunk whose cluster worker died
 =========================  =====================================================
 
 Heavy dependencies (BoTorch, the classifier, NeuralFoil) are imported on first use.
@@ -39,6 +42,9 @@ _EXPORTS: dict[str, str] = {
     "CommandOracle": "command",
     "NeuralFoilOracle": "airfoil",
     "NeuralFoilConfig": "airfoil",
+    "dask_executor": "cluster",
+    "RayExecutor": "cluster",
+    "WorkerDied": "cluster",
 }
 
 __all__ = sorted(_EXPORTS)

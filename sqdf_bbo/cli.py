@@ -602,6 +602,10 @@ def _delegate(module: str, func: str, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from importlib.util import find_spec
+
+    if getattr(args, "dask", None) and find_spec("distributed") is None:
+        raise CLIError('--dask needs the optional dependency dask: pip install -e ".[dask]"')
     return _delegate("benchmarks.runner", "bench_cli", args)
 
 
@@ -691,6 +695,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tasks", default=None, help="comma-separated task names")
     sp.add_argument("--workers", type=int, default=None, help="parallel runs (default 2)")
     sp.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    sp.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS|local:N",
+        help="run each run as a job on this Dask scheduler (local:N: a local cluster of N "
+        "single-threaded processes) instead of --workers local processes",
+    )
     sp.add_argument("--no-progress", dest="progress", action="store_false")
     sp.set_defaults(func=cmd_bench)
 

@@ -6,7 +6,8 @@ the copied base weights are frozen. ``merge_lora`` folds the adapters into the
 base weights and removes the wrappers, giving back a plain module of the
 original class (which :meth:`DiffusionPrior.save` can store as usual).
 
-``peft`` is an optional dependency (``pip install peft``); it is imported only here.
+``peft`` is an optional dependency (``pip install -e ".[lora]"``; ``peft`` imports
+``transformers``, which it pulls in: checked for 0.10, 0.15 and 0.21); it is imported only here.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ def _require_peft():  # noqa: ANN202
     try:
         import peft
     except ImportError as exc:  # pragma: no cover - peft is in the test extras
+        missing = getattr(exc, "name", None) or "peft"
         raise ImportError(
-            "train='lora' needs the optional dependency peft: pip install 'peft>=0.10'"
+            f"train='lora' needs the optional dependency peft ({missing} is missing): "
+            'pip install -e ".[lora]"'
         ) from exc
     return peft
 
