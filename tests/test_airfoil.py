@@ -276,3 +276,33 @@ def test_airfoil_task_registers_and_runs_through_ask_tell(tmp_path: Path) -> Non
     ld_big = judge.analyze(z[:1], model_size="xxxlarge")["LD"][0]
     assert m["valid_frac"] == 0.5 and m["validated_ld_max"] == pytest.approx(ld_big)
     assert m["validated_ld_mean"] == pytest.approx(ld_big / 2)
+
+
+def test_airfoil_table_and_demo_write_their_files(tmp_path: Path) -> None:
+    pytest.importorskip("neuralfoil")
+    pytest.importorskip("cma")
+    import pandas as pd
+
+    from benchmarks import airfoil_table
+    from benchmarks.airfoil_demo import run_airfoil_demo
+    from benchmarks.runner import run_one
+    from benchmarks.suites import SUITES
+
+    suite = replace(SUITES["airfoil"], seeds=(0,), budgets=(8, 8))
+    for seed in (0, 1):
+        run_one("airfoil-ld", "cma-es", seed, suite, tmp_path / "runs", progress=False)
+    assert airfoil_table.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")]) == 0
+    table = pd.read_csv(tmp_path / "t" / "airfoil_table.csv")
+    runs = pd.read_csv(tmp_path / "t" / "airfoil_runs.csv")
+    assert table["method"].tolist() == ["cma-es"] and int(table["n_seeds"].iloc[0]) == 2
+    assert table["best_validated_mean"].iloc[0] == pytest.approx(runs["best_validated"].mean())
+    assert (tmp_path / "t" / "airfoil_curves.png").stat().st_size > 1000
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        best = run_airfoil_demo(tmp_path / "demo", ["cma-es"], budgets=(8, 8), top=3)
+    df = best["cma-es"]
+    assert len(df) <= 3 and (df["t_max"] >= 0.12).all()
+    assert df["ld_xlarge"].is_monotonic_decreasing
+    coords = pd.read_csv(tmp_path / "demo" / "best_airfoils_coordinates.csv")
+    assert set(coords.columns) == {"method", "rank", "point", "x", "y"}
+    assert (tmp_path / "demo" / "best_airfoils.png").stat().st_size > 1000
