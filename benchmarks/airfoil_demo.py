@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.airfoil_demo --out runs/airfoil-demo`` runs each of ``--methods``
 (default ``sqdf``; e.g. ``--methods sqdf,cma-es``) on the ``airfoil-ld`` task for the
-``airfoil`` suite's budgets (250/250/500/1000 queries; ``--budgets`` overrides them)
+``airfoil`` suite's budgets (250/250/500/1000 queries; ``--budgets`` overrides them;
+``method@suite``, e.g. ``cma-es@airfoil-es``, takes that suite's budgets and settings)
 with one seed, through the benchmark runner's ask/tell loop, keeps every queried design,
 and writes to ``--out``:
 
@@ -139,12 +140,14 @@ def run_airfoil_demo(
     from oracles.airfoil import kulfan_coordinates
     from sqdf_bbo.data import KULFAN_NAMES
 
-    suite = SUITES["airfoil"]
-    if budgets:
-        suite = replace(suite, budgets=tuple(int(b) for b in budgets))
     out.mkdir(parents=True, exist_ok=True)
     best: dict[str, pd.DataFrame] = {}
-    for method in methods:
+    for entry in methods:
+        method, _, suite_name = entry.partition("@")
+        suite = SUITES[suite_name or "airfoil"]
+        if budgets and not suite_name:
+            suite = replace(suite, budgets=tuple(int(b) for b in budgets))
+        label = method if not suite_name else f"{method} ({suite_name})"
         seen: list[torch.Tensor] = []
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -158,10 +161,12 @@ def run_airfoil_demo(
                 progress=False,
                 on_round=lambda row, x, seen=seen: seen.append(x),
             )
-        rounds.to_csv(out / f"rounds_{method}.csv", index=False)
-        best[method] = best_designs(torch.cat(seen), top)
+        rounds.to_csv(
+            out / f"rounds_{method}{'_' + suite_name if suite_name else ''}.csv", index=False
+        )
+        best[label] = best_designs(torch.cat(seen), top)
         print(
-            f"{method}: {int(rounds['queries'].iloc[-1])} queries in {time.perf_counter() - t0:.0f} s; "
+            f"{label}: {int(rounds['queries'].iloc[-1])} queries in {time.perf_counter() - t0:.0f} s; "
             f"best L/D {rounds['best_so_far'].iloc[-1]:.1f}, best validated "
             f"{rounds['validated_ld_max'].max():.1f}"
         )
