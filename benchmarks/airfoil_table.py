@@ -103,7 +103,18 @@ def per_method(runs: pd.DataFrame) -> pd.DataFrame:
     for key, _, _ in _COLUMNS:
         out[f"{key}_mean"] = g[key].mean()
         out[f"{key}_se"] = g[key].std(ddof=1) / np.sqrt(g[key].count())
-    return out.reset_index()
+    out = out.reset_index()
+    return out.sort_values("method", key=lambda m: m.map(_order), kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _order(label: str) -> int:
+    """Rank of a method label in the suites' method order (other suites' runs last)."""
+    from benchmarks.suites import METHODS
+
+    method, _, suite = label.partition(" (")
+    return (METHODS.index(method) if method in METHODS else len(METHODS)) + (100 if suite else 0)
 
 
 def markdown(table: pd.DataFrame) -> str:
