@@ -46,6 +46,8 @@ __all__ = [
     "digits_to_unit",
     "AirfoilSplit",
     "airfoil_split",
+    "airfoil_database_names",
+    "kulfan_from_database",
     "KulfanStandardization",
     "KULFAN_NAMES",
     "KULFAN_DIM",
