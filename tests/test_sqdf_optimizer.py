@@ -43,7 +43,7 @@ class TestSQDFContract(OptimizerContract):
 
 def test_alpha_conversion_and_x0_default() -> None:
     opt = SQDF(tiny_prior(), batch_size=2, config=FAST)
-    assert opt.sqdf_config.alpha == pytest.approx(1.0)  # α_official · 2 / D with D = 2
+    assert opt.sqdf_config.alpha == pytest.approx(2.0)  # α_official · 2 / D, 2 · 2 / 2
     assert opt.sqdf_config.x0_method == "tweedie"  # no consistency model on this prior
     assert opt.sqdf_config.gamma == 0.9 and opt.sqdf_config.buffer_method == "reward+gamma"
     cfg = SQDFOptimizerConfig(alpha_official=1.0)
