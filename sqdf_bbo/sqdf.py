@@ -49,6 +49,14 @@ from torch import nn
 
 from .buffer import PRIORITIES, SAMPLING_METHODS, ReplayBuffer
 from .config import check_fields
+from .distributed import (
+    all_gather_cat,
+    all_reduce_mean_,
+    broadcast_,
+    shard_generator_seed,
+    shard_slice,
+    world,
+)
 from .prior import X0_METHODS, DiffusionPrior, SampleOutput
 
 __all__ = [
@@ -342,6 +350,7 @@ class SQDFTrainer:
         self.index_generator = torch.Generator().manual_seed(config.seed + 2)
         self.round = 0
         self.num_updates = 0
+        self._dp_world: tuple[int, int] | None = None  # process group rank 0's weights came from
         # 3. Variance floor for the KL on σ = 0 steps: the smallest positive σ² of the schedule.
         var = prior.sigmas.double() ** 2
         self.kl_var_floor = float(var[var > 0].min())
@@ -489,42 +498,101 @@ class SQDFTrainer:
         return torch.cat(xs), torch.cat(steps)
 
     def train_step(self, reward_fn: RewardFn) -> dict[str, float]:
-        """One optimizer step (rollouts, batch, loss, update); returns its metrics."""
+        """One optimizer step (rollouts, batch, loss, update); returns its metrics.
+
+        Under a ``torch.distributed`` process group of W > 1 processes the step is
+        data-parallel (:mod:`sqdf_bbo.distributed`): each process samples
+        ``rollouts_per_step / W`` rollouts with its own noise stream, every buffer receives
+        all of them, every process draws the same batch of ``batch_size`` transitions and
+        keeps its ``batch_size / W`` share, and :meth:`update` averages the gradients.
+        Without a process group (or with W = 1) nothing of this runs.
+        """
         cfg = self.config
         t0 = time.perf_counter()
-        # 1. Fresh on-policy rollouts, stored with their surrogate rewards.
+        rank, size = world()
+        mine = shard_slice(cfg.batch_size, rank, size)
+        if size > 1:  # this process's own noise for this update (rank 0 keeps its stream)
+            shard_slice(cfg.rollouts_per_step, rank, size, "rollouts_per_step")
+            if rank > 0:
+                self.generator.manual_seed(shard_generator_seed(cfg.seed, rank, self.num_updates))
+        # 1. Fresh on-policy rollouts (this process's share, gathered from every process),
+        #    stored with their surrogate rewards.
         fresh, rollout_reward = None, float("nan")
         if cfg.rollouts_per_step > 0:
-            fresh, r = self._rollouts(reward_fn, cfg.rollouts_per_step)
+            fresh, r = self._rollouts(reward_fn, cfg.rollouts_per_step // size)
+            fresh, r = all_gather_cat(fresh), all_gather_cat(r)
             self.buffer.add(fresh, r, "rollout", self.round)
             rollout_reward = float(r.double().mean())
-        # 2. The batch: on-policy part from the fresh rollouts, the rest from the buffer.
+        # 2. The batch: on-policy part from the fresh rollouts, the rest from the buffer
+        #    (the same batch on every process), and this process's share of it.
         x_t, step = self._draw_batch(fresh)
-        # 3. Loss and gradients of the trained parameters only.
-        loss, parts = self.loss(reward_fn, x_t, step)
-        if not torch.isfinite(loss):
+        # 3. Loss, gradients (averaged over the processes), clipping and the optimizer step.
+        metrics = self.update(reward_fn, x_t[mine], step[mine])
+        return {
+            "update": float(self.num_updates),
+            "round": float(self.round),
+            **metrics,
+            "rollout_reward": rollout_reward,
+            "time_s": time.perf_counter() - t0,
+        }
+
+    def update(
+        self,
+        reward_fn: RewardFn,
+        x_t: torch.Tensor,
+        step: torch.Tensor,
+        noise: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """One optimizer step on given transitions: loss, gradients, clipping, AdamW.
+
+        Under a process group of W > 1 processes every process passes its own share of
+        the batch, all shares of the same size b: the gradients (and the reported means)
+        are averaged over the processes before clipping, so the step is the one of the
+        mean loss over the W·b transitions, taken identically on every process. The
+        first such update copies rank 0's trained parameters to every process.
+
+        Args:
+            reward_fn: ``r̂(x0 (b, *shape)) -> (b,)``, differentiable in x0.
+            x_t: states, shape ``(b, *shape)``.
+            step: transition index of each state, shape ``(b,)`` long.
+            noise: z of shape ``(b, *shape)``; default fresh from the trainer's generator.
+
+        Returns:
+            ``loss``, ``reward``, ``q``, ``kl`` (means over the batch, every process's share
+            included) and ``grad_norm`` (of the averaged gradient, before clipping).
+        """
+        cfg = self.config
+        if world()[1] > 1 and self._dp_world != world():
+            broadcast_(self._params, src=0)
+            self._dp_world = world()
+        # 1. Loss on these transitions and its gradients w.r.t. the trained parameters only.
+        loss, parts = self.loss(reward_fn, x_t, step, noise)
+        grads = torch.autograd.grad(loss, self._params, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self._params, grads)]
+        # 2. Batch means (float64), averaged over the processes together with the gradients.
+        means = [parts[k].double().mean() for k in ("reward", "q", "kl")]
+        stats = torch.stack([loss.detach().double(), *means])
+        all_reduce_mean_([*grads, stats])
+        if not torch.isfinite(stats[0]):
             raise FloatingPointError(
-                f"SQDF loss is {float(loss)} at update {self.num_updates}; "
+                f"SQDF loss is {float(stats[0])} at update {self.num_updates}; "
                 "check the reward function's outputs or lower lr"
             )
-        grads = torch.autograd.grad(loss, self._params, allow_unused=True)
+        # 3. Clipping of the (averaged) gradient, then the AdamW step.
         for p, g in zip(self._params, grads):
-            p.grad = torch.zeros_like(p) if g is None else g
+            p.grad = g
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params, max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.num_updates += 1
+        loss_v, reward_v, q_v, kl_v = (float(v) for v in stats)
         return {
-            "update": float(self.num_updates),
-            "round": float(self.round),
-            "loss": float(loss.detach()),
-            "reward": float(parts["reward"].double().mean()),
-            "q": float(parts["q"].double().mean()),
-            "kl": float(parts["kl"].double().mean()),
+            "loss": loss_v,
+            "reward": reward_v,
+            "q": q_v,
+            "kl": kl_v,
             "grad_norm": float(grad_norm),
-            "rollout_reward": rollout_reward,
-            "time_s": time.perf_counter() - t0,
         }
 
     def train(
