@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import time
 import uuid
 from abc import ABCMeta, abstractmethod
@@ -71,7 +72,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .store import PointRow, StudyError, StudyStore, join_state, split_state
+from .store import (
+    PointRow,
+    SnapshotMissing,
+    StudyError,
+    StudyStore,
+    is_study,
+    join_state,
+    lock_study,
+    split_state,
+)
 
 __all__ = [
     "Optimizer",
@@ -187,6 +197,40 @@ class _OptimizerMeta(ABCMeta):
 
 
 _REGISTRY: dict[str, type[Optimizer]] = {}
+_LOAD_ATTEMPTS = 8  # detached loads racing a writer's snapshot replacement
+
+
+def _retrying_snapshot_races(path: Path, read: Callable[[StudyStore], T]) -> T:
+    """``read(store)`` on a read-only store of ``path`` inside one read transaction, retried
+    when a writer replaced the referenced snapshot meanwhile (its old folder is pruned right
+    after the new pointer is committed, so a reader can find it gone)."""
+    for attempt in range(_LOAD_ATTEMPTS):
+        try:
+            store = StudyStore.open(path, read_only=True)
+            try:
+                with store.reading():
+                    return read(store)
+            finally:
+                store.close()
+        except SnapshotMissing as err:
+            if attempt + 1 == _LOAD_ATTEMPTS or not _snapshot_moved(path, err.name):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _snapshot_moved(path: Path, name: str) -> bool:
+    """Whether the study at ``path`` now references a snapshot other than ``name``."""
+    try:
+        store = StudyStore.open(path, read_only=True)
+    except SnapshotMissing as err:
+        return err.name != name
+    except StudyError:
+        return False
+    try:
+        return str(store.read_meta().get("snapshot")) != name
+    finally:
+        store.close()
 
 
 _BUILTIN_MODULES = ("sqdf_bbo.sqdf_optimizer", "sqdf_bbo.baselines")
@@ -391,7 +435,7 @@ class Optimizer(metaclass=_OptimizerMeta):
         if huge.any():
             k = int(np.flatnonzero(huge)[0])
             raise ValueError(
-                f"value {arr[k]!r} (position {k}) is too large for the model's {self.dtype} "
+                f"value {float(arr[k])!r} (position {k}) is too large for the model's {self.dtype} "
                 f"arithmetic: values must lie within ±{limit:.3g} (the square root of the "
                 "largest float, so that their squares stay finite); rescale the oracle's "
                 "output, or tell NaN to record a failed evaluation"
@@ -592,7 +636,8 @@ class Optimizer(metaclass=_OptimizerMeta):
             if p is None:
                 raise KeyError(f"unknown id {i}")
             if p.state == "failed":
-                raise ValueError(f"id {i} is already failed (reason {p.reason!r})")
+                why = f" ({p.reason})" if p.reason else ""
+                raise ValueError(f"id {i} is already failed{why}")
         refit = self._refit_pending or any(self._points[i].state == "complete" for i in id_list)
         why = reason or None
         now = time.time()
@@ -883,8 +928,6 @@ class Optimizer(metaclass=_OptimizerMeta):
         earlier ``save`` of this same study wrote (it is then updated in place).
         """
         path = Path(path).expanduser().absolute()
-        from .store import is_study
-
         if self._store is not None and path == self._store.path:
             store, own = self._store, True
         elif is_study(path):
@@ -950,16 +993,29 @@ class Optimizer(metaclass=_OptimizerMeta):
                 ones as when the study was made.
 
         A corrupted or foreign folder raises :class:`StudyError` and nothing on disk changes.
+        Attaching takes the study's writer lock first (a second writer gets that error at
+        once). A detached load may run while a writer works: it reads one committed state
+        and retries when the writer replaced the snapshot it was reading.
         """
         path = Path(path).expanduser().absolute()
-        store = StudyStore.open(path, read_only=True)
-        try:
-            obj = cls._load_from(store, device, runtime)
-        finally:
-            store.close()
+        lock_fd = None
         if attach:
-            obj._store = StudyStore.open(path)
-            obj._store.prune_snapshots()
+            # validate read-only first (a failed load writes nothing, not even a .lock), then
+            # take the writer lock before reading the state, so a second writer fails at once
+            _retrying_snapshot_races(path, lambda store: None)
+            lock_fd = lock_study(path)
+        try:
+            obj = _retrying_snapshot_races(
+                path, lambda store: cls._load_from(store, device, runtime)
+            )
+            if attach:
+                store = StudyStore.open(path, lock_fd=lock_fd)
+                lock_fd = None  # the store owns the lock now
+                obj._store = store
+                store.prune_snapshots()
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)
         return obj
 
     @classmethod

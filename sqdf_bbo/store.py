@@ -42,6 +42,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,8 @@ from .serialization import CHECKSUMS, ChecksumError, verify_checksums, write_che
 __all__ = [
     "StudyStore",
     "StudyError",
+    "SnapshotMissing",
+    "lock_study",
     "PointRow",
     "STUDY_FORMAT",
     "STUDY_VERSION",
@@ -80,7 +83,7 @@ _CREATING_STALE_S = 3600.0  # ... and one older than this is stale even if its P
 _SNAPSHOT_NAME = re.compile(r"[0-9]+")
 
 _SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL, crc INTEGER);
 CREATE TABLE points (
     id       INTEGER PRIMARY KEY,
     round    INTEGER NOT NULL,
@@ -92,15 +95,61 @@ CREATE TABLE points (
     told_at  REAL,
     x        BLOB NOT NULL,
     traj     BLOB,
-    reason   TEXT
+    reason   TEXT,
+    crc      INTEGER
 );
 """
+# Row checksums: SQLite has no page checksums and ``quick_check`` only checks structure, so a
+# flipped bit inside a stored value would load silently. Every row carries the CRC-32 of its
+# columns (``_row_crc``), written in the same transaction and verified on every read; rows of
+# studies written before checksums existed get theirs at the first writable open.
+_ROW_COLUMNS = (
+    "id", "round", "source", "state", "value", "raw", "asked_at", "told_at", "x", "traj", "reason"
+)  # fmt: skip
+_INSERT_POINT = (
+    f"INSERT INTO points ({', '.join(_ROW_COLUMNS)}, crc) "
+    f"VALUES ({', '.join('?' * (len(_ROW_COLUMNS) + 1))})"
+)
 _POINT_COLUMNS = ("id", "round", "source", "state", "value", "raw", "asked_at", "told_at")
 _REQUIRED_META = ("format", "version", "method", "shape", "dtype", "study_uid", "round")
 
 
 class StudyError(RuntimeError):
     """A study folder is missing, corrupted, foreign, or cannot be written."""
+
+
+class SnapshotMissing(StudyError):
+    """The referenced snapshot folder is gone (e.g. a writer replaced it while this process
+    was reading: :meth:`~sqdf_bbo.optimizer.Optimizer.load` retries then)."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def _encode_field(value: Any) -> bytes:
+    """One column's canonical bytes for the row checksum (type-tagged, length-prefixed)."""
+    if value is None:
+        return b"N"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        return b"B" + str(len(raw)).encode() + b":" + raw
+    if isinstance(value, float):
+        return b"F" + repr(value).encode()
+    if isinstance(value, int):
+        return b"I" + str(value).encode()
+    text = str(value).encode("utf-8")
+    return b"S" + str(len(text)).encode() + b":" + text
+
+
+def _row_crc(fields: Sequence[Any]) -> int:
+    """CRC-32 of a row's columns (in ``_ROW_COLUMNS`` order, or ``(key, value)`` for meta)."""
+    return zlib.crc32(b"|".join(_encode_field(v) for v in fields))
+
+
+def _as_real(value: Any) -> Any:
+    """REAL columns come back as float; normalize ints so the checksum is type-stable."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 @dataclass
@@ -206,6 +255,19 @@ def _acquire_lock(lock: Path) -> int | None:
             "optimizer in this one that was not closed); close it first or load with attach=False"
         ) from None
     return fd
+
+
+def lock_study(path: str | Path) -> int | None:
+    """Take the writer lock of the study at ``path`` (``StudyError`` naming the holder's
+    situation when another writer has it); release it with ``os.close`` or by passing it to
+    :meth:`StudyStore.open` (``lock_fd=``), which keeps it until the store closes."""
+    path = Path(path).expanduser().absolute()
+    if not path.is_dir():
+        raise StudyError(f"no study at {path}: the folder does not exist")
+    lock = path / _LOCK
+    if lock.is_symlink():
+        raise StudyError(f"{path}: {_LOCK} is a symbolic link; refusing to use it")
+    return _acquire_lock(lock)
 
 
 def is_study(path: str | Path) -> bool:
@@ -464,10 +526,7 @@ class StudyStore:
                     **dict(meta),
                 }
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    [(k, json.dumps(v)) for k, v in full.items()],
-                )
+                cls._update_meta(conn, full)
                 conn.execute("COMMIT")
             finally:
                 conn.close()
@@ -487,8 +546,13 @@ class StudyStore:
         return cls(path, conn, read_only=False, lock_fd=lock_fd)
 
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = False) -> StudyStore:
-        """Open an existing study; validate it read-only before any write access."""
+    def open(
+        cls, path: str | Path, *, read_only: bool = False, lock_fd: int | None = None
+    ) -> StudyStore:
+        """Open an existing study; validate it read-only before any write access.
+
+        ``lock_fd``: the study's writer lock, already taken with :func:`lock_study` (a
+        writable store then keeps it; without it the store takes the lock itself)."""
         path = Path(path).expanduser().absolute()
         if not path.exists():
             raise StudyError(f"no study at {path}: the folder does not exist")
@@ -517,10 +581,12 @@ class StudyStore:
         if read_only:
             return store
         store.close()
-        writable = cls(path, cls._connect(db, read_only=False), read_only=False)
+        writable = cls(path, cls._connect(db, read_only=False), read_only=False, lock_fd=lock_fd)
         try:
             writable._migrate()
         except BaseException:
+            if lock_fd is not None:  # the caller's lock stays the caller's to release
+                writable._lock_fd = None
             writable.close()
             raise
         return writable
@@ -560,7 +626,9 @@ class StudyStore:
             folder = self.path / _SNAPSHOTS / str(snap)
             for name in (_STATE_JSON, _TENSORS):
                 if not (folder / name).is_file():
-                    raise StudyError(f"{self.path}: snapshot {snap} is missing {name}")
+                    raise SnapshotMissing(
+                        f"{self.path}: snapshot {snap} is missing {name}", str(snap)
+                    )
 
     # ------------------------------------------------------------------ basics
     @property
@@ -593,27 +661,54 @@ class StudyStore:
             raise
         conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """One consistent view of the database: the reads inside see a single committed
+        state, whatever a writer commits meanwhile (a WAL read transaction)."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
     @property
     def objects_dir(self) -> Path:
         return self.path / _OBJECTS
 
     # ------------------------------------------------------------------ reads
+    def _has_column(self, table: str, column: str) -> bool:
+        return any(r[1] == column for r in self.conn.execute(f"PRAGMA table_info({table})"))
+
     def read_meta(self) -> dict[str, Any]:
-        rows = self.conn.execute("SELECT key, value FROM meta").fetchall()
+        crc = "crc" if self._has_column("meta", "crc") else "NULL"
+        rows = self.conn.execute(f"SELECT key, value, {crc} FROM meta").fetchall()
+        bad = [k for k, v, c in rows if c is not None and c != _row_crc((k, v))]
+        if bad:
+            raise StudyError(
+                f"{self.path}: study metadata {sorted(bad)} fail their checksum (corrupted)"
+            )
         try:
-            return {k: json.loads(v) for k, v in rows}
+            return {k: json.loads(v) for k, v, _ in rows}
         except (TypeError, ValueError) as err:
             raise StudyError(f"{self.path}: unreadable study metadata ({err})") from None
 
     def read_points(self) -> list[PointRow]:
         """All points ordered by id."""
-        reason = "reason" if self._has_reason_column() else "NULL"
+        reason = "reason" if self._has_column("points", "reason") else "NULL"
+        crc = "crc" if self._has_column("points", "crc") else "NULL"
         rows = self.conn.execute(
             "SELECT id, round, source, state, value, raw, asked_at, told_at, x, traj, "
-            f"{reason} FROM points ORDER BY id"
+            f"{reason}, {crc} FROM points ORDER BY id"
         ).fetchall()
         out = []
-        for pid, rnd, source, state, value, raw, asked_at, told_at, x, traj, why in rows:
+        for row in rows:
+            if row[-1] is not None and row[-1] != _row_crc(row[:-1]):
+                raise StudyError(
+                    f"{self.path}: point {row[0]} fails its checksum (the stored row was "
+                    "altered: corrupted database)"
+                )
+            pid, rnd, source, state, value, raw, asked_at, told_at, x, traj, why = row[:-1]
             if state == "complete":
                 v = float(value)
             elif state == "failed":
@@ -623,14 +718,20 @@ class StudyStore:
             out.append(PointRow(pid, rnd, source, state, v, asked_at, told_at, x, traj, why))
         return out
 
-    def _has_reason_column(self) -> bool:
-        """Studies written before failure reasons existed lack the ``reason`` column."""
-        return any(r[1] == "reason" for r in self.conn.execute("PRAGMA table_info(points)"))
-
     def _migrate(self) -> None:
-        """Bring an older study's schema up to date (adds columns; never drops data)."""
-        if not self._has_reason_column():
-            self.conn.execute("ALTER TABLE points ADD COLUMN reason TEXT")
+        """Bring an older study's schema up to date (adds columns and the row checksums of
+        rows that have none; never drops data)."""
+        with self._transaction() as conn:
+            if not self._has_column("points", "reason"):
+                conn.execute("ALTER TABLE points ADD COLUMN reason TEXT")
+            for table in ("points", "meta"):
+                if not self._has_column(table, "crc"):
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN crc INTEGER")
+            cols = ", ".join(_ROW_COLUMNS)
+            for row in conn.execute(f"SELECT {cols} FROM points WHERE crc IS NULL").fetchall():
+                conn.execute("UPDATE points SET crc = ? WHERE id = ?", (_row_crc(row), row[0]))
+            for k, v in conn.execute("SELECT key, value FROM meta WHERE crc IS NULL").fetchall():
+                conn.execute("UPDATE meta SET crc = ? WHERE key = ?", (_row_crc((k, v)), k))
 
     def read_snapshot(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """A snapshot's JSON state and tensors, checked against its ``checksums.json`` (when
@@ -642,6 +743,10 @@ class StudyStore:
             tensors = load_file(str(folder / _TENSORS))
         except ChecksumError as err:
             raise StudyError(f"{self.path}: snapshot {name} is corrupted ({err})") from None
+        except FileNotFoundError as err:
+            raise SnapshotMissing(
+                f"{self.path}: snapshot {name} is unreadable ({err})", str(name)
+            ) from None
         except (OSError, ValueError) as err:
             raise StudyError(f"{self.path}: snapshot {name} is unreadable ({err})") from None
         except Exception as err:  # safetensors raises its own error type on corruption
@@ -651,20 +756,44 @@ class StudyStore:
     # ------------------------------------------------------------------ writes
     @staticmethod
     def _point_params(row: PointRow) -> tuple[Any, ...]:
+        """The row's columns in ``_ROW_COLUMNS`` order, followed by its checksum."""
         value, raw = StudyStore._split_value(row.state, row.value)
-        return (
-            row.id,
-            row.round,
+        fields = (
+            int(row.id),
+            int(row.round),
             row.source,
             row.state,
             value,
             raw,
-            row.asked_at,
-            row.told_at,
-            row.x,
-            row.traj,
+            _as_real(row.asked_at),
+            _as_real(row.told_at),
+            bytes(row.x),
+            None if row.traj is None else bytes(row.traj),
             row.reason,
         )
+        return (*fields, _row_crc(fields))
+
+    @staticmethod
+    def _update_row(
+        conn: sqlite3.Connection, pid: int, where_state: str, changes: Mapping[str, Any]
+    ) -> bool:
+        """Apply ``changes`` (column → value) to point ``pid`` if its state matches the SQL
+        condition ``where_state``, recomputing the row checksum; whether a row changed."""
+        cols = ", ".join(_ROW_COLUMNS)
+        row = conn.execute(
+            f"SELECT {cols} FROM points WHERE id = ? AND {where_state}", (int(pid),)
+        ).fetchone()
+        if row is None:
+            return False
+        fields = dict(zip(_ROW_COLUMNS, row))
+        fields.update(changes)
+        values = tuple(fields[c] for c in _ROW_COLUMNS)
+        sets = ", ".join(f"{c} = ?" for c in changes)
+        conn.execute(
+            f"UPDATE points SET {sets}, crc = ? WHERE id = ?",
+            (*changes.values(), _row_crc(values), int(pid)),
+        )
+        return True
 
     @staticmethod
     def _split_value(state: str, value: float) -> tuple[float | None, str | None]:
@@ -723,11 +852,7 @@ class StudyStore:
     ) -> None:
         """Insert new points and update metadata (e.g. the snapshot pointer) in one commit."""
         with self._transaction() as conn:
-            conn.executemany(
-                "INSERT INTO points (id, round, source, state, value, raw, asked_at, told_at, x, traj, "
-                "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self._point_params(r) for r in rows],
-            )
+            conn.executemany(_INSERT_POINT, [self._point_params(r) for r in rows])
             self._update_meta(conn, meta or {})
 
     def record_tells(self, updates: Iterable[tuple[int, str, float, float]]) -> None:
@@ -735,12 +860,8 @@ class StudyStore:
         with self._transaction() as conn:
             for pid, state, value, told_at in updates:
                 v, raw = self._split_value(state, value)
-                cur = conn.execute(
-                    "UPDATE points SET state = ?, value = ?, raw = ?, told_at = ? "
-                    "WHERE id = ? AND state = 'pending'",
-                    (state, v, raw, told_at, int(pid)),
-                )
-                if cur.rowcount != 1:
+                changes = {"state": state, "value": v, "raw": raw, "told_at": _as_real(told_at)}
+                if not self._update_row(conn, pid, "state = 'pending'", changes):
                     raise StudyError(
                         f"point {pid} is not pending in the study at {self.path}; "
                         "another process may be writing to the same study"
@@ -755,12 +876,16 @@ class StudyStore:
         with self._transaction() as conn:
             for pid, value, reason, now in updates:
                 _, raw = self._split_value("failed", value)
-                cur = conn.execute(
-                    "UPDATE points SET state = 'failed', value = NULL, raw = ?, reason = ?, "
-                    "told_at = COALESCE(told_at, ?) WHERE id = ? AND state != 'failed'",
-                    (raw, reason, now, int(pid)),
-                )
-                if cur.rowcount != 1:
+                told = conn.execute("SELECT told_at FROM points WHERE id = ?", (int(pid),))
+                told_at = (told.fetchone() or (None,))[0]
+                changes = {
+                    "state": "failed",
+                    "value": None,
+                    "raw": raw,
+                    "reason": reason,
+                    "told_at": _as_real(now) if told_at is None else told_at,
+                }
+                if not self._update_row(conn, pid, "state != 'failed'", changes):
                     raise StudyError(
                         f"point {pid} is missing or already failed in the study at {self.path}; "
                         "another process may be writing to the same study"
@@ -773,21 +898,18 @@ class StudyStore:
 
     @staticmethod
     def _update_meta(conn: sqlite3.Connection, meta: Mapping[str, Any]) -> None:
+        encoded = [(k, json.dumps(v)) for k, v in meta.items()]
         conn.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [(k, json.dumps(v)) for k, v in meta.items()],
+            "INSERT INTO meta (key, value, crc) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, crc = excluded.crc",
+            [(k, v, _row_crc((k, v))) for k, v in encoded],
         )
 
     def replace_all(self, rows: Sequence[PointRow], meta: Mapping[str, Any]) -> None:
         """Make the stored points equal to ``rows`` (used by ``save`` onto the same study)."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM points")
-            conn.executemany(
-                "INSERT INTO points (id, round, source, state, value, raw, asked_at, told_at, x, traj, "
-                "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self._point_params(r) for r in rows],
-            )
+            conn.executemany(_INSERT_POINT, [self._point_params(r) for r in rows])
             self._update_meta(conn, meta)
 
     def max_point_id(self) -> int:

@@ -78,12 +78,9 @@ def test_a_tiny_run_loses_nothing(tmp_path: Path) -> None:
     assert table.count("\n") == 1 + len(summary)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite pages carry no checksum and the store none per row: a flipped bit inside a "
-    "told value loads silently (remove this mark once the store detects it)",
-)
 def test_a_flipped_value_in_the_database_is_detected(tmp_path: Path) -> None:
+    """SQLite pages carry no checksum; the store's per-row CRC catches a flipped bit inside a
+    told value (it loaded silently before the row checksums existed)."""
     sizes = R.Sizes(corruptions=("flip a told value's byte in study.sqlite",))
     (probe,) = R.corruption_probes(tmp_path, sizes, 0, lambda _: None)
     assert probe.ok and probe.lost == 0, probe

@@ -70,11 +70,26 @@ def tiny_prior() -> DiffusionPrior:
     return mlp_prior(steps=3, hidden=8, depth=1)
 
 
-def set_meta(study: Path, key: str, value_json: str) -> None:
+def set_meta(study: Path, key: str, value_json: str, keep_checksum: bool = True) -> None:
+    """Overwrite one metadata value in place; with ``keep_checksum`` its row checksum is
+    updated too (a well-formed but wrong value), else the edit looks like corruption."""
+    from sqdf_bbo.store import _row_crc
+
     conn = sqlite3.connect(study / DB_NAME)
-    conn.execute("UPDATE meta SET value = ? WHERE key = ?", (value_json, key))
+    if keep_checksum:
+        crc = _row_crc((key, value_json))
+        conn.execute("UPDATE meta SET value = ?, crc = ? WHERE key = ?", (value_json, crc, key))
+    else:
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (value_json, key))
     conn.commit()
     conn.close()
+
+
+def test_metadata_edited_behind_the_store_fails_its_checksum(tmp_path: Path) -> None:
+    study = made_study(tmp_path)
+    set_meta(study, "round", "7", keep_checksum=False)
+    with pytest.raises(StudyError, match=r"metadata \['round'\] fail their checksum"):
+        Optimizer.load(study, attach=False)
 
 
 # ---------------------------------------------------------------------------- D2: links
