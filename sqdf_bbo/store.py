@@ -741,12 +741,15 @@ class StudyStore:
             verify_checksums(folder)
             state = json.loads((folder / _STATE_JSON).read_text())
             tensors = load_file(str(folder / _TENSORS))
-        except ChecksumError as err:
+        except (ChecksumError, FileNotFoundError) as err:
+            # a file that vanished while it was read: a writer pruned this snapshot (the
+            # caller retries); anything else listed-but-wrong is corruption
+            gone = not all((folder / f).is_file() for f in (_STATE_JSON, _TENSORS))
+            if gone or isinstance(err, FileNotFoundError):
+                raise SnapshotMissing(
+                    f"{self.path}: snapshot {name} is unreadable ({err})", str(name)
+                ) from None
             raise StudyError(f"{self.path}: snapshot {name} is corrupted ({err})") from None
-        except FileNotFoundError as err:
-            raise SnapshotMissing(
-                f"{self.path}: snapshot {name} is unreadable ({err})", str(name)
-            ) from None
         except (OSError, ValueError) as err:
             raise StudyError(f"{self.path}: snapshot {name} is unreadable ({err})") from None
         except Exception as err:  # safetensors raises its own error type on corruption
