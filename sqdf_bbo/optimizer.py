@@ -1024,7 +1024,14 @@ class Optimizer(metaclass=_OptimizerMeta):
     ) -> T:
         from .prior import DiffusionPrior
 
+        # 1. Read everything stored first (metadata, points, the referenced snapshot): a
+        #    writer may replace the snapshot at any time, so the window between reading its
+        #    pointer and its files stays milliseconds, before the slow rebuild below.
         meta = store.read_meta()
+        rows = store.read_points()
+        snap = meta.get("snapshot")
+        stored = None if snap is None else store.read_snapshot(str(snap))
+        # 2. Rebuild the optimizer and restore it.
         method = meta.get("method")
         if str(method) not in _REGISTRY:
             _import_builtin_methods()
@@ -1067,7 +1074,7 @@ class Optimizer(metaclass=_OptimizerMeta):
             if not isinstance(dtype, torch.dtype):
                 raise TypeError(meta["dtype"])
             points = {}
-            for r in store.read_points():
+            for r in rows:
                 x = _bytes_tensor(r.x, dtype, obj.shape).to(obj.dtype)
                 traj = None
                 if r.traj is not None:
@@ -1086,9 +1093,8 @@ class Optimizer(metaclass=_OptimizerMeta):
                     traj,
                     r.reason,
                 )
-            snap = meta.get("snapshot")
-            if snap is not None:
-                state, tensors = store.read_snapshot(str(snap))
+            if stored is not None:
+                state, tensors = stored
                 try:
                     obj.generator.set_state(tensors["rng/torch"])
                 except RuntimeError:  # saved on another device kind: reseed deterministically
