@@ -131,9 +131,8 @@ def train_digits_classifier(
         The frozen classifier and a dict with ``final_loss``, ``train_accuracy``
         and ``heldout_accuracy``.
     """
-    from tqdm.auto import tqdm
-
     from .data import digits_split
+    from .progress import progress_bar
 
     cfg = config or ClassifierTrainConfig()
     split = digits_split()
@@ -150,7 +149,9 @@ def train_digits_classifier(
     model.train()
     loss = torch.tensor(float("nan"))
     # 2. Mini-batch AdamW over shuffled epochs.
-    for _ in tqdm(range(cfg.epochs), desc="digits classifier", disable=not progress, leave=False):
+    for _ in progress_bar(
+        range(cfg.epochs), progress=progress, desc="digits classifier", leave=False
+    ):
         perm = torch.randperm(n, generator=gen)
         for s in range(0, n, cfg.batch_size):
             b = perm[s : s + cfg.batch_size]
