@@ -35,7 +35,14 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-__all__ = ["ALLOW_NONFINITE", "ConfigError", "check_fields", "parse_field", "field_names"]
+__all__ = [
+    "ALLOW_NONFINITE",
+    "ConfigError",
+    "check_fields",
+    "parse_field",
+    "field_names",
+    "as_config",
+]
 
 ALLOW_NONFINITE = "allow_nonfinite"
 """Field metadata key: a float field with ``{ALLOW_NONFINITE: True}`` accepts ±inf and nan."""
@@ -294,3 +301,17 @@ def parse_field(config_class: type, name: str, text: str) -> Any:
         return _parse(text, tp, _allows_nonfinite(fields[name]))
     except _Mismatch as err:
         raise ConfigError(f"{config_class.__name__}.{name}: {err}") from None
+
+
+def as_config(config: Any, config_class: type) -> Any:
+    """An optimizer's ``config=`` argument as a ``config_class`` instance: ``None`` gives the
+    defaults, a mapping its fields (through ``config_class.from_dict`` when the class has
+    one, which rejects unknown names), an instance itself; anything else is a ``TypeError``."""
+    if config is None:
+        return config_class()
+    if isinstance(config, Mapping):
+        from_dict = getattr(config_class, "from_dict", None)
+        return from_dict(config) if from_dict is not None else config_class(**dict(config))
+    if not isinstance(config, config_class):
+        raise TypeError(f"config must be a {config_class.__name__}, got {type(config).__name__}")
+    return config

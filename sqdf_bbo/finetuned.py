@@ -31,13 +31,14 @@ import math
 import time
 import warnings
 from abc import abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from .config import as_config
 from .optimizer import Optimizer, Proposal
 from .prior import DiffusionPrior
 
@@ -143,13 +144,7 @@ class FinetunedPriorOptimizer(Optimizer):
                 f"got {type(prior).__name__}"
             )
         seed = self.check_seed(seed)  # before any generator is seeded from it
-        cls = self.config_class
-        if config is None:
-            config = cls()
-        elif isinstance(config, Mapping):
-            config = cls.from_dict(config)
-        elif not isinstance(config, cls):
-            raise TypeError(f"config must be a {cls.__name__}, got {type(config).__name__}")
+        config = as_config(config, self.config_class)
         from .surrogates import make_surrogate
 
         self.prior = prior

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import check_fields
+from ..config import as_config, check_fields
 from ..optimizer import Optimizer, Proposal
 from ..store import StudyError
 
@@ -99,12 +99,7 @@ class CMAES(Optimizer):
         low, high = (float(b) for b in box)
         if not low < high:
             raise ValueError(f"box must be (low, high) with low < high, got {box}")
-        if config is None:
-            config = CMAESConfig()
-        elif isinstance(config, Mapping):
-            config = CMAESConfig(**dict(config))
-        elif not isinstance(config, CMAESConfig):
-            raise TypeError(f"config must be a CMAESConfig, got {type(config).__name__}")
+        config = as_config(config, CMAESConfig)
         dim = math.prod(int(s) for s in shape)
         if x0 is None:
             start = np.full(dim, (low + high) / 2)

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..config import as_config
 from ..optimizer import Optimizer, Proposal
 from .gp_bo_core import GPBOConfig, propose_qlogei
 
@@ -48,12 +49,7 @@ class GPBO(Optimizer):
         low, high = (float(b) for b in box)
         if not low < high:
             raise ValueError(f"box must be (low, high) with low < high, got {box}")
-        if config is None:
-            config = GPBOConfig()
-        elif isinstance(config, Mapping):
-            config = GPBOConfig(**dict(config))
-        elif not isinstance(config, GPBOConfig):
-            raise TypeError(f"config must be a GPBOConfig, got {type(config).__name__}")
+        config = as_config(config, GPBOConfig)
         self.box = (low, high)
         self.config = config
         super().__init__(shape, batch_size=batch_size, seed=seed, study=study)
