@@ -226,6 +226,15 @@ FRONTIER_SUITES: dict[str, FrontierSuite] = {
         task_methods=_RINGS_EXTRA,
         description="3 tasks, all 7 alphas, 3 seeds, the paper suite's budgets 64..512",
     ),
+    "airfoil": FrontierSuite(
+        name="airfoil",
+        suite=SUITES["airfoil"],
+        tasks=("airfoil-ld",),
+        methods=(*_FRONTIER_METHODS, "cma-es"),
+        alphas=FULL_ALPHAS,
+        seeds=(0, 1, 2),
+        description="airfoil-ld (the airfoil extra), all 7 alphas, 3 seeds, 2,000 queries",
+    ),
 }
 
 
