@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.runner import Cell, grid_executor, run_cells, run_dir
+from benchmarks.runner import Cell, add_grid_arguments, grid_executor, run_cells, run_dir
 from benchmarks.suites import METHODS, SUITES, Suite
 from sqdf_bbo.config import check_fields
 
@@ -655,20 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--suite", choices=sorted(FRONTIER_SUITES), default="quick")
     p.add_argument("--out", default="runs/frontier")
-    p.add_argument("--tasks", default=None)
-    p.add_argument("--methods", default=None)
-    p.add_argument("--seeds", default=None)
     p.add_argument("--alphas", default=None, help="alpha_official values, e.g. 0.25,1,4")
-    p.add_argument("--workers", type=int, default=None, help="parallel runs (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument(
-        "--dask",
-        default=None,
-        metavar="ADDRESS|local:N",
-        help="run each run as a job on this Dask scheduler (local:N: a local cluster of N "
-        "processes) instead of --workers local processes",
-    )
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_grid_arguments(p)
     args = p.parse_args(argv)
     seeds, alphas = _split(args.seeds), _split(args.alphas)
     fs = get_frontier_suite(args.suite).restricted(

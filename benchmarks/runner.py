@@ -67,6 +67,7 @@ __all__ = [
     "grid_executor",
     "run_suite",
     "bench_cli",
+    "add_grid_arguments",
     "main",
 ]
 
@@ -443,9 +444,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--suite", choices=sorted(SUITES), default="quick")
     p.add_argument("--out", default="runs/bench")
-    p.add_argument("--seeds", default=None)
-    p.add_argument("--methods", default=None)
-    p.add_argument("--tasks", default=None)
+    add_grid_arguments(p)
+    return bench_cli(p.parse_args(argv))
+
+
+def add_grid_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every grid runner takes (``python -m benchmarks.runner`` and
+    ``python -m benchmarks.frontier``): sub-grid filters, local workers or a Dask cluster,
+    torch threads per run, progress."""
+    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--methods", default=None, help="comma-separated method names")
+    p.add_argument("--tasks", default=None, help="comma-separated task names")
     p.add_argument("--workers", type=int, default=None, help="parallel runs (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument(
@@ -456,7 +465,6 @@ def main(argv: list[str] | None = None) -> int:
         "processes) instead of --workers local processes",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    return bench_cli(p.parse_args(argv))
 
 
 if __name__ == "__main__":
