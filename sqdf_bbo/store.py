@@ -42,6 +42,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -450,6 +451,7 @@ class StudyStore:
         self._conn: sqlite3.Connection | None = conn
         self.read_only = read_only
         self._lock_fd: int | None = None
+        self._lock_release: weakref.finalize | None = None
         if not read_only:
             try:
                 self._lock_fd = lock_fd if lock_fd is not None else _acquire_lock(path / _LOCK)
@@ -457,6 +459,10 @@ class StudyStore:
                 conn.close()
                 self._conn = None
                 raise
+            if self._lock_fd is not None:
+                # an optimizer dropped without close() must not keep the study locked until
+                # the process exits (e.g. loading the same study twice in a notebook)
+                self._lock_release = weakref.finalize(self, os.close, self._lock_fd)
 
     # ------------------------------------------------------------------ open / create
     @staticmethod
@@ -586,7 +592,7 @@ class StudyStore:
             writable._migrate()
         except BaseException:
             if lock_fd is not None:  # the caller's lock stays the caller's to release
-                writable._lock_fd = None
+                writable._disown_lock()
             writable.close()
             raise
         return writable
@@ -642,8 +648,18 @@ class StudyStore:
             self._conn.close()
             self._conn = None
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+            fd = self._disown_lock()
+            os.close(fd)  # releases the flock
+
+    def _disown_lock(self) -> int:
+        """Stop owning the writer lock (no release on close or garbage collection)."""
+        fd = self._lock_fd
+        assert fd is not None
+        if self._lock_release is not None:
+            self._lock_release.detach()
+            self._lock_release = None
+        self._lock_fd = None
+        return fd
 
     def _require_writable(self) -> None:
         if self.read_only:
@@ -653,13 +669,17 @@ class StudyStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         self._require_writable()
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended it
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:  # e.g. a full disk; nothing was committed
+            raise StudyError(f"cannot write to the study at {self.path}: {err}") from err
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -812,6 +832,16 @@ class StudyStore:
         :meth:`insert_points` / :meth:`set_snapshot` commits the pointer."""
         self._require_writable()
         root = self._snapshots_root()
+        try:
+            return self._write_snapshot_files(root, state, tensors)
+        except StudyError:
+            raise
+        except Exception as err:  # e.g. a full disk (OSError, or safetensors' own error)
+            raise StudyError(f"cannot write a snapshot to {root}: {err}") from err
+
+    def _write_snapshot_files(
+        self, root: Path, state: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
+    ) -> str:
         root.mkdir(exist_ok=True)
         existing = [int(p.name) for p in root.iterdir() if p.name.isdigit()]
         name = f"{max(existing, default=0) + 1:08d}"

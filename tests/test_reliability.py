@@ -135,3 +135,64 @@ def test_a_v0_1_study_still_loads_and_resumes(tmp_path: Path) -> None:
     h = back.history.set_index("id")
     assert h.loc[0, "reason"] == "re-assayed" and h.loc[3, "value"] == 0.5
     assert back.ask().x.shape == (4, 2)
+
+
+def test_an_optimizer_dropped_without_close_releases_the_study(flat_prior, tmp_path: Path) -> None:
+    """Loading the same study twice in a notebook: the first, unreferenced optimizer must not
+    keep the writer lock until the process exits."""
+    import gc
+
+    make(flat_prior, study=tmp_path / "s").close()
+    opt = SQDF.load(tmp_path / "s")
+    del opt
+    gc.collect()
+    again = SQDF.load(tmp_path / "s")  # would raise "open for writing elsewhere" before
+    again.close()
+
+
+class _FullDisk:
+    """A connection stand-in whose COMMIT fails as SQLite does on a full disk."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args):
+        if sql.strip().upper() == "COMMIT":
+            import sqlite3
+
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+def test_a_full_disk_is_a_study_error_and_changes_nothing(
+    flat_prior, tmp_path: Path, monkeypatch
+) -> None:
+    from sqdf_bbo.store import StudyError, StudyStore
+
+    opt = make(flat_prior, study=tmp_path / "s")
+    b = opt.ask()
+    opt.tell(b.ids[:2], [1.0, 2.0])
+    real = opt._store._conn
+    opt._store._conn = _FullDisk(real)
+    with pytest.raises(StudyError, match="disk is full"):
+        opt.tell(b.ids[2:], [3.0, 4.0])
+    with pytest.raises(StudyError, match="disk is full"):
+        opt.tell_external(torch.zeros(1, 2), [5.0])
+    opt._store._conn = real
+    assert opt.counts() == {"pending": 2, "complete": 2, "failed": 0}
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(StudyStore, "_write_snapshot_files", no_space)
+    with pytest.raises(StudyError, match="No space left"):
+        opt.ask()
+    assert len(opt) == 4
+    monkeypatch.undo()
+    opt.tell(b.ids[2:], [3.0, 4.0])  # space is back: nothing was lost, the study goes on
+    opt.close()
+    back = SQDF.load(tmp_path / "s", attach=False)
+    assert sorted(back.history["value"]) == [1.0, 2.0, 3.0, 4.0]
