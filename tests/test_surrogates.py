@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from benchmarks.surrogate_fit import dataset_2d, dataset_image, r_squared, sines_2d
 from sqdf_bbo.surrogates import (
     SURROGATES,
     EnsembleSurrogate,
@@ -17,30 +18,6 @@ from sqdf_bbo.surrogates import (
     UCBSurrogate,
     make_surrogate,
 )
-
-
-def sines_2d(x: torch.Tensor) -> torch.Tensor:
-    """Smooth test function of 2-D designs ``(n, 2)``."""
-    return torch.sin(3 * x[:, 0]) + torch.sin(2 * x[:, 1]) + 0.5 * torch.sin(2 * x[:, 0] * x[:, 1])
-
-
-def dataset_2d(n: int, seed: int, noise: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(n, 2, generator=g) * 2 - 1) * 1.5
-    return x, sines_2d(x) + noise * torch.randn(n, generator=g)
-
-
-def dataset_image(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(1, 8, 8) designs with low-dim structure: x = A s for a latent s ∈ [-1, 1]², y = sines(s)."""
-    embed = torch.randn(64, 2, generator=torch.Generator().manual_seed(123)) / math.sqrt(2)
-    g = torch.Generator().manual_seed(seed)
-    s = torch.rand(n, 2, generator=g) * 2 - 1
-    x = (s @ embed.T).reshape(n, 1, 8, 8)
-    return x, sines_2d(s * 1.5), s
-
-
-def r_squared(pred: torch.Tensor, y: torch.Tensor) -> float:
-    return float(1 - ((pred - y) ** 2).mean() / ((y - y.mean()) ** 2).mean())
 
 
 def is_jsonable(value: object) -> bool:
