@@ -281,8 +281,10 @@ def tree_digest(*roots: Path) -> dict[str, str]:
 
 
 def child_env() -> dict[str, str]:
-    """Environment of child processes: one thread, this checkout importable."""
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    """Environment of child processes: one thread, this checkout first on the import path (what
+    was on ``PYTHONPATH`` stays after it)."""
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def child_command(role: str, *args: str) -> list[str]:

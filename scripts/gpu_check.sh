@@ -21,6 +21,9 @@
 # (seconds for the whole check, default 600), PYTEST_ARGS (tests of step 5, default: all).
 # GPU_CHECK_DEVICE=cpu runs the same steps on the CPU with the current venv: a check of this
 # script itself, not of a GPU (the report says so).
+# GPU_CHECK_PYTHON: a Python that already has a CUDA torch and the project's dependencies (e.g. a
+# machine with no network, the missing packages installed from carried wheels): used as it is,
+# nothing is installed; the project is imported from this checkout (PYTHONPATH).
 # Exit status: 0 all steps passed, 1 a step failed, 2 no usable GPU / CUDA torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,8 +73,11 @@ else
         die "nvidia-smi failed: $GPU_INFO"
     [ -n "$GPU_INFO" ] || die "nvidia-smi lists no GPU"
     log "GPU: $GPU_INFO"
-    PY="$GPU_VENV/bin/python"
-    if [ -x "$PY" ] && "$PY" -c 'import torch, pytest, sqdf_bbo; assert torch.cuda.is_available()' 2>/dev/null; then
+    PY="${GPU_CHECK_PYTHON:-$GPU_VENV/bin/python}"
+    if [ -n "${GPU_CHECK_PYTHON:-}" ]; then
+        export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+        log "using $PY as it is (GPU_CHECK_PYTHON; nothing installed)"
+    elif [ -x "$PY" ] && "$PY" -c 'import torch, pytest, sqdf_bbo; assert torch.cuda.is_available()' 2>/dev/null; then
         log "reusing $GPU_VENV (its torch sees the GPU)"
     else
         t0=$SECONDS

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import struct
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.reliability import child_env
 from sqdf_bbo.sqdf_optimizer import SQDF
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ while True:
 @pytest.mark.parametrize("delay", [0.007])
 def test_sigkill_loses_no_told_value(tmp_path: Path, delay: float) -> None:
     study = tmp_path / "study"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = child_env()
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(study)],
         stdout=subprocess.PIPE,
