@@ -73,7 +73,7 @@ def best_designs(x: torch.Tensor, top: int) -> pd.DataFrame:
 
 def _reference_rows() -> pd.DataFrame:
     from sqdf_bbo.data import kulfan_from_database
-    from sqdf_bbo.registry import load_standardization
+    from sqdf_bbo.diffusion.priors import load_standardization
 
     k = np.stack([kulfan_from_database(n) for n in REFERENCES])
     z = torch.as_tensor(load_standardization("airfoil").from_kulfan(k))

@@ -38,7 +38,7 @@ def evidence_sets(seed: int = SEED) -> dict[str, np.ndarray]:
     """Standardized designs ``(n, 18)`` (float64) of each compared set."""
     from benchmarks.tasks import get_task
     from sqdf_bbo.data import airfoil_split
-    from sqdf_bbo.registry import load_standardization
+    from sqdf_bbo.diffusion.priors import load_standardization
 
     task = get_task("airfoil-ld")
     st = load_standardization("airfoil")
@@ -61,7 +61,7 @@ def evidence_sets(seed: int = SEED) -> dict[str, np.ndarray]:
 def _measures(z: np.ndarray, train_z: np.ndarray) -> dict[str, np.ndarray]:
     """Per-design measures of standardized designs ``z (n, 18)``."""
     from oracles.airfoil import geometry_failures, kulfan_thickness, neuralfoil_aero
-    from sqdf_bbo.registry import load_standardization
+    from sqdf_bbo.diffusion.priors import load_standardization
 
     k = load_standardization("airfoil").to_kulfan(z)
     big = neuralfoil_aero(k, model_size="xxxlarge")
@@ -162,7 +162,7 @@ def plot_shapes(sets: dict[str, np.ndarray], path: Path, n: int = 12) -> Path:
     import matplotlib.pyplot as plt
 
     from oracles.airfoil import kulfan_coordinates
-    from sqdf_bbo.registry import load_standardization
+    from sqdf_bbo.diffusion.priors import load_standardization
 
     st = load_standardization("airfoil")
     cols = 6

@@ -385,7 +385,7 @@ def rings_kl_targets(alphas: Sequence[float], n: int = 20000, seed: int = 1) -> 
     """
     from benchmarks.rings_diagnosis import tilted_target
     from benchmarks.tasks import get_task
-    from sqdf_bbo.sqdf import official_alpha_to_ours
+    from sqdf_bbo.finetuning.sqdf import official_alpha_to_ours
 
     task = get_task("rings")
     prior = task.prior()

@@ -54,7 +54,7 @@ def digits_evidence(n: int = 360, seed: int = 0) -> tuple[dict[str, float], torc
     """Numbers for the digits prior; returns (metrics, prior samples ``(n, 1, 8, 8)``)."""
     from sqdf_bbo.classifier import load_digits_classifier
     from sqdf_bbo.data import digits_split
-    from sqdf_bbo.registry import load_prior
+    from sqdf_bbo.diffusion.priors import load_prior
 
     split = digits_split()
     clf = load_digits_classifier()
@@ -95,7 +95,7 @@ def digits_evidence(n: int = 360, seed: int = 0) -> tuple[dict[str, float], torc
 def rings_evidence(n: int = 2000, seed: int = 0) -> tuple[dict[str, float], torch.Tensor]:
     """Numbers for the rings prior; returns (metrics, prior samples ``(n, 2)``)."""
     from sqdf_bbo.data import RingsDistribution
-    from sqdf_bbo.registry import load_prior
+    from sqdf_bbo.diffusion.priors import load_prior
 
     dist = RingsDistribution()
     prior = load_prior("rings")

@@ -86,11 +86,11 @@ import torch
 from diffusers import DDIMScheduler
 
 from sqdf_bbo.cli import main as cli_main
-from sqdf_bbo.models import MLPDenoiser
-from sqdf_bbo.optimizer import Optimizer
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.sqdf_optimizer import SQDF
-from sqdf_bbo.store import DB_NAME, StudyError, StudyStore
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.optimizers.base import Optimizer
+from sqdf_bbo.optimizers.sqdf import SQDF
+from sqdf_bbo.study.store import DB_NAME, StudyError, StudyStore
 
 __all__ = ["Probe", "Sizes", "DEFAULT", "run_all", "summarize", "render_table", "main"]
 
@@ -105,7 +105,9 @@ CLI_TELLS = 24  # category 2: sequential CLI tell calls while another process po
 DISK_FULL_MAX_BYTES = 64 << 20  # --disk-full refuses larger filesystems (it fills them)
 
 ROOT = Path(__file__).resolve().parents[1]
-CREATING_GRACE_S = 60.0  # sqdf_bbo.store._CREATING_GRACE_S: leftovers younger are never touched
+CREATING_GRACE_S = (
+    60.0  # sqdf_bbo.study.store._CREATING_GRACE_S: leftovers younger are never touched
+)
 FAST = {
     "steps_per_round": 2,
     "finetune_batch_size": 8,

@@ -107,8 +107,8 @@ def offline_sqdf(
     seed: int = 0,
 ) -> dict[str, float]:
     """SQDF fine-tuned offline against the true reward, standardized with prior statistics."""
-    from sqdf_bbo.metrics import chain_kl
-    from sqdf_bbo.sqdf import SQDFConfig, SQDFTrainer
+    from sqdf_bbo.finetuning.kl import chain_kl
+    from sqdf_bbo.finetuning.sqdf import SQDFConfig, SQDFTrainer
 
     prior = task.prior()
     oracle = task.oracle(seed)

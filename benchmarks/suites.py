@@ -3,7 +3,7 @@
 Methods (``METHODS``), all driven through the public ask/tell API:
 
 ====================  =====================================================================
-``prior``             :class:`~sqdf_bbo.baselines.PriorSampler` (no fine-tuning)
+``prior``             :class:`~sqdf_bbo.optimizers.PriorSampler` (no fine-tuning)
 ``sqdf``              :class:`sqdf_bbo.SQDF`, official BBO setup: bootstrap-ensemble
                       surrogate, ``x0_method="auto"`` (consistency model when the prior has
                       one), prioritized ``reward+gamma`` buffer, γ = 0.9, α_official = 1
@@ -15,12 +15,12 @@ Methods (``METHODS``), all driven through the public ask/tell API:
 ``sqdf-gamma1``       ablation: SQDF with γ = 1 (no discount of the soft-Q estimate)
 ``sqdf-mean``         guard: SQDF against the surrogate's mean (no optimism)
 ``sqdf-cap``          guard: SQDF with the reward capped 1 target std above the best value
-``seiko-ucb``         :class:`~sqdf_bbo.baselines.SEIKO` with the UCB surrogate
+``seiko-ucb``         :class:`~sqdf_bbo.optimizers.SEIKO` with the UCB surrogate
 ``seiko-bootstrap``   SEIKO with the bootstrap-ensemble surrogate
 ``seiko-fullbp``      ablation: SEIKO-Bootstrap back-propagating through all K steps
                       (no randomized truncation)
-``gp-bo``             :class:`~sqdf_bbo.baselines.GPBO` in the task's raw design box
-``cma-es``            :class:`~sqdf_bbo.baselines.CMAES` (pycma, ``airfoil`` extra) in the
+``gp-bo``             :class:`~sqdf_bbo.optimizers.GPBO` in the task's raw design box
+``cma-es``            :class:`~sqdf_bbo.optimizers.CMAES` (pycma, ``airfoil`` extra) in the
                       task's box from ``task.start_design()``, σ0 = 0.15 × box width, one
                       population of the round's budget per round
 ====================  =====================================================================
@@ -86,7 +86,7 @@ class Suite:
         finetune_batch_size: transitions (SQDF) / chains (SEIKO) per gradient step.
         surrogate_steps: training steps of the neural surrogates per fit.
         rollouts_per_step: SQDF on-policy rollouts per step.
-        gp_options: :class:`~sqdf_bbo.baselines.GPBOConfig` overrides.
+        gp_options: :class:`~sqdf_bbo.optimizers.GPBOConfig` overrides.
         description: one line.
     """
 
@@ -233,7 +233,7 @@ def make_optimizer(
     ``prior`` and ``gp-bo`` refuse it.
     """
     from sqdf_bbo import SQDF, SQDFOptimizerConfig
-    from sqdf_bbo.baselines import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
+    from sqdf_bbo.optimizers import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
 
     batch = int(suite.budgets[0])
     if alpha_official is not None and not method.startswith(("sqdf", "seiko-")):
@@ -242,7 +242,7 @@ def make_optimizer(
     if method == "prior":
         return PriorSampler(task.prior(), batch_size=batch, seed=seed)
     if method == "cma-es":
-        from sqdf_bbo.baselines import CMAES
+        from sqdf_bbo.optimizers import CMAES
 
         return CMAES(
             task.prior().shape, task.box, x0=task.start_design(), batch_size=batch, seed=seed

@@ -311,7 +311,7 @@ AIRFOIL_JUDGE_MODEL = "xxxlarge"  # the larger NeuralFoil model that validates L
 
 def _airfoil_oracle(seed: int, model_size: str = "xlarge"):
     from oracles.airfoil import NeuralFoilOracle
-    from sqdf_bbo.registry import load_standardization
+    from sqdf_bbo.diffusion.priors import load_standardization
 
     return NeuralFoilOracle(
         model_size=model_size,
@@ -367,7 +367,7 @@ def _airfoil_judge():
 
 
 def _airfoil_standardized(kulfan: np.ndarray) -> torch.Tensor:
-    from sqdf_bbo.registry import load_standardization
+    from sqdf_bbo.diffusion.priors import load_standardization
 
     return torch.as_tensor(load_standardization("airfoil").from_kulfan(kulfan), dtype=torch.float32)
 

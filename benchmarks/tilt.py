@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.sqdf import RewardFn, SQDFConfig, SQDFTrainer, official_alpha_to_ours
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.finetuning.sqdf import RewardFn, SQDFConfig, SQDFTrainer, official_alpha_to_ours
 
 __all__ = ["gaussian_tilt", "step_timing", "rollout_timing", "digits_benchmark", "main"]
 
@@ -51,7 +51,7 @@ def gaussian_prior(device: torch.device, K: int = 10) -> DiffusionPrior:
     """The analytic 2-D prior N(MEAN, COV) with an exact ε-network and K DDIM steps."""
     from diffusers import DDIMScheduler
 
-    from sqdf_bbo.models import GaussianDenoiser
+    from sqdf_bbo.diffusion.networks import GaussianDenoiser
 
     sched = DDIMScheduler(clip_sample=False)
     net = GaussianDenoiser(torch.tensor(MEAN), torch.tensor(COV), sched.alphas_cumprod)
@@ -196,10 +196,10 @@ def digits_benchmark(
 
     One run per α_official (converted with ``official_alpha_to_ours``); each reports
     the reward and the target-class rate of 256 samples before / after, and the
-    exact chain KL of the fine-tuned sampler to the prior (``sqdf_bbo.metrics.chain_kl``).
+    exact chain KL of the fine-tuned sampler to the prior (``sqdf_bbo.finetuning.kl.chain_kl``).
     """
-    from sqdf_bbo.metrics import chain_kl
-    from sqdf_bbo.registry import load_prior
+    from sqdf_bbo.diffusion.priors import load_prior
+    from sqdf_bbo.finetuning.kl import chain_kl
 
     prior = load_prior("digits", device=device)
     reward, hit_rate = _digits_reward(device)

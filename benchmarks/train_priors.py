@@ -16,16 +16,16 @@ What it trains (deterministic: seeded generators, fixed thread count):
    Leading spacing (t = 950, 900, …, 0) on purpose: the cosine schedule clips
    β_999 at 0.999, so ᾱ_999 ≈ 1e-9 and a DDIM step from t = 999 ("trailing")
    multiplies any ε error by √(ᾱ_949/ᾱ_999) ≈ 2500; from t = 950 the factor is ≈ 2.
-2. ``rings``: an :class:`~sqdf_bbo.models.MLPDenoiser` on fresh draws of
+2. ``rings``: an :class:`~sqdf_bbo.diffusion.networks.MLPDenoiser` on fresh draws of
    :class:`~sqdf_bbo.data.RingsDistribution` each step, same scheduler family.
-3. ``airfoil``: an :class:`~sqdf_bbo.models.MLPDenoiser` (18-D, hidden 256, depth 3) on
+3. ``airfoil``: an :class:`~sqdf_bbo.diffusion.networks.MLPDenoiser` (18-D, hidden 256, depth 3) on
    the standardized Kulfan vectors z = (k − mean) / std of the 1739 training airfoils of
    :func:`sqdf_bbo.data.airfoil_split` (needs the ``airfoil`` extra), same scheduler
    family, K = 20, η = 1, no value range. The mean/std are written to
    ``standardization.json`` in the prior's folder (covered by its ``checksums.json``;
-   :func:`sqdf_bbo.registry.load_standardization` reads them back).
+   :func:`sqdf_bbo.diffusion.priors.load_standardization` reads them back).
 4. For each prior, a consistency model distilled from its deterministic DDIM ODE
-   (:func:`sqdf_bbo.consistency.distill_consistency`), and the per-noise-level
+   (:func:`sqdf_bbo.diffusion.consistency.distill_consistency`), and the per-noise-level
    error report against Tweedie's one-call estimate.
 5. ``classifier``: :func:`sqdf_bbo.classifier.train_digits_classifier`.
 """
@@ -47,7 +47,7 @@ from torch import nn
 from sqdf_bbo.config import check_fields
 
 if TYPE_CHECKING:
-    from sqdf_bbo.prior import DiffusionPrior
+    from sqdf_bbo.diffusion.prior import DiffusionPrior
 
 __all__ = [
     "DenoiserTrainConfig",
@@ -175,7 +175,7 @@ def digits_unet(seed: int = 0) -> nn.Module:
 
 def rings_mlp(seed: int = 0) -> nn.Module:
     """The rings ε-network: ``MLPDenoiser(2, hidden=128, depth=3)``."""
-    from sqdf_bbo.models import MLPDenoiser
+    from sqdf_bbo.diffusion.networks import MLPDenoiser
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -185,7 +185,7 @@ def rings_mlp(seed: int = 0) -> nn.Module:
 def airfoil_mlp(seed: int = 0) -> nn.Module:
     """The airfoil ε-network: ``MLPDenoiser(18, hidden=256, depth=3)``."""
     from sqdf_bbo.data import KULFAN_DIM
-    from sqdf_bbo.models import MLPDenoiser
+    from sqdf_bbo.diffusion.networks import MLPDenoiser
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -213,7 +213,7 @@ def train_denoiser(
     ``data(batch_size, generator)`` returns clean examples x_0, shape ``(b, *shape)``.
     Loss: ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t ~ U{0, …, T−1}.
     """
-    from sqdf_bbo.prior import call_denoiser
+    from sqdf_bbo.diffusion.prior import call_denoiser
     from sqdf_bbo.progress import progress_bar
 
     device = next(net.parameters()).device
@@ -298,7 +298,7 @@ def train_prior_denoiser(
     recipe: PriorRecipe, *, device: str = "cpu", progress: bool = True
 ) -> DiffusionPrior:
     """Train the ε-network of one prior; returns the prior without a consistency model."""
-    from sqdf_bbo.prior import DiffusionPrior
+    from sqdf_bbo.diffusion.prior import DiffusionPrior
 
     scheduler = make_scheduler()
     if recipe.name == "digits":
@@ -366,7 +366,7 @@ def attach_consistency(
     prior: DiffusionPrior, recipe: PriorRecipe, *, progress: bool = True
 ) -> DiffusionPrior:
     """Distill the prior's consistency model (in place) and print both error reports."""
-    from sqdf_bbo.consistency import consistency_error_report, distill_consistency
+    from sqdf_bbo.diffusion.consistency import consistency_error_report, distill_consistency
 
     t0 = time.perf_counter()
     prior.denoiser.requires_grad_(False)
@@ -455,13 +455,13 @@ def main(argv: list[str] | None = None) -> None:
         recipe = RECIPES[name]
         recipe = _quick(recipe) if args.quick else recipe
         if name == "airfoil":
-            from sqdf_bbo.registry import STANDARDIZATION_FILE
+            from sqdf_bbo.diffusion.priors import STANDARDIZATION_FILE
 
             # written first, so that the prior's checksums.json covers it
             (out / name).mkdir(parents=True, exist_ok=True)
             airfoil_standardization().save(out / name / STANDARDIZATION_FILE)
         if args.distill_only:
-            from sqdf_bbo.prior import DiffusionPrior
+            from sqdf_bbo.diffusion.prior import DiffusionPrior
 
             prior = DiffusionPrior.load(out / name, device=args.device)
         else:

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     standardization = None
     if args.standardized:
-        from sqdf_bbo.registry import load_standardization
+        from sqdf_bbo.diffusion.priors import load_standardization
 
         standardization = load_standardization("airfoil")
     oracle = NeuralFoilOracle(

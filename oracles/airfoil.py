@@ -240,7 +240,7 @@ class NeuralFoilOracle(Oracle):
 
     Designs have shape ``(n, 18)``: Kulfan vectors, or standardized vectors when
     ``standardization`` is given (then k = mean + std · z first; the airfoil prior's
-    samples are such z, see :func:`sqdf_bbo.registry.load_standardization`). Invalid
+    samples are such z, see :func:`sqdf_bbo.diffusion.priors.load_standardization`). Invalid
     geometry and non-finite outputs are failed points (module docstring).
 
     Args:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import check_fields
+from sqdf_bbo.config import check_fields
 
 __all__ = [
     "DigitsClassifier",
@@ -131,8 +131,8 @@ def train_digits_classifier(
         The frozen classifier and a dict with ``final_loss``, ``train_accuracy``
         and ``heldout_accuracy``.
     """
-    from .data import digits_split
-    from .progress import progress_bar
+    from sqdf_bbo.data import digits_split
+    from sqdf_bbo.progress import progress_bar
 
     cfg = config or ClassifierTrainConfig()
     split = digits_split()

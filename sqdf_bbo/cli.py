@@ -10,7 +10,7 @@
     sqdf-bbo bench  --suite quick --out runs/bench               # benchmarks.runner.bench_cli
     sqdf-bbo demo   --out runs/demo                              # benchmarks.demo.demo_cli
 
-Every call loads the study, acts, and commits before it exits (see :mod:`sqdf_bbo.store`).
+Every call loads the study, acts, and commits before it exits (see :mod:`sqdf_bbo.study.store`).
 Errors print one line to stderr and exit with code 2.
 
 Asked (and exported) CSVs carry a ``study`` column, the study's uid: ``tell`` refuses a file
@@ -53,11 +53,11 @@ class _Parser(argparse.ArgumentParser):
 
 # ---------------------------------------------------------------------------- helpers
 def _load_prior(name: str, device: str) -> Any:
-    from .prior import DiffusionPrior
+    from sqdf_bbo.diffusion.prior import DiffusionPrior
 
     if Path(name).is_dir():
         return DiffusionPrior.load(name, device=device)
-    from .registry import available_priors, load_prior
+    from sqdf_bbo.diffusion.priors import available_priors, load_prior
 
     names = available_priors()
     if name not in names:
@@ -92,7 +92,7 @@ def _parse_untyped(raw: str) -> Any:
 
 def _parse_sets(items: Sequence[str], config_class: type | None) -> dict[str, Any]:
     """``--set KEY=VALUE`` items, each value parsed by the type of the config field KEY."""
-    from .config import parse_field
+    from sqdf_bbo.config import parse_field
 
     out: dict[str, Any] = {}
     for item in items:
@@ -108,19 +108,13 @@ def _parse_sets(items: Sequence[str], config_class: type | None) -> dict[str, An
 
 
 def _optimizer_classes() -> dict[str, type]:
-    from . import sqdf_optimizer  # noqa: F401  (registers "sqdf")
-    from .optimizer import registered_methods
+    from sqdf_bbo.optimizers.registry import registered_methods  # the package registers all
 
-    try:  # baselines register themselves when imported (optional module)
-        importlib.import_module("sqdf_bbo.baselines")
-    except ModuleNotFoundError as err:
-        if err.name not in ("sqdf_bbo.baselines",):
-            raise
     return {k: v for k, v in registered_methods().items() if not k.startswith("test-")}
 
 
 def _load_study(path: str, attach: bool = True) -> Any:
-    from .optimizer import Optimizer
+    from sqdf_bbo.optimizers.base import Optimizer
 
     _optimizer_classes()
     return Optimizer.load(path, attach=attach)
@@ -356,7 +350,7 @@ def _seed(text: str) -> int:
         seed = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    from .optimizer import Optimizer
+    from sqdf_bbo.optimizers.base import Optimizer
 
     try:
         return Optimizer.check_seed(seed)
@@ -716,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sqdf-bbo`` console script; returns the exit code."""
-    from .store import StudyError
+    from sqdf_bbo.study.store import StudyError
 
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))

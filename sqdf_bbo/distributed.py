@@ -1,6 +1,6 @@
 """Data-parallel fine-tuning across processes (``torchrun`` / ``accelerate launch``).
 
-This module is the whole of the data-parallel machinery; :class:`~sqdf_bbo.sqdf.SQDFTrainer`
+This module is the whole of the data-parallel machinery; :class:`~sqdf_bbo.finetuning.sqdf.SQDFTrainer`
 uses it when a ``torch.distributed`` process group is initialized with more than one
 process, and never otherwise (a single process runs exactly as without it).
 

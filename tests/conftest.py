@@ -6,8 +6,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
-from sqdf_bbo.models import MLPDenoiser
-from sqdf_bbo.prior import DiffusionPrior
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
 
 
 def tiny_unet(seed: int = 0) -> UNet2DModel:

@@ -175,7 +175,7 @@ def test_airfoil_prior_and_standardization_load_without_the_extra() -> None:
         "for m in ('aerosandbox', 'neuralfoil', 'cma', 'casadi'): sys.modules[m] = None\n"
         "import torch\n"
         "from sqdf_bbo import load_prior\n"
-        "from sqdf_bbo.registry import load_standardization\n"
+        "from sqdf_bbo.diffusion.priors import load_standardization\n"
         "p = load_prior('airfoil')\n"
         "st = load_standardization('airfoil')\n"
         "z = p.sample(64, torch.Generator().manual_seed(0)).x\n"
@@ -196,7 +196,7 @@ def test_airfoil_prior_samples_are_mostly_confident_real_like_shapes() -> None:
     pytest.importorskip("neuralfoil")
     from oracles.airfoil import geometry_failures, neuralfoil_aero
     from sqdf_bbo import load_prior
-    from sqdf_bbo.registry import load_standardization
+    from sqdf_bbo.diffusion.priors import load_standardization
 
     prior = load_prior("airfoil")
     z = prior.sample(256, torch.Generator().manual_seed(1)).x
@@ -214,14 +214,14 @@ def test_airfoil_prior_samples_are_mostly_confident_real_like_shapes() -> None:
 class TestCMAESContract(OptimizerContract):
     def make_optimizer(self, study=None):
         pytest.importorskip("cma")
-        from sqdf_bbo.baselines import CMAES
+        from sqdf_bbo.optimizers import CMAES
 
         return CMAES((3,), (-2.0, 2.0), batch_size=self.batch_size, seed=0, study=study)
 
 
 def test_cmaes_finds_the_maximum_and_ranks_failures_last() -> None:
     pytest.importorskip("cma")
-    from sqdf_bbo.baselines import CMAES
+    from sqdf_bbo.optimizers import CMAES
 
     target = torch.tensor([0.5, -1.0, 0.25, 1.5])
     global_state = np.random.get_state()[1].copy()

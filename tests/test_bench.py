@@ -18,8 +18,8 @@ from benchmarks.report import summarize
 from benchmarks.runner import ROUND_COLUMNS, bench_cli, is_done, run_dir, run_suite
 from benchmarks.suites import MAIN_METHODS, SUITES, get_suite
 from benchmarks.tasks import Task, available_tasks, register_task
-from sqdf_bbo.models import MLPDenoiser
-from sqdf_bbo.prior import DiffusionPrior
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
 from tests.conftest import tiny_unet
 
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from scipy import stats
 
-from sqdf_bbo.buffer import ReplayBuffer, rank_weights
+from sqdf_bbo.finetuning.buffer import ReplayBuffer, rank_weights
 
 
 def _trajs(n: int, K: int = 4, dim: int = 2, start: float = 0.0) -> torch.Tensor:
@@ -108,7 +108,7 @@ def test_reward_gamma_frequencies_match_the_stated_distribution(
 
 
 def test_official_priority_falls_back_to_uniform_when_every_reward_is_negative() -> None:
-    from sqdf_bbo.buffer import priority_weights
+    from sqdf_bbo.finetuning.buffer import priority_weights
 
     w = priority_weights(torch.tensor([-2.0, -1.0]), "official")
     assert torch.equal(w, torch.ones(2, dtype=torch.float64))
@@ -120,9 +120,9 @@ def test_sqdf_training_batch_follows_the_official_per_distribution() -> None:
     P(j, i) ∝ max(r_j, 0) γ^{K−1−i} (priority "official")."""
     from diffusers import DDIMScheduler
 
-    from sqdf_bbo.models import MLPDenoiser
-    from sqdf_bbo.prior import DiffusionPrior
-    from sqdf_bbo.sqdf import SQDFConfig, SQDFTrainer
+    from sqdf_bbo.diffusion.networks import MLPDenoiser
+    from sqdf_bbo.diffusion.prior import DiffusionPrior
+    from sqdf_bbo.finetuning.sqdf import SQDFConfig, SQDFTrainer
 
     torch.manual_seed(0)
     K = 4

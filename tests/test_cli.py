@@ -12,9 +12,9 @@ import torch
 from diffusers import DDIMScheduler
 
 from sqdf_bbo.cli import main
-from sqdf_bbo.models import MLPDenoiser
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.sqdf_optimizer import SQDF
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.optimizers.sqdf import SQDF
 
 FAST = [
     "--set", "steps_per_round=3",

@@ -10,12 +10,12 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from sqdf_bbo.baselines import PriorSampler
 from sqdf_bbo.cli import main
-from sqdf_bbo.models import MLPDenoiser
-from sqdf_bbo.optimizer import Optimizer
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.sqdf_optimizer import SQDF
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.optimizers import PriorSampler
+from sqdf_bbo.optimizers.base import Optimizer
+from sqdf_bbo.optimizers.sqdf import SQDF
 
 Capture = pytest.CaptureFixture[str]
 

@@ -13,11 +13,11 @@ import pytest
 
 from benchmarks.suites import METHODS, Suite
 from benchmarks.train_priors import DenoiserTrainConfig, PriorRecipe
-from sqdf_bbo.baselines import GPBOConfig, SEIKOConfig, SEIKOTrainConfig
 from sqdf_bbo.classifier import ClassifierTrainConfig
 from sqdf_bbo.config import ALLOW_NONFINITE, ConfigError, check_fields, parse_field
-from sqdf_bbo.sqdf import SQDFConfig
-from sqdf_bbo.sqdf_optimizer import SQDFOptimizerConfig
+from sqdf_bbo.finetuning.sqdf import SQDFConfig
+from sqdf_bbo.optimizers import GPBOConfig, SEIKOConfig, SEIKOTrainConfig
+from sqdf_bbo.optimizers.sqdf import SQDFOptimizerConfig
 from sqdf_bbo.surrogates import EnsembleConfig, GPConfig, UCBConfig
 
 

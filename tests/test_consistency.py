@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sqdf_bbo.consistency import consistency_error_report
-from sqdf_bbo.registry import load_prior
+from sqdf_bbo.diffusion.consistency import consistency_error_report
+from sqdf_bbo.diffusion.priors import load_prior
 
 
 @pytest.mark.parametrize("name", ["digits", "rings"])

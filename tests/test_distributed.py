@@ -17,10 +17,10 @@ import torch.multiprocessing as mp
 from diffusers import DDIMScheduler
 
 from sqdf_bbo import distributed
-from sqdf_bbo.models import MLPDenoiser
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.sqdf import SQDFConfig, SQDFTrainer
-from sqdf_bbo.sqdf_optimizer import SQDF, SQDFOptimizerConfig
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.finetuning.sqdf import SQDFConfig, SQDFTrainer
+from sqdf_bbo.optimizers.sqdf import SQDF, SQDFOptimizerConfig
 
 WORLD = 2
 N_FIXED = 8  # transitions per fixed update; each rank takes N_FIXED / WORLD of them

@@ -10,9 +10,9 @@ import torch
 
 from benchmarks.naturalness import ExactLogDensity, PCAGMMDensity
 from sqdf_bbo.data import RingsDistribution
+from sqdf_bbo.finetuning.kl import chain_kl
 from sqdf_bbo.metrics import (
     best_so_far,
-    chain_kl,
     mean_pairwise_distance,
     median_pairwise_distance,
     reward_stats,

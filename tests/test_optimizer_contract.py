@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sqdf_bbo.optimizer import Batch, Optimizer, Proposal
-from sqdf_bbo.store import StudyError
+from sqdf_bbo.optimizers.base import Batch, Observations, Optimizer, Proposal
+from sqdf_bbo.study.store import StudyError
 
 __all__ = ["OptimizerContract"]
 
@@ -284,7 +284,8 @@ class GaussianSearch(Optimizer):
         x = self.center + self.scale * torch.randn((n, *self.shape), generator=self.generator)
         return Proposal(x.clamp(-1, 1))
 
-    def _fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _fit(self, observations: Observations) -> None:
+        x, y = observations.x, observations.y
         self.center = x[int(torch.argmax(y))].clone()
         self.scale = float(0.5 + self.np_rng.uniform(0, 0.5))
         self.fits += 1
@@ -318,14 +319,21 @@ def test_fit_sees_all_successful_observations() -> None:
     opt.tell_external(torch.tensor([[0.5, 0.5]]), [10.0])
     seen = {}
 
-    def spy(x: torch.Tensor, y: torch.Tensor) -> None:
-        seen["x"], seen["y"] = x, y
+    def spy(observations: Observations) -> None:
+        seen["obs"] = observations
 
     opt._fit = spy  # type: ignore[method-assign]
     opt.ask()
-    assert seen["y"].dtype == torch.float64
-    assert seen["y"].tolist() == [1.0, 3.0, 10.0]
-    assert torch.equal(seen["x"][2], torch.tensor([0.5, 0.5]))
+    obs = seen["obs"]
+    assert obs.y.dtype == torch.float64
+    assert obs.y.tolist() == [1.0, 3.0, 10.0]
+    assert torch.equal(obs.x[2], torch.tensor([0.5, 0.5]))
+    assert obs.sources == ["asked", "asked", "external"]
+    assert obs.rounds == [0, 0, 0]
+    # GaussianSearch samples no chains: nothing to train a fine-tuner on.
+    assert obs.trajectories == [None, None, None]
+    traj, y, rounds = obs.chains(3)
+    assert traj.shape == (0, 3, 2) and y.numel() == 0 and rounds == []
 
 
 def test_method_name_required() -> None:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from sqdf_bbo.models import MLPDenoiser
-from sqdf_bbo.prior import DiffusionPrior, call_denoiser
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior, call_denoiser
 
 from .conftest import tiny_unet
 

@@ -11,7 +11,7 @@ import torch
 import sqdf_bbo
 from sqdf_bbo.classifier import CLASSIFIER_DIR, load_digits_classifier
 from sqdf_bbo.data import digits_split
-from sqdf_bbo.registry import EMBEDDED_DIR, available_priors, load_prior, prior_path
+from sqdf_bbo.diffusion.priors import EMBEDDED_DIR, available_priors, load_prior, prior_path
 
 PACKAGE_DIR = Path(sqdf_bbo.__file__).resolve().parent
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from sqdf_bbo.optimizer import Optimizer
-from sqdf_bbo.sqdf_optimizer import SQDF
+from sqdf_bbo.optimizers.base import Optimizer
+from sqdf_bbo.optimizers.sqdf import SQDF
 
 OLD_STUDY = Path(__file__).parent / "data" / "study_v0_1"
 FAST = {
@@ -170,7 +170,7 @@ class _FullDisk:
 def test_a_full_disk_is_a_study_error_and_changes_nothing(
     flat_prior, tmp_path: Path, monkeypatch
 ) -> None:
-    from sqdf_bbo.store import StudyError, StudyStore
+    from sqdf_bbo.study.store import StudyError, StudyStore
 
     opt = make(flat_prior, study=tmp_path / "s")
     b = opt.ask()

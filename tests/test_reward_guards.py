@@ -12,9 +12,9 @@ import warnings
 import pytest
 import torch
 
-from sqdf_bbo.baselines import SEIKO
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.sqdf_optimizer import SQDF
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.optimizers import SEIKO
+from sqdf_bbo.optimizers.sqdf import SQDF
 from tests.conftest import mlp_prior
 
 LOW, HIGH = -0.1, 0.1  # a narrow box: raw sampler outputs and x0 estimates leave it

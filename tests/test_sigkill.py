@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from benchmarks.reliability import child_env
-from sqdf_bbo.sqdf_optimizer import SQDF
+from sqdf_bbo.optimizers.sqdf import SQDF
 
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import sys, numpy as np, torch
 from diffusers import DDIMScheduler
-from sqdf_bbo.models import MLPDenoiser
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.sqdf_optimizer import SQDF, SQDFOptimizerConfig
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.optimizers.sqdf import SQDF, SQDFOptimizerConfig
 
 torch.manual_seed(0)
 prior = DiffusionPrior(MLPDenoiser(2, hidden=16, depth=2), DDIMScheduler(clip_sample=False),

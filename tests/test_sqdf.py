@@ -10,11 +10,11 @@ from diffusers import DDIMScheduler, UNet2DModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sqdf_bbo.buffer import ReplayBuffer
-from sqdf_bbo.consistency import ConsistencyModel
-from sqdf_bbo.models import GaussianDenoiser, MLPDenoiser
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.sqdf import (
+from sqdf_bbo.diffusion.consistency import ConsistencyModel
+from sqdf_bbo.diffusion.networks import GaussianDenoiser, MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.finetuning.buffer import ReplayBuffer
+from sqdf_bbo.finetuning.sqdf import (
     SQDFConfig,
     SQDFTrainer,
     finetune,

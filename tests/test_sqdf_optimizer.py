@@ -8,10 +8,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from sqdf_bbo.models import MLPDenoiser
-from sqdf_bbo.optimizer import Optimizer
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.sqdf_optimizer import SQDF, SQDFOptimizerConfig
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.optimizers.base import Optimizer
+from sqdf_bbo.optimizers.sqdf import SQDF, SQDFOptimizerConfig
 from tests.test_optimizer_contract import OptimizerContract
 
 FAST = SQDFOptimizerConfig(
@@ -88,7 +88,7 @@ def test_rings_toy_reward_rises_and_stays_natural() -> None:
     """
     from oracles.toy import LinearOracle
     from sqdf_bbo.data import RingsDistribution
-    from sqdf_bbo.registry import load_prior
+    from sqdf_bbo.diffusion.priors import load_prior
 
     prior = load_prior("rings")
     data = RingsDistribution()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from sqdf_bbo.optimizer import Optimizer
-from sqdf_bbo.store import DB_NAME, PointRow, StudyError, StudyStore, join_state, split_state
+from sqdf_bbo.optimizers.base import Optimizer
+from sqdf_bbo.study.store import DB_NAME, PointRow, StudyError, StudyStore, join_state, split_state
 from tests.test_optimizer_contract import GaussianSearch
 
 

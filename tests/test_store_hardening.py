@@ -24,12 +24,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sqdf_bbo.optimizer import Optimizer
-from sqdf_bbo.prior import DiffusionPrior
-from sqdf_bbo.registry import available_priors, prior_path
-from sqdf_bbo.serialization import CHECKSUMS, ChecksumError, verify_checksums
-from sqdf_bbo.sqdf_optimizer import SQDF
-from sqdf_bbo.store import DB_NAME, StudyError, StudyStore
+from sqdf_bbo.checksums import CHECKSUMS, ChecksumError, verify_checksums
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.diffusion.priors import available_priors, prior_path
+from sqdf_bbo.optimizers.base import Optimizer
+from sqdf_bbo.optimizers.sqdf import SQDF
+from sqdf_bbo.study.store import DB_NAME, StudyError, StudyStore
 from tests.conftest import mlp_prior
 from tests.test_optimizer_contract import GaussianSearch
 from tests.test_store import made_study, tree_digest
@@ -73,7 +73,7 @@ def tiny_prior() -> DiffusionPrior:
 def set_meta(study: Path, key: str, value_json: str, keep_checksum: bool = True) -> None:
     """Overwrite one metadata value in place; with ``keep_checksum`` its row checksum is
     updated too (a well-formed but wrong value), else the edit looks like corruption."""
-    from sqdf_bbo.store import _row_crc
+    from sqdf_bbo.study.store import _row_crc
 
     conn = sqlite3.connect(study / DB_NAME)
     if keep_checksum:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import FeatureMap, Surrogate, SurrogateState, flatten_features
-from .ensemble import EnsembleConfig, EnsembleSurrogate
-from .gp import GPConfig, GPSurrogate
-from .ucb import UCBConfig, UCBSurrogate
+from sqdf_bbo.surrogates.base import FeatureMap, Surrogate, SurrogateState, flatten_features
+from sqdf_bbo.surrogates.ensemble import EnsembleConfig, EnsembleSurrogate
+from sqdf_bbo.surrogates.gp import GPConfig, GPSurrogate
+from sqdf_bbo.surrogates.ucb import UCBConfig, UCBSurrogate
 
 __all__ = [
     "Surrogate",

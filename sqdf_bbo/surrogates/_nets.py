@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from ..progress import progress_bar
+from sqdf_bbo.progress import progress_bar
 
 __all__ = ["HeadsMLP", "train_heads"]
 

@@ -344,7 +344,7 @@ class Surrogate(ABC):
         cls, state: SurrogateState, feature_map: FeatureMap | None = None
     ) -> Surrogate:
         """Rebuild any surrogate from its :meth:`state_dict` (the kind is read from it)."""
-        from . import make_surrogate
+        from sqdf_bbo.surrogates import make_surrogate
 
         sur = make_surrogate(
             str(state.get("surrogate")), seed=int(state.get("seed", 0)), feature_map=feature_map

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import check_fields
-from ._nets import HeadsMLP, train_heads
-from .base import Surrogate, SurrogateConfig, check_positive
+from sqdf_bbo.config import check_fields
+from sqdf_bbo.surrogates._nets import HeadsMLP, train_heads
+from sqdf_bbo.surrogates.base import Surrogate, SurrogateConfig, check_positive
 
 __all__ = ["EnsembleConfig", "EnsembleSurrogate"]
 

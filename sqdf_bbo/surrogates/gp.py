@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import check_fields
-from .base import Surrogate, SurrogateConfig, check_positive
+from sqdf_bbo.config import check_fields
+from sqdf_bbo.surrogates.base import Surrogate, SurrogateConfig, check_positive
 
 __all__ = ["GPConfig", "GPSurrogate"]
 

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from sqdf_bbo.checksums import verify_checksums, write_checksums
+from sqdf_bbo.diffusion.io import load_module, save_module
+from sqdf_bbo.diffusion.networks import call_denoiser, expand_like
 
 __all__ = [
     "DiffusionPrior",
@@ -78,33 +81,6 @@ class StepOutput:
     x0: torch.Tensor
 
 
-def call_denoiser(model: Callable[..., Any], x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Apply a denoiser under the call contract and check its output shape.
-
-    Args:
-        model: ``model(x, t)`` returning a tensor or an object with ``.sample``.
-        x: shape ``(n, *shape)``.
-        t: integer timesteps, shape ``(n,)``.
-
-    Returns:
-        The model output, shape ``(n, *shape)``.
-    """
-    out = model(x, t)
-    out = getattr(out, "sample", out)
-    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"denoiser output shape {got} differs from its input shape {tuple(x.shape)}; "
-            "the denoiser must map x of shape (n, *shape) to a tensor of the same shape"
-        )
-    return out
-
-
-def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape a per-sample vector ``(n,)`` to ``(n, 1, …, 1)`` matching ``like``."""
-    return v.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
-
-
 class DiffusionPrior:
     """A pretrained diffusion model used as the prior of natural designs.
 
@@ -121,7 +97,7 @@ class DiffusionPrior:
         num_inference_steps: K.
         value_range: ``(low, high)`` of valid designs, or ``None`` if unbounded.
         consistency: optional consistency model ``f(x_t, t) → x0`` (see
-            :mod:`sqdf_bbo.consistency`).
+            :mod:`sqdf_bbo.diffusion.consistency`).
         name: a label for reports.
     """
 
@@ -291,7 +267,7 @@ class DiffusionPrior:
         out = call_denoiser(denoiser if denoiser is not None else self.denoiser, x, t)
         if self.prediction_type == "epsilon":
             return out
-        ab = _expand(self.alpha_bars[j_t].to(x.device), x)
+        ab = expand_like(self.alpha_bars[j_t].to(x.device), x)
         if self.prediction_type == "v_prediction":
             return ab.sqrt() * out + (1 - ab).sqrt() * x
         return (x - ab.sqrt() * out) / (1 - ab).sqrt()  # "sample"
@@ -305,9 +281,9 @@ class DiffusionPrior:
         if bool(done.all()):
             return x
         jj = j_t.clamp(max=self.num_inference_steps - 1)
-        ab = _expand(self.alpha_bars[jj].to(x.device), x)
+        ab = expand_like(self.alpha_bars[jj].to(x.device), x)
         x0 = (x - (1 - ab).sqrt() * self.epsilon(x, jj, denoiser)) / ab.sqrt()
-        return torch.where(_expand(done.to(x.device), x).bool(), x, x0)
+        return torch.where(expand_like(done.to(x.device), x).bool(), x, x0)
 
     def step_mean(
         self,
@@ -331,15 +307,15 @@ class DiffusionPrior:
         # 1. ε and x̂0 at state i.
         if eps is None:
             eps = self.epsilon(x, i_t, denoiser)
-        ab_t = _expand(self.alpha_bars[i_t].to(dev), x)
-        ab_prev = _expand(self._alpha_bar_prev[i_t].to(dev), x)
+        ab_t = expand_like(self.alpha_bars[i_t].to(dev), x)
+        ab_prev = expand_like(self._alpha_bar_prev[i_t].to(dev), x)
         x0 = (x - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
         if self.scheduler.config.clip_sample:
             r = self.scheduler.config.clip_sample_range
             x0 = x0.clamp(-r, r)
         # 2. σ_t (η-scaled; σ = 0 for the ODE).
         scale = self.eta if eta is None else float(eta)
-        sigma = _expand((scale * self._unit_sigmas[i_t]).to(dev), x)
+        sigma = expand_like((scale * self._unit_sigmas[i_t]).to(dev), x)
         # 3. μ = √ᾱ_prev x̂0 + √(1−ᾱ_prev−σ²) ε.
         direction = (1 - ab_prev - sigma**2).clamp(min=0).sqrt()
         mean = ab_prev.sqrt() * x0 + direction * eps
@@ -425,7 +401,7 @@ class DiffusionPrior:
             if not bool(active.any()):
                 break
             new = self.step_mean(x, j_t.clamp(max=K - 1), eta=0.0).mean
-            x = torch.where(_expand(active, x).bool(), new, x)
+            x = torch.where(expand_like(active, x).bool(), new, x)
             j_t = j_t + active.long()
         return self.tweedie(x, j_t)
 
@@ -443,7 +419,7 @@ class DiffusionPrior:
             return x
         t = self.timesteps.to(x.device)[j_t.clamp(max=K - 1)]
         x0 = call_denoiser(self.consistency, x, t)
-        return torch.where(_expand(done, x).bool(), x, x0)
+        return torch.where(expand_like(done, x).bool(), x, x0)
 
     def x0_estimate(
         self, x: torch.Tensor, j: int | torch.Tensor, method: str = "tweedie", m: int = 1
@@ -468,8 +444,6 @@ class DiffusionPrior:
         Last, ``path/checksums.json`` records the sha256 of every file in the folder;
         :meth:`load` verifies it.
         """
-        from .serialization import save_module, write_checksums
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.scheduler.save_pretrained(path / "scheduler")
@@ -504,13 +478,11 @@ class DiffusionPrior:
         package cannot rebuild by itself (its weights are then loaded into it).
 
         The files are first checked against ``checksums.json`` when the folder has one
-        (:class:`~sqdf_bbo.serialization.ChecksumError`, a ``ValueError``, names a file that
+        (:class:`~sqdf_bbo.checksums.ChecksumError`, a ``ValueError``, names a file that
         is missing or differs); folders saved before checksums existed load unverified.
         Weights are read from safetensors only, never unpickled.
         """
         from diffusers import DDIMScheduler
-
-        from .serialization import load_module, verify_checksums
 
         path = Path(path)
         meta_file = path / "prior.json"

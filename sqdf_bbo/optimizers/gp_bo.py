@@ -3,7 +3,7 @@
 Round 0 (no observation yet): designs uniform in the box ``[low, high]^D`` (drawn from
 ``self.generator``). Later rounds: the q-batch maximizing ``qLogExpectedImprovement`` of a
 ``SingleTaskGP`` fit on (at most ``config.max_train``) observations, see
-:mod:`sqdf_bbo.baselines.gp_bo_core`. For digits the box is [-1, 1]^64, for the 2-D toy
+:mod:`sqdf_bbo.optimizers.gp_bo_core`. For digits the box is [-1, 1]^64, for the 2-D toy
 [-4, 4]^2.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ..config import as_config
-from ..optimizer import Optimizer, Proposal
-from .gp_bo_core import GPBOConfig, propose_qlogei
+from sqdf_bbo.config import as_config
+from sqdf_bbo.optimizers.base import Optimizer, Proposal
+from sqdf_bbo.optimizers.gp_bo_core import GPBOConfig, propose_qlogei
 
 __all__ = ["GPBO"]
 
@@ -31,7 +31,7 @@ class GPBO(Optimizer):
         box: ``(low, high)`` bounds of every coordinate.
         batch_size: designs per ``ask()``.
         seed: seeds the random designs and the acquisition optimization.
-        config: :class:`~sqdf_bbo.baselines.gp_bo_core.GPBOConfig` (cost controls).
+        config: :class:`~sqdf_bbo.optimizers.gp_bo_core.GPBOConfig` (cost controls).
         study: folder to write the study through to.
     """
 

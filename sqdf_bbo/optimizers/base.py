@@ -25,7 +25,7 @@ tells in any order, failed points, external points, persistence)::
             out = self.prior.sample(n, self.generator, return_trajectory=True)
             return Proposal(out.x, out.trajectory)
 
-        def _fit(self, x, y): ...             # optional: new data arrived (a new round)
+        def _fit(self, observations): ...     # optional: new data arrived (a new round)
         def _metrics(self): return {}         # optional: e.g. {"kl_to_prior": ...}
         def _spec(self): return {"prior": self.prior}   # constructor kwargs, for load
         def _extra_state(self): return {...}  # tensors / arrays / JSON values
@@ -36,11 +36,12 @@ Hooks in detail:
 - ``_propose(n) -> Proposal(x (n, *shape), trajectories (n, K+1, *shape) | None)``: the next
   ``n`` designs. Draw randomness only from ``self.generator`` (a ``torch.Generator`` on
   ``self.device``) or ``self.np_rng``; both are saved and restored by the base.
-- ``_fit(x (m, *shape), y (m,) float64)``: called by the base at the start of ``ask`` when
-  successful observations arrived since the last fit; receives **all** successful observations
-  (asked and external; failed points are excluded). ``self.round`` is incremented right after
-  it returns. Algorithms that need more (e.g. the trajectories of asked points) can call
-  ``self.observations()`` and ``self._queried_trajectories()``.
+- ``_fit(observations)``: called by the base at the start of ``ask`` when successful
+  observations arrived since the last fit; receives **all** successful observations
+  (asked and external; failed points are excluded) as one :class:`Observations`: designs
+  ``x (m, *shape)``, values ``y (m,)`` float64, sources, rounds and the sampling chains of
+  asked points (``observations.chains(K+1)``). ``self.round`` is incremented right after it
+  returns.
 - ``_metrics() -> dict[str, float]``: diagnostics for benchmarks (public via ``metrics()``).
 - ``_spec() -> dict``: the constructor keyword arguments other than ``batch_size``, ``seed``
   and ``study``, JSON values or ``DiffusionPrior`` objects (saved once into the study folder).
@@ -52,7 +53,7 @@ Hooks in detail:
 
 Persistence: with ``study=DIR`` every ask (ids, designs, trajectories, a state snapshot) and
 every tell is committed to ``DIR/study.sqlite`` before the call returns (see
-:mod:`sqdf_bbo.store`); ``load(DIR)`` resumes, pending points stay pending.
+:mod:`sqdf_bbo.study.store`); ``load(DIR)`` resumes, pending points stay pending.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .store import (
+from sqdf_bbo.optimizers.registry import lookup, register, registered_methods
+from sqdf_bbo.study.store import (
     PointRow,
     SnapshotMissing,
     StudyError,
@@ -137,15 +139,37 @@ class Observations:
         x: designs ``(m, *shape)`` on the optimizer's device.
         y: values ``(m,)`` float64.
         sources: ``"asked"`` or ``"external"`` per point.
+        rounds: the round each point was asked in (external points: the round they arrived).
+        trajectories: per point, the sampling chain ``(K+1, *shape)`` (CPU) that produced its
+            design, or ``None``.
     """
 
     ids: list[int]
     x: torch.Tensor
     y: torch.Tensor
     sources: list[str]
+    rounds: list[int]
+    trajectories: list[torch.Tensor | None]
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def chains(self, length: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """The sampling chains of exactly ``length`` states, in id order.
+
+        Returns trajectories ``(q, length, *shape)`` on ``x``'s device, their values ``(q,)``
+        float64 and rounds. Points without a chain (external points, optimizers that do not
+        sample chains) and chains of another length (the number of denoising steps changed
+        between rounds) are left out; ``q`` may be 0.
+        """
+        keep = [
+            i for i, t in enumerate(self.trajectories) if t is not None and t.shape[0] == length
+        ]
+        if not keep:
+            empty = torch.empty((0, length, *self.x.shape[1:]), dtype=self.x.dtype)
+            return empty.to(self.x.device), self.y[:0], []
+        traj = torch.stack([self.trajectories[i] for i in keep]).to(self.x.device)
+        return traj, self.y[keep], [self.rounds[i] for i in keep]
 
 
 @dataclass(frozen=True)
@@ -196,7 +220,6 @@ class _OptimizerMeta(ABCMeta):
         return obj
 
 
-_REGISTRY: dict[str, type[Optimizer]] = {}
 _LOAD_ATTEMPTS = 8  # detached loads racing a writer's snapshot replacement
 
 
@@ -233,27 +256,6 @@ def _snapshot_moved(path: Path, name: str) -> bool:
         store.close()
 
 
-_BUILTIN_MODULES = ("sqdf_bbo.sqdf_optimizer", "sqdf_bbo.baselines")
-
-
-def _import_builtin_methods() -> None:
-    """Import this package's optimizer modules so that they register (a fixed list: nothing
-    named inside a study folder is ever imported)."""
-    import importlib
-
-    for name in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-
-
-def registered_methods() -> dict[str, type[Optimizer]]:
-    """Optimizer classes known to ``Optimizer.load`` (by their ``method`` name)."""
-    return dict(_REGISTRY)
-
-
 class Optimizer(metaclass=_OptimizerMeta):
     """Ask/tell optimizer base (see the module docstring for the hooks).
 
@@ -275,7 +277,7 @@ class Optimizer(metaclass=_OptimizerMeta):
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("method")
         if name:
-            _REGISTRY[name] = cls
+            register(name, cls)
 
     def __init__(
         self,
@@ -319,8 +321,8 @@ class Optimizer(metaclass=_OptimizerMeta):
     def _propose(self, n: int) -> Proposal:
         """Return ``n`` new designs ``(n, *shape)`` (and optionally their trajectories)."""
 
-    def _fit(self, x: torch.Tensor, y: torch.Tensor) -> None:  # noqa: B027 - optional hook
-        """Learn from all successful observations x ``(m, *shape)``, y ``(m,)`` float64."""
+    def _fit(self, observations: Observations) -> None:  # noqa: B027 - optional hook
+        """Learn from all successful observations (designs, values, rounds, chains)."""
 
     def _metrics(self) -> dict[str, float]:
         """Diagnostics (e.g. estimated KL of the sampler to the prior)."""
@@ -479,8 +481,7 @@ class Optimizer(metaclass=_OptimizerMeta):
         # 1. A new round when new successful observations exist.
         n_ok = self._count("complete")
         if n_ok > 0 and (n_ok > self._fitted_count or self._refit_pending):
-            obs = self.observations()
-            self._fit(obs.x, obs.y)
+            self._fit(self.observations())
             self.round += 1
             self._fitted_count = n_ok
             self._refit_pending = False
@@ -667,7 +668,7 @@ class Optimizer(metaclass=_OptimizerMeta):
         """
         budget = self._check_count(budget, "budget")
         bs = self.batch_size if batch_size is None else self._check_count(batch_size, "batch_size")
-        from .progress import progress_bar
+        from sqdf_bbo.progress import progress_bar
 
         used = 0
         with progress_bar(total=budget, progress=progress, desc=type(self).__name__) as bar:
@@ -761,25 +762,14 @@ class Optimizer(metaclass=_OptimizerMeta):
         else:
             x = torch.empty((0, *self.shape), dtype=self.dtype, device=self.device)
         y = torch.tensor([p.value for p in pts], dtype=torch.float64, device=self.device)
-        return Observations([p.id for p in pts], x, y, [p.source for p in pts])
-
-    def _queried_trajectories(self) -> tuple[torch.Tensor, torch.Tensor, list[int]] | None:
-        """Trajectories ``(m, K+1, *shape)``, values ``(m,)`` float64 and rounds of the
-        complete asked points that have trajectories (``None`` if there are none)."""
-        pts = [
-            p
-            for p in sorted(self._points.values(), key=lambda p: p.id)
-            if p.state == "complete" and p.traj is not None
-        ]
-        if not pts:
-            return None
-        lengths = {p.traj.shape[0] for p in pts}
-        if len(lengths) > 1:  # e.g. K changed between rounds: keep the newest length
-            newest = pts[-1].traj.shape[0]
-            pts = [p for p in pts if p.traj.shape[0] == newest]
-        traj = torch.stack([p.traj for p in pts]).to(self.device)
-        y = torch.tensor([p.value for p in pts], dtype=torch.float64, device=self.device)
-        return traj, y, [p.round for p in pts]
+        return Observations(
+            [p.id for p in pts],
+            x,
+            y,
+            [p.source for p in pts],
+            [p.round for p in pts],
+            [p.traj for p in pts],
+        )
 
     def best(self) -> Best | None:
         """The highest successful observation (``None`` before any)."""
@@ -882,7 +872,7 @@ class Optimizer(metaclass=_OptimizerMeta):
 
     def _encoded_spec(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Spec with DiffusionPriors replaced by ``{"__prior__": key}``; returns (json, objects)."""
-        from .prior import DiffusionPrior
+        from sqdf_bbo.diffusion.prior import DiffusionPrior
 
         objects: dict[str, Any] = {}
         out: dict[str, Any] = {}
@@ -1022,7 +1012,7 @@ class Optimizer(metaclass=_OptimizerMeta):
     def _load_from(
         cls: type[T], store: StudyStore, device: Any, runtime: dict[str, Any] | None = None
     ) -> T:
-        from .prior import DiffusionPrior
+        from sqdf_bbo.diffusion.prior import DiffusionPrior
 
         # 1. Read everything stored first (metadata, points, the referenced snapshot): a
         #    writer may replace the snapshot at any time, so the window between reading its
@@ -1033,9 +1023,7 @@ class Optimizer(metaclass=_OptimizerMeta):
         stored = None if snap is None else store.read_snapshot(str(snap))
         # 2. Rebuild the optimizer and restore it.
         method = meta.get("method")
-        if str(method) not in _REGISTRY:
-            _import_builtin_methods()
-        target = _REGISTRY.get(str(method))
+        target = lookup(str(method))
         if cls is not Optimizer and cls.method != method:
             raise StudyError(
                 f"the study at {store.path} was made by method {method!r}, not {cls.method!r}; "
@@ -1044,7 +1032,7 @@ class Optimizer(metaclass=_OptimizerMeta):
         if target is None:
             raise StudyError(
                 f"the study at {store.path} uses method {method!r}, which is not registered; "
-                f"known methods: {sorted(_REGISTRY)} (import the module that defines it first)"
+                f"known methods: {sorted(registered_methods())} (import the module that defines it first)"
             )
         try:
             spec: dict[str, Any] = {}

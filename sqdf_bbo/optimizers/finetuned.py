@@ -1,6 +1,6 @@
 """Shared base of the optimizers that fine-tune a diffusion prior against an optimistic surrogate.
 
-SQDF (:mod:`sqdf_bbo.sqdf_optimizer`) and the SEIKO baseline (:mod:`sqdf_bbo.baselines.seiko`)
+SQDF (:mod:`sqdf_bbo.optimizers.sqdf`) and the SEIKO baseline (:mod:`sqdf_bbo.optimizers.seiko`)
 differ only in how one round fine-tunes the sampler. Everything else lives here:
 
 0. score the previous round's batch: the surrogate's mean and optimistic predictions of the
@@ -38,9 +38,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from .config import as_config
-from .optimizer import Optimizer, Proposal
-from .prior import DiffusionPrior
+from sqdf_bbo.config import as_config
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.optimizers.base import Observations, Optimizer, Proposal
 
 __all__ = [
     "FinetunedPriorOptimizer",
@@ -116,7 +116,7 @@ class FinetunedPriorOptimizer(Optimizer):
     """Ask/tell optimizer whose sampler is a prior fine-tuned each round against a surrogate.
 
     Args:
-        prior: the pretrained :class:`~sqdf_bbo.prior.DiffusionPrior` (not modified).
+        prior: the pretrained :class:`~sqdf_bbo.diffusion.prior.DiffusionPrior` (not modified).
         batch_size: designs per ``ask()``.
         seed: seeds every random draw (sampling, fine-tuning, surrogate).
         config: an instance of ``config_class`` (or a dict of its fields); default settings
@@ -145,7 +145,7 @@ class FinetunedPriorOptimizer(Optimizer):
             )
         seed = self.check_seed(seed)  # before any generator is seeded from it
         config = as_config(config, self.config_class)
-        from .surrogates import make_surrogate
+        from sqdf_bbo.surrogates import make_surrogate
 
         self.prior = prior
         self.config = config
@@ -178,9 +178,10 @@ class FinetunedPriorOptimizer(Optimizer):
 
     @abstractmethod
     def _finetune(
-        self, x: torch.Tensor, y: torch.Tensor, new_round: int
+        self, observations: Observations, new_round: int
     ) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Fine-tune ``self.trainer`` against :meth:`reward` for one round.
+        """Fine-tune ``self.trainer`` against :meth:`reward` for one round (the surrogate is
+        already fitted to ``observations``).
 
         Returns the per-step logs (keys ``loss``, ``reward``, ``kl``) and extra round-log
         entries.
@@ -266,8 +267,9 @@ class FinetunedPriorOptimizer(Optimizer):
                 stacklevel=4,
             )
 
-    def _fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _fit(self, observations: Observations) -> None:
         t0 = time.perf_counter()
+        x, y = observations.x, observations.y
         new_round = self.round + 1
         self._score_last_batch()
         # 1. Surrogate on all successful observations; 2. the reward's scale.
@@ -279,7 +281,7 @@ class FinetunedPriorOptimizer(Optimizer):
         if self.config.standardize_reward:
             self.reward_shift, self.reward_scale = mean_y, self.value_scale
         # 3. The algorithm's fine-tuning.
-        logs, extra = self._finetune(x, y, new_round)
+        logs, extra = self._finetune(observations, new_round)
         self.round_log.append(
             {
                 "round": float(new_round),
@@ -299,7 +301,7 @@ class FinetunedPriorOptimizer(Optimizer):
     def _metrics(self) -> dict[str, float]:
         """``kl_to_prior``: chain KL (nats) of the current sampler to the pretrained prior,
         estimated on the trajectories of the latest round's asked points (or 32 fresh ones)."""
-        from .metrics import chain_kl
+        from sqdf_bbo.finetuning.kl import chain_kl
 
         reference = self._pretrained()
         K = reference.num_inference_steps
@@ -341,7 +343,7 @@ class FinetunedPriorOptimizer(Optimizer):
         seed: int,
         feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> FinetunedPriorOptimizer:
-        from .store import StudyError
+        from sqdf_bbo.study.store import StudyError
 
         if spec.get("uses_feature_map") and feature_map is None:
             raise StudyError(

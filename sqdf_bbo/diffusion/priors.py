@@ -1,7 +1,7 @@
 """The priors shipped inside the package, loaded offline by name.
 
 Each prior lives in ``sqdf_bbo/embedded/<name>/`` in the
-:meth:`DiffusionPrior.save <sqdf_bbo.prior.DiffusionPrior.save>` format, with
+:meth:`DiffusionPrior.save <sqdf_bbo.diffusion.prior.DiffusionPrior.save>` format, with
 its distilled consistency model attached. Nothing is downloaded and no file
 outside the package folder is read. Reproduce them with
 ``python -m benchmarks.train_priors``.
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from .data import KulfanStandardization
-    from .prior import DiffusionPrior
+    from sqdf_bbo.data import KulfanStandardization
+    from sqdf_bbo.diffusion.prior import DiffusionPrior
 
 __all__ = [
     "load_prior",
@@ -47,7 +47,7 @@ __all__ = [
     "STANDARDIZATION_FILE",
 ]
 
-EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
+EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "embedded"
 _PRIORS: dict[str, str] = {
     "digits": "UNet2DModel prior of sklearn's 8x8 digits, shape (1, 8, 8), values in [-1, 1]",
     "rings": "MLPDenoiser prior of an 8-component Gaussian ring of radius 2, shape (2,)",
@@ -83,13 +83,13 @@ def load_prior(name: str, device: torch.device | str = "cpu") -> DiffusionPrior:
         device: where to put the networks.
 
     Returns:
-        A :class:`~sqdf_bbo.prior.DiffusionPrior` with both networks in eval
+        A :class:`~sqdf_bbo.diffusion.prior.DiffusionPrior` with both networks in eval
         mode; the consistency model is frozen (``requires_grad=False``), the
         denoiser's parameters keep ``requires_grad=True`` so that
         ``prior.clone()`` is directly trainable (a fine-tuner freezes its own
         reference copy).
     """
-    from .prior import DiffusionPrior
+    from sqdf_bbo.diffusion.prior import DiffusionPrior
 
     path = prior_path(name)
     prior = DiffusionPrior.load(path, device=device)
@@ -107,8 +107,8 @@ def load_standardization(name: str = "airfoil") -> KulfanStandardization:
     to Kulfan vectors. Verified against the prior's ``checksums.json``; needs no extra
     package. Raises ``ValueError`` for a prior without one.
     """
-    from .data import KulfanStandardization
-    from .serialization import verify_checksums
+    from sqdf_bbo.checksums import verify_checksums
+    from sqdf_bbo.data import KulfanStandardization
 
     path = prior_path(name)
     file = path / STANDARDIZATION_FILE

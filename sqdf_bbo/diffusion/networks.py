@@ -6,19 +6,55 @@ returns the predicted noise ε of shape ``(n, *shape)`` (a tensor, or an object
 with a ``.sample`` tensor as diffusers models return).
 
 Each class here exposes ``config`` (a JSON-serializable dict) so that
-``cls(**config)`` rebuilds it; that is how :class:`~sqdf_bbo.prior.DiffusionPrior`
+``cls(**config)`` rebuilds it; that is how :class:`~sqdf_bbo.diffusion.prior.DiffusionPrior`
 saves and loads them without pickling.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["MLPDenoiser", "GaussianDenoiser", "timestep_embedding"]
+from sqdf_bbo.diffusion.io import register_network
+
+__all__ = [
+    "MLPDenoiser",
+    "GaussianDenoiser",
+    "timestep_embedding",
+    "call_denoiser",
+    "expand_like",
+]
+
+
+def call_denoiser(model: Callable[..., Any], x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Apply a denoiser under the call contract and check its output shape.
+
+    Args:
+        model: ``model(x, t)`` returning a tensor or an object with ``.sample``.
+        x: shape ``(n, *shape)``.
+        t: integer timesteps, shape ``(n,)``.
+
+    Returns:
+        The model output, shape ``(n, *shape)``.
+    """
+    out = model(x, t)
+    out = getattr(out, "sample", out)
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"denoiser output shape {got} differs from its input shape {tuple(x.shape)}; "
+            "the denoiser must map x of shape (n, *shape) to a tensor of the same shape"
+        )
+    return out
+
+
+def expand_like(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample vector ``(n,)`` to ``(n, 1, …, 1)`` matching ``like``."""
+    return v.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -39,6 +75,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+@register_network
 class MLPDenoiser(nn.Module):
     """ε-network for flat designs: x of shape ``(n, dim)`` → ε of shape ``(n, dim)``."""
 
@@ -70,6 +107,7 @@ class MLPDenoiser(nn.Module):
         return self.net(torch.cat([x, emb], dim=-1))
 
 
+@register_network
 class GaussianDenoiser(nn.Module):
     """Exact ε-predictor for Gaussian data N(m, S), plus a learnable per-timestep bias.
 

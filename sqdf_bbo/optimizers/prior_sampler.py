@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..finetuned import sample_proposal
-from ..optimizer import Optimizer, Proposal
-from ..prior import DiffusionPrior
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.optimizers.base import Optimizer, Proposal
+from sqdf_bbo.optimizers.finetuned import sample_proposal
 
 __all__ = ["PriorSampler"]
 
@@ -16,7 +16,7 @@ class PriorSampler(Optimizer):
     """Every batch is a fresh draw of the pretrained prior (observations are ignored).
 
     Args:
-        prior: the pretrained :class:`~sqdf_bbo.prior.DiffusionPrior`.
+        prior: the pretrained :class:`~sqdf_bbo.diffusion.prior.DiffusionPrior`.
         batch_size: designs per ``ask()``.
         seed: seeds the sampling generator.
         clip_designs: clamp designs to the prior's ``value_range`` (as SQDF does).

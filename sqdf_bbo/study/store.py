@@ -24,11 +24,11 @@ Durability rules (what a ``SIGKILL`` at any instant can and cannot lose):
    ``snapshots/`` (or anything in them) is a symbolic link, or resolves outside the folder,
    is refused on open, and pruning unlinks a link instead of deleting through it.
 6. Checksums: each snapshot folder holds ``checksums.json`` (the sha256 of ``state.json`` and
-   ``tensors.safetensors``, format of :func:`sqdf_bbo.serialization.write_checksums`), written
+   ``tensors.safetensors``, format of :func:`sqdf_bbo.checksums.write_checksums`), written
    and fsynced before the snapshot is referenced, verified when it is read. A separate file
    (not a field of ``state.json``) covers both files and leaves older snapshots, which lack
    it, loadable unverified. Saved priors in ``objects/`` carry their own manifest, verified
-   by :meth:`sqdf_bbo.prior.DiffusionPrior.load`.
+   by :meth:`sqdf_bbo.diffusion.prior.DiffusionPrior.load`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .serialization import CHECKSUMS, ChecksumError, verify_checksums, write_checksums
+from sqdf_bbo.checksums import CHECKSUMS, ChecksumError, verify_checksums, write_checksums
 
 __all__ = [
     "StudyStore",
@@ -121,7 +121,7 @@ class StudyError(RuntimeError):
 
 class SnapshotMissing(StudyError):
     """The referenced snapshot folder is gone (e.g. a writer replaced it while this process
-    was reading: :meth:`~sqdf_bbo.optimizer.Optimizer.load` retries then)."""
+    was reading: :meth:`~sqdf_bbo.optimizers.base.Optimizer.load` retries then)."""
 
     def __init__(self, message: str, name: str) -> None:
         super().__init__(message)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import check_fields
+from sqdf_bbo.config import check_fields
 
 __all__ = ["GPBOConfig", "select_training_set", "propose_qlogei"]
 

@@ -29,7 +29,7 @@ One gradient step on a batch of b fresh chains:
 The official loss is ``loss_coeff·|r − target| + kl_weight·Σ_i mean_d Δ²/(2σ²)`` with
 ``loss_coeff = kl_weight = 0.01`` and a target (10) above every reachable reward, i.e.
 −r + 1·KL_mean; in our convention (KL summed over the D dimensions) that is α = 1/D
-(:class:`~sqdf_bbo.baselines.seiko.SEIKOConfig` converts ``alpha_official`` with α = a/D).
+(:class:`~sqdf_bbo.optimizers.seiko.SEIKOConfig` converts ``alpha_official`` with α = a/D).
 
 This differs from SQDF, which never differentiates through the sampling chain:
 SQDF scores a single transition with a training-free soft-Q value.
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import check_fields
+from sqdf_bbo.config import check_fields
 
 __all__ = ["SEIKOTrainConfig", "SEIKOTrainer", "TRUNCATIONS", "keep_probability"]
 
@@ -193,7 +193,7 @@ class SEIKOTrainer:
         progress: bool = False,
     ) -> list[dict[str, float]]:
         """Run ``steps`` (default ``config.steps``) gradient steps; per-step metric dicts."""
-        from ..progress import progress_bar
+        from sqdf_bbo.progress import progress_bar
 
         n = self.config.steps if steps is None else int(steps)
         params = [p for p in self.policy.denoiser.parameters() if p.requires_grad]

@@ -47,9 +47,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .buffer import PRIORITIES, SAMPLING_METHODS, ReplayBuffer
-from .config import check_fields
-from .distributed import (
+from sqdf_bbo.config import check_fields
+from sqdf_bbo.diffusion.prior import X0_METHODS, DiffusionPrior, SampleOutput
+from sqdf_bbo.distributed import (
     all_gather_cat,
     all_reduce_mean_,
     broadcast_,
@@ -57,7 +57,7 @@ from .distributed import (
     shard_slice,
     world,
 )
-from .prior import X0_METHODS, DiffusionPrior, SampleOutput
+from sqdf_bbo.finetuning.buffer import PRIORITIES, SAMPLING_METHODS, ReplayBuffer
 
 __all__ = [
     "SQDFConfig",
@@ -138,7 +138,7 @@ class SQDFConfig:
             when a buffer is passed to the trainer).
         buffer_method: ``random``, ``on-policy``, ``reward`` or ``reward+gamma``.
         buffer_priority: trajectory weight of ``reward+gamma``: ``shift`` (default),
-            ``official`` (max(r, 0)) or ``rank`` (see :mod:`sqdf_bbo.buffer`).
+            ``official`` (max(r, 0)) or ``rank`` (see :mod:`sqdf_bbo.finetuning.buffer`).
         kl_reference: ``pretrained`` (SQDF) or ``previous`` (SEIKO: the policy
             snapshotted at :meth:`SQDFTrainer.start_round`).
         eta: DDIM η of the fine-tuned sampler (> 0); ``None`` keeps the prior's.
@@ -317,7 +317,7 @@ class SQDFTrainer:
         #    The network stays in eval mode: the policy is a fixed Gaussian per step
         #    (no dropout noise in μ_θ); gradients flow all the same.
         if config.train == "lora":
-            from .lora import add_lora
+            from sqdf_bbo.finetuning.lora import add_lora
 
             self.policy = copy.copy(prior)
             self.policy.denoiser = add_lora(
@@ -397,7 +397,7 @@ class SQDFTrainer:
         """A standalone copy of the fine-tuned prior (LoRA adapters merged into plain layers)."""
         out = self.policy.clone()
         if self.config.train == "lora":
-            from .lora import merge_lora
+            from sqdf_bbo.finetuning.lora import merge_lora
 
             out.denoiser = merge_lora(self.policy.denoiser)
         out.denoiser.eval()
@@ -621,7 +621,7 @@ class SQDFTrainer:
         n = self.config.steps if steps is None else int(steps)
         if n < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
-        from .progress import progress_bar
+        from sqdf_bbo.progress import progress_bar
 
         history: list[dict[str, float]] = []
         bar = progress_bar(range(n), progress=progress and n > 0, desc="SQDF", leave=False)

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import as_config, check_fields
-from ..optimizer import Optimizer, Proposal
-from ..store import StudyError
+from sqdf_bbo.config import as_config, check_fields
+from sqdf_bbo.optimizers.base import Optimizer, Proposal
+from sqdf_bbo.study.store import StudyError
 
 __all__ = ["CMAES", "CMAESConfig"]
 

@@ -11,7 +11,7 @@ One round (run by the base at the start of ``ask`` once new values were told):
    round's model, not to the pretrained prior);
 4. fine-tune by back-propagating r̂ through the whole reparameterized sampling chain with
    the official randomized truncation (each step keeps its ε gradient with probability
-   (i+1)/(K+1); :class:`~sqdf_bbo.baselines.seiko_trainer.SEIKOTrainer`);
+   (i+1)/(K+1); :class:`~sqdf_bbo.finetuning.seiko.SEIKOTrainer`);
 5. ``_propose``: sample the batch from the fine-tuned policy.
 
 Differences from SQDF kept on purpose: no replay buffer, no soft-Q/x0 estimator, gradients
@@ -25,11 +25,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import torch
-
-from ..config import check_fields
-from ..finetuned import FinetunedPriorOptimizer, RewardGuards
-from .seiko_trainer import SEIKOTrainConfig, SEIKOTrainer
+from sqdf_bbo.config import check_fields
+from sqdf_bbo.finetuning.seiko import SEIKOTrainConfig, SEIKOTrainer
+from sqdf_bbo.optimizers.base import Observations
+from sqdf_bbo.optimizers.finetuned import FinetunedPriorOptimizer, RewardGuards
 
 __all__ = ["SEIKO", "SEIKOConfig"]
 
@@ -41,7 +40,7 @@ class SEIKOConfig(RewardGuards):
     """Settings of :class:`SEIKO` (defaults follow the official SEIKO code, scaled down).
 
     The over-optimization guards ``surrogate_objective``, ``reward_cap`` and
-    ``optimism_warning`` are documented in :class:`~sqdf_bbo.finetuned.RewardGuards`.
+    ``optimism_warning`` are documented in :class:`~sqdf_bbo.optimizers.finetuned.RewardGuards`.
 
     Attributes:
         surrogate: ``"ucb"`` (SEIKO-UCB), ``"ensemble"`` (SEIKO-Bootstrap) or ``"gp"``.
@@ -128,7 +127,7 @@ class SEIKO(FinetunedPriorOptimizer):
     """SEIKO baseline (see the module docstring).
 
     Args:
-        prior: the pretrained :class:`~sqdf_bbo.prior.DiffusionPrior` (not modified).
+        prior: the pretrained :class:`~sqdf_bbo.diffusion.prior.DiffusionPrior` (not modified).
         batch_size: designs per ``ask()``.
         seed: seeds sampling, fine-tuning and the surrogate.
         config: :class:`SEIKOConfig`.
@@ -143,7 +142,7 @@ class SEIKO(FinetunedPriorOptimizer):
         return SEIKOTrainer(self.prior, self.config.train_config(self.prior.dim), seed=seed + 1)
 
     def _finetune(
-        self, x: torch.Tensor, y: torch.Tensor, new_round: int
+        self, observations: Observations, new_round: int
     ) -> tuple[list[dict[str, float]], dict[str, float]]:
         # 3. KL reference = this round's starting model; 4. back-propagation through the chain.
         self.trainer.start_round()

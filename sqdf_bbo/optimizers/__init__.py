@@ -1,4 +1,4 @@
-"""Baseline optimizers on the ask/tell base, for benchmarks against SQDF.
+"""The optimizers layer: ask/tell optimizers on one base (importing it registers them all).
 
 ==================  =========================================================
 ``PriorSampler``    ``method="prior"``: samples the pretrained prior, never
@@ -15,20 +15,27 @@
                     population per round (``airfoil`` extra; no generative prior).
 ==================  =========================================================
 
-SQDF itself is :class:`sqdf_bbo.SQDF` (its variants are configurations of
-:class:`sqdf_bbo.SQDFOptimizerConfig`).
+``SQDF`` (``method="sqdf"``, :mod:`~sqdf_bbo.optimizers.sqdf`) is the optimizer this
+package is about; its variants are configurations of :class:`SQDFOptimizerConfig`. The
+base (:mod:`~sqdf_bbo.optimizers.base`) owns ask/tell; :mod:`~sqdf_bbo.optimizers.finetuned`
+is the round shared by SQDF and SEIKO.
 """
 
 from __future__ import annotations
 
-from .cmaes import CMAES, CMAESConfig
-from .gp_bo import GPBO
-from .gp_bo_core import GPBOConfig
-from .prior_sampler import PriorSampler
-from .seiko import SEIKO, SEIKOConfig
-from .seiko_trainer import SEIKOTrainConfig, SEIKOTrainer
+from sqdf_bbo.finetuning.seiko import SEIKOTrainConfig, SEIKOTrainer
+from sqdf_bbo.optimizers.base import Optimizer
+from sqdf_bbo.optimizers.cmaes import CMAES, CMAESConfig
+from sqdf_bbo.optimizers.gp_bo import GPBO
+from sqdf_bbo.optimizers.gp_bo_core import GPBOConfig
+from sqdf_bbo.optimizers.prior_sampler import PriorSampler
+from sqdf_bbo.optimizers.seiko import SEIKO, SEIKOConfig
+from sqdf_bbo.optimizers.sqdf import SQDF, SQDFOptimizerConfig
 
 __all__ = [
+    "Optimizer",
+    "SQDF",
+    "SQDFOptimizerConfig",
     "PriorSampler",
     "SEIKO",
     "SEIKOConfig",

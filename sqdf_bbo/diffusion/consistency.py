@@ -25,14 +25,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from sqdf_bbo.diffusion.io import load_module, register_network, save_module
+from sqdf_bbo.diffusion.networks import call_denoiser, expand_like
+
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .prior import DiffusionPrior
+    from sqdf_bbo.diffusion.prior import DiffusionPrior
 
 __all__ = ["ConsistencyModel", "distill_consistency", "consistency_error_report"]
 
 
+@register_network
 class ConsistencyModel(nn.Module):
     """f_φ(x_t, t) → x̂_0, shapes ``(n, *shape)`` → ``(n, *shape)``; ``t`` integer ``(n,)``.
 
@@ -49,16 +53,12 @@ class ConsistencyModel(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        from .prior import _expand, call_denoiser
-
         t = t.reshape(-1).expand(x.shape[0]).long()
-        ab = _expand(self.alphas_cumprod[t], x)
+        ab = expand_like(self.alphas_cumprod[t], x)
         return ab.sqrt() * x - (1 - ab).sqrt() * call_denoiser(self.net, x, t)
 
-    # serialization hooks used by sqdf_bbo.serialization
+    # serialization hooks used by sqdf_bbo.diffusion.io
     def save_parts(self, directory: Path) -> dict[str, Any]:
-        from .serialization import save_module
-
         return {
             "alphas_cumprod": self.alphas_cumprod.tolist(),
             "net": save_module(self.net, Path(directory) / "net"),
@@ -66,8 +66,6 @@ class ConsistencyModel(nn.Module):
 
     @classmethod
     def load_parts(cls, config: dict[str, Any], directory: Path) -> ConsistencyModel:
-        from .serialization import load_module
-
         return cls(load_module(config["net"], Path(directory) / "net"), config["alphas_cumprod"])
 
 
@@ -105,7 +103,7 @@ def distill_consistency(
     Returns:
         A frozen :class:`ConsistencyModel` (attach it with ``prior.consistency = cm``).
     """
-    from .progress import progress_bar
+    from sqdf_bbo.progress import progress_bar
 
     if steps < 1 or batch_size < 1 or pool_size < 1:
         raise ValueError("steps, batch_size and pool_size must be >= 1")

@@ -9,7 +9,7 @@ with a scalar reward, its source and the round it was added in:
 
 SQDF trains on *transitions*: a pair (trajectory j, transition index i) gives the
 state x_t = ``trajectory[j, i]`` and the transition i → i + 1, with
-k = K − 1 − i denoising steps still to go after it (see :mod:`sqdf_bbo.prior`).
+k = K − 1 − i denoising steps still to go after it (see :mod:`sqdf_bbo.diffusion.prior`).
 
 Sampling methods (``ReplayBuffer.sample(b, method, gamma)``):
 

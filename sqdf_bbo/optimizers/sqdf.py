@@ -9,7 +9,7 @@ One round (run by the base at the start of ``ask`` once new values were told):
 3. refill the replay buffer with the trajectories of all queried points and their observed
    (standardized) values, source ``"queried"``. External observations have no trajectory:
    they shape the surrogate only;
-4. fine-tune the policy with SQDF (:class:`~sqdf_bbo.sqdf.SQDFTrainer`) for
+4. fine-tune the policy with SQDF (:class:`~sqdf_bbo.finetuning.sqdf.SQDFTrainer`) for
    ``steps_per_round`` steps, KL-regularized to the **pretrained** prior;
 5. ``_propose``: sample the batch from the fine-tuned policy, keeping each point's
    trajectory so that step 3 of the next round can replay it.
@@ -24,13 +24,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import torch
-
-from .buffer import PRIORITIES, SAMPLING_METHODS, ReplayBuffer
-from .config import check_fields
-from .finetuned import FinetunedPriorOptimizer, RewardGuards
-from .prior import DiffusionPrior
-from .sqdf import SQDFConfig, SQDFTrainer, official_alpha_to_ours
+from sqdf_bbo.config import check_fields
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.finetuning.buffer import PRIORITIES, SAMPLING_METHODS, ReplayBuffer
+from sqdf_bbo.finetuning.sqdf import SQDFConfig, SQDFTrainer, official_alpha_to_ours
+from sqdf_bbo.optimizers.base import Observations
+from sqdf_bbo.optimizers.finetuned import FinetunedPriorOptimizer, RewardGuards
 
 __all__ = ["SQDF", "SQDFOptimizerConfig"]
 
@@ -42,7 +41,7 @@ class SQDFOptimizerConfig(RewardGuards):
     """Settings of the :class:`SQDF` optimizer (defaults: the official BBO setup scaled down).
 
     The over-optimization guards ``surrogate_objective``, ``reward_cap`` and
-    ``optimism_warning`` are documented in :class:`~sqdf_bbo.finetuned.RewardGuards`.
+    ``optimism_warning`` are documented in :class:`~sqdf_bbo.optimizers.finetuned.RewardGuards`.
 
     Attributes:
         alpha_official: KL weight in the official code's convention (mean over dimensions, no
@@ -75,7 +74,7 @@ class SQDFOptimizerConfig(RewardGuards):
             their surrogate reward, source ``"rollout"``; the official ``on_policy_batch_size``).
         buffer_capacity: trajectories the buffer keeps; official 1024.
         buffer_method: ``"reward+gamma"`` (official, prioritized: P ∝ w(reward)·γ^k, see
-            :mod:`sqdf_bbo.buffer`), ``"reward"``, ``"on-policy"`` or ``"random"``.
+            :mod:`sqdf_bbo.finetuning.buffer`), ``"reward"``, ``"on-policy"`` or ``"random"``.
         buffer_priority: the weight w of ``reward+gamma``: ``"shift"`` (default, r − min r + 1
             in target std), ``"official"`` (max(r, 0)) or ``"rank"`` (v0.1).
         clear_buffer_each_round: official BBO clears the buffer every round (queried
@@ -209,7 +208,7 @@ class SQDF(FinetunedPriorOptimizer):
     """Online black-box optimization with a diffusion prior fine-tuned by SQDF.
 
     Args:
-        prior: the pretrained :class:`~sqdf_bbo.prior.DiffusionPrior` (not modified), e.g.
+        prior: the pretrained :class:`~sqdf_bbo.diffusion.prior.DiffusionPrior` (not modified), e.g.
             ``sqdf_bbo.load_prior("digits")``.
         batch_size: designs per ``ask()``.
         seed: seeds every random draw (sampling, fine-tuning, buffer, surrogate).
@@ -238,23 +237,19 @@ class SQDF(FinetunedPriorOptimizer):
         return self.trainer.reference
 
     def _finetune(
-        self, x: torch.Tensor, y: torch.Tensor, new_round: int
+        self, observations: Observations, new_round: int
     ) -> tuple[list[dict[str, float]], dict[str, float]]:
         # 1. The buffer: queried trajectories with their observed values (external points
         #    have none and enter through the surrogate only).
         self.trainer.start_round(new_round)
         if self.config.clear_buffer_each_round:
             self.buffer.clear()
-        queried = self._queried_trajectories()
-        n_queried = 0
-        if queried is not None:
-            traj, yq, _ = queried
-            K = self.trainer.num_inference_steps
-            if traj.shape[1] == K + 1:
-                traj, yq = traj[-self.buffer.capacity :], yq[-self.buffer.capacity :]
-                r = (yq - self.reward_shift) / self.reward_scale
-                self.buffer.add(traj, r, "queried", new_round)
-                n_queried = int(traj.shape[0])
+        traj, yq, _ = observations.chains(self.trainer.num_inference_steps + 1)
+        traj, yq = traj[-self.buffer.capacity :], yq[-self.buffer.capacity :]
+        if traj.shape[0]:
+            r = (yq - self.reward_shift) / self.reward_scale
+            self.buffer.add(traj, r, "queried", new_round)
+        n_queried = int(traj.shape[0])
         # 2. SQDF fine-tuning against the surrogate's optimistic value.
         logs = self.trainer.train(
             self.reward, steps=self.config.steps_per_round, progress=self.config.progress

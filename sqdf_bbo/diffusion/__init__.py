@@ -1,0 +1,17 @@
+"""The diffusion layer: the pretrained prior and what it is made of.
+
+==================  ==========================================================
+``networks``        small ε-prediction networks and the denoiser call contract
+``io``              pickle-free save/load of networks (safetensors + JSON)
+``consistency``     consistency model for sharp x0 estimates, and its distillation
+``prior``           :class:`DiffusionPrior`: DDIM sampler, per-step Gaussians, x0 estimates
+``priors``          the shipped priors (``load_prior``, ``available_priors``)
+==================  ==========================================================
+
+Importing this package imports its network modules, so every network this package can
+rebuild has registered itself with :mod:`~sqdf_bbo.diffusion.io`.
+"""
+
+from __future__ import annotations
+
+from sqdf_bbo.diffusion import consistency, networks  # noqa: F401  (networks register with io)
