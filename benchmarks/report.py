@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.layout import run_dir
+from benchmarks.tasks import get_task, naturalness_reference
+
 __all__ = [
     "METRICS",
     "summarize",
@@ -181,8 +184,6 @@ def image_grid(rows: list[torch.Tensor], labels: list[str], path: Path, title: s
 
 def plot_samples(out: Path, task: str, methods: list[str], seed: int, path: Path) -> Path | None:
     """Last-round designs of ``seed`` per method (one row per method), for image tasks."""
-    from benchmarks.runner import run_dir
-
     rows, labels = [], []
     for m in methods:
         f = run_dir(out, task, m, seed) / "samples.pt"
@@ -207,9 +208,6 @@ def scatter_samples(out: Path, task: str, methods: list[str], seed: int, path: P
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from benchmarks.runner import run_dir
-    from benchmarks.tasks import get_task
 
     t = get_task(task)
     real = t.heldout_designs.reshape(t.heldout_designs.shape[0], -1)[:1000].numpy()
@@ -246,8 +244,6 @@ def scatter_samples(out: Path, task: str, methods: list[str], seed: int, path: P
 
 def write_report(rounds: pd.DataFrame, out: str | Path, suite=None) -> pd.DataFrame:
     """Write summary.csv, summary.md and the plots for ``rounds`` (all runs' rows) into ``out``."""
-    from benchmarks.tasks import get_task, naturalness_reference
-
     out = Path(out)
     summary = summarize(rounds)
     summary.to_csv(out / "summary.csv", index=False)

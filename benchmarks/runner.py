@@ -1,6 +1,7 @@
 """Run benchmark suites: one run = (task, method, seed), driven through ask/tell only.
 
-Layout of ``OUT`` (resumable: a run whose ``rounds.csv`` AND ``done.json`` exist is skipped)::
+Layout of ``OUT`` (:mod:`benchmarks.layout`; resumable: a run whose ``rounds.csv`` AND
+``done.json`` exist is skipped)::
 
     OUT/runs/<task>/<method>/seed<k>/rounds.csv        per-round metrics (ROUND_COLUMNS)
     OUT/runs/<task>/<method>/seed<k>/samples.pt        up to 16 designs per round (tensors)
@@ -40,20 +41,28 @@ import argparse
 import contextlib
 import json
 import math
+import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.suites import Suite, get_suite, make_optimizer
-from benchmarks.tasks import get_task
+from benchmarks.layout import ROUND_COLUMNS, Cell, alpha_label, cell_label, is_done, run_dir
+from benchmarks.options import add_grid_arguments, split_list
+from benchmarks.report import write_report
+from benchmarks.suites import SUITES, Suite, get_suite, make_optimizer
+from benchmarks.tasks import Task, get_task
+from oracles.cluster import dask_client, dask_executor, parse_dask_spec
 from sqdf_bbo.metrics import reward_stats
+from sqdf_bbo.optimizers import Optimizer
+from sqdf_bbo.progress import progress_bar
 
 __all__ = [
     "ROUND_COLUMNS",
@@ -62,6 +71,10 @@ __all__ = [
     "cell_label",
     "run_dir",
     "is_done",
+    "ask_tell_round",
+    "batch_metrics",
+    "kept_samples",
+    "save_run",
     "run_one",
     "run_cells",
     "grid_executor",
@@ -71,51 +84,96 @@ __all__ = [
     "main",
 ]
 
-ROUND_COLUMNS = [
-    "task",
-    "method",
-    "seed",
-    "round",
-    "batch_size",
-    "queries",
-    "reward_mean",
-    "reward_top10",
-    "reward_max",
-    "best_so_far",
-    "n_failed",
-    "naturalness",
-    "natural_frac",
-    "vendi",
-    "pairwise_dist",
-    "kl_to_prior",
-    "optimism_gap",
-    "pred_gap",
-    "ask_s",
-    "oracle_s",
-    "wall_s",
-]
 _N_SAMPLES_KEPT = 16  # designs kept per round (all of them when a design has <= 16 numbers)
 _SMALL_DESIGN = 16
 
 
-def alpha_label(alpha_official: float) -> str:
-    """Folder name of one KL weight: ``a0.25``, ``a1``, ``a16`` (``%g`` of the value)."""
-    return f"a{float(alpha_official):g}"
+def ask_tell_round(
+    opt: Optimizer, oracle: Callable[[torch.Tensor], torch.Tensor], budget: int
+) -> tuple[Any, torch.Tensor, float, float, float]:
+    """Steps 1.-3. of a round: ask (fit + fine-tune happen here), oracle, tell.
+
+    Returns the batch (:class:`~sqdf_bbo.optimizers.base.Batch`), the oracle's values and the seconds of the ask, the oracle and the tell.
+    """
+    t0 = time.perf_counter()
+    batch = opt.ask(int(budget))
+    t1 = time.perf_counter()
+    y = oracle(batch.x)
+    t2 = time.perf_counter()
+    opt.tell(batch.ids, y)
+    t3 = time.perf_counter()
+    return batch, y, t1 - t0, t2 - t1, t3 - t2
 
 
-def run_dir(
-    out: Path, task: str, method: str, seed: int, alpha_official: float | None = None
-) -> Path:
-    """Folder of one run: ``OUT/runs/<task>/<method>[/a<alpha>]/seed<k>``."""
-    base = Path(out) / "runs" / task / method
-    if alpha_official is not None:
-        base = base / alpha_label(alpha_official)
-    return base / f"seed{seed}"
+def batch_metrics(
+    task: Task, opt: Optimizer, batch: Any, y: np.ndarray, told: list[float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Step 4. of a round (not timed): the batch's metric columns of ``ROUND_COLUMNS`` (reward,
+    best so far over ``told``, every value told so far; the task's naturalness and diversity
+    scores; the optimizer's diagnostics), and the task's own extra numbers."""
+    stats = reward_stats(y)
+    finite = np.asarray(told)[np.isfinite(told)]
+    scores = task.score_designs(batch.x)
+    extra = task.extra_scores(batch.x)
+    diag = opt.metrics()
+    metrics = {
+        "reward_mean": stats.mean,
+        "reward_top10": stats.top10_mean,
+        "reward_max": stats.max,
+        "best_so_far": float(finite.max()) if finite.size else math.nan,
+        "n_failed": stats.n_failed,
+        **scores,
+        "kl_to_prior": float(diag.get("kl_to_prior", math.nan)),
+        "optimism_gap": float(diag.get("optimism_gap", math.nan)),
+        "pred_gap": float(diag.get("pred_gap", math.nan)),
+    }
+    return metrics, extra
 
 
-def is_done(path: Path) -> bool:
-    """A run is finished when its rounds.csv and done.json both exist."""
-    return (path / "rounds.csv").is_file() and (path / "done.json").is_file()
+def kept_samples(x: torch.Tensor) -> torch.Tensor:
+    """The designs of a round kept in ``samples.pt``: all of small designs, else the first 16."""
+    keep = x if x[0].numel() <= _SMALL_DESIGN else x[:_N_SAMPLES_KEPT]
+    return keep.detach().cpu().clone()
+
+
+def save_run(folder: Path, rounds: pd.DataFrame, samples: dict[str, torch.Tensor]) -> None:
+    """Write ``samples.pt`` and ``rounds.csv`` (atomically) of a run (``done.json`` comes last,
+    :func:`mark_done`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(samples, folder / "samples.pt")
+    tmp = folder / "rounds.csv.tmp"
+    rounds.to_csv(tmp, index=False)
+    os.replace(tmp, folder / "rounds.csv")
+
+
+def mark_done(folder: Path, marker: dict[str, Any]) -> None:
+    """Write the run's ``done.json``: from now on :func:`is_done` skips it."""
+    (folder / "done.json").write_text(json.dumps(marker, indent=2))
+
+
+def done_marker(
+    task_name: str,
+    method: str,
+    seed: int,
+    alpha_official: float | None,
+    suite: Suite,
+    optimizer_wall_s: float,
+    total_s: float,
+) -> dict[str, Any]:
+    """The content of ``done.json``: the run, its suite's settings and its times."""
+    return {
+        "task": task_name,
+        "method": method,
+        "seed": seed,
+        "alpha_official": alpha_official,
+        "suite": suite.name,
+        "budgets": list(suite.budgets),
+        "optimizer_wall_s": optimizer_wall_s,
+        "total_s": total_s,
+        "suite_settings": {
+            k: v for k, v in asdict(suite).items() if k not in ("tasks", "methods", "seeds")
+        },
+    }
 
 
 def run_one(
@@ -148,28 +206,16 @@ def run_one(
     )
     rows: list[dict] = []
     samples: dict[str, torch.Tensor] = {}
-    all_y: list[float] = []
+    told: list[float] = []
     queries = 0
     wall = time.perf_counter() - t_start
     for r, budget in enumerate(suite.budgets):
-        # 1.-3. ask (fit + fine-tune happen here), oracle, tell.
-        t0 = time.perf_counter()
-        batch = opt.ask(int(budget))
-        t1 = time.perf_counter()
-        y = oracle(batch.x)
-        t2 = time.perf_counter()
-        opt.tell(batch.ids, y)
-        t3 = time.perf_counter()
-        wall += (t1 - t0) + (t3 - t2)
-        # 4. Metrics (not timed).
+        batch, y, ask_s, oracle_s, tell_s = ask_tell_round(opt, oracle, budget)
+        wall += ask_s + tell_s
         y_np = torch.as_tensor(y).detach().cpu().double().numpy()
-        all_y.extend(y_np.tolist())
+        told.extend(y_np.tolist())
         queries += len(batch.ids)
-        stats = reward_stats(y_np)
-        finite = np.asarray(all_y)[np.isfinite(all_y)]
-        scores = task.score_designs(batch.x)
-        extra = task.extra_scores(batch.x)
-        diag = opt.metrics()
+        metrics, extra = batch_metrics(task, opt, batch, y_np, told)
         rows.append(
             {
                 "task": task_name,
@@ -178,59 +224,25 @@ def run_one(
                 "round": r,
                 "batch_size": len(batch.ids),
                 "queries": queries,
-                "reward_mean": stats.mean,
-                "reward_top10": stats.top10_mean,
-                "reward_max": stats.max,
-                "best_so_far": float(finite.max()) if finite.size else math.nan,
-                "n_failed": stats.n_failed,
-                **scores,
-                "kl_to_prior": float(diag.get("kl_to_prior", math.nan)),
-                "optimism_gap": float(diag.get("optimism_gap", math.nan)),
-                "pred_gap": float(diag.get("pred_gap", math.nan)),
-                "ask_s": t1 - t0,
-                "oracle_s": t2 - t1,
+                **metrics,
+                "ask_s": ask_s,
+                "oracle_s": oracle_s,
                 "wall_s": wall,
                 **{k: v for k, v in extra.items() if k not in ROUND_COLUMNS},
             }
         )
-        keep = batch.x if batch.x[0].numel() <= _SMALL_DESIGN else batch.x[:_N_SAMPLES_KEPT]
-        samples[f"round{r}"] = keep.detach().cpu().clone()
+        samples[f"round{r}"] = kept_samples(batch.x)
         if on_round is not None:
             on_round(rows[-1], batch.x.detach().cpu())
     extra_columns = [k for k in rows[0] if k not in ROUND_COLUMNS] if rows else []
     df = pd.DataFrame(rows, columns=ROUND_COLUMNS + extra_columns)
     if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(samples, folder / "samples.pt")
-        tmp = folder / "rounds.csv.tmp"
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, folder / "rounds.csv")
-        marker = {
-            "task": task_name,
-            "method": method,
-            "seed": seed,
-            "alpha_official": alpha_official,
-            "suite": suite.name,
-            "budgets": list(suite.budgets),
-            "optimizer_wall_s": wall,
-            "total_s": time.perf_counter() - t_start,
-            "suite_settings": {
-                k: v for k, v in asdict(suite).items() if k not in ("tasks", "methods", "seeds")
-            },
-        }
-        (folder / "done.json").write_text(json.dumps(marker, indent=2))
+        save_run(folder, df, samples)
+        total_s = time.perf_counter() - t_start
+        mark_done(
+            folder, done_marker(task_name, method, seed, alpha_official, suite, wall, total_s)
+        )
     return df
-
-
-Cell = tuple[str, str, int, float | None]
-"""One run of a grid: ``(task, method, seed, alpha_official)`` (α ``None``: the method's default)."""
-
-
-def cell_label(cell: Cell) -> str:
-    """``task/method[/a<alpha>]/seed<k>``: the run folder below ``OUT/runs``."""
-    task_name, method, seed, alpha = cell
-    mid = "" if alpha is None else f"/{alpha_label(alpha)}"
-    return f"{task_name}/{method}{mid}/seed{seed}"
 
 
 def _init_worker(threads: int) -> None:
@@ -264,24 +276,17 @@ def run_cells(
     ``spawn`` processes with ``threads`` torch threads each (default 1), and ``workers = 1``
     in this process. ``desc`` labels the progress bar.
     """
-    from sqdf_bbo.progress import progress_bar
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not is_done(run_dir(out, *c))]
     bar = progress_bar(total=len(cells), progress=progress, desc=desc or suite.name, unit="run")
     bar.update(len(cells) - len(todo))
     if executor is not None and todo:
-        from concurrent.futures import as_completed
-
         futures = [executor.submit(_run_in_worker, c, suite, str(out), threads or 1) for c in todo]
         for fut in as_completed(futures):
             bar.set_postfix_str(fut.result())
             bar.update(1)
     elif workers > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         with ProcessPoolExecutor(
             max_workers=int(workers),
             mp_context=mp.get_context("spawn"),
@@ -313,8 +318,6 @@ def grid_executor(dask: str | None) -> Iterator[Executor | None]:
     if not dask:
         yield None
         return
-    from oracles.cluster import dask_client, dask_executor
-
     with dask_client(dask) as client:
         yield dask_executor(client)
 
@@ -379,17 +382,8 @@ def run_suite(
         )
     )
     if report:
-        from benchmarks.report import write_report
-
         write_report(rounds, out, suite)
     return rounds
-
-
-def _split(s: str | None) -> list[str] | None:
-    if s is None:
-        return None
-    items = [p.strip() for p in str(s).split(",") if p.strip()]
-    return items or None
 
 
 def bench_cli(args: argparse.Namespace) -> int:
@@ -401,10 +395,10 @@ def bench_cli(args: argparse.Namespace) -> int:
     ``local:N``: runs go to that Dask cluster instead of local processes).
     """
     suite = get_suite(args.suite)
-    seeds = _split(getattr(args, "seeds", None))
+    seeds = split_list(getattr(args, "seeds", None))
     suite = suite.restricted(
-        tasks=_split(getattr(args, "tasks", None)),
-        methods=_split(getattr(args, "methods", None)),
+        tasks=split_list(getattr(args, "tasks", None)),
+        methods=split_list(getattr(args, "methods", None)),
         seeds=[int(s) for s in seeds] if seeds else None,
     )
     for t in suite.tasks:
@@ -413,8 +407,6 @@ def bench_cli(args: argparse.Namespace) -> int:
     workers = int(getattr(args, "workers", None) or min(2, os.cpu_count() or 1))
     dask = getattr(args, "dask", None)
     if dask:
-        from oracles.cluster import parse_dask_spec
-
         parse_dask_spec(dask)  # a malformed spec fails here, before a cluster starts
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -437,8 +429,6 @@ def bench_cli(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.runner --suite quick --out runs/quick``."""
-    from benchmarks.suites import SUITES
-
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.runner", description=__doc__.split("\n")[0]
     )
@@ -446,25 +436,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench")
     add_grid_arguments(p)
     return bench_cli(p.parse_args(argv))
-
-
-def add_grid_arguments(p: argparse.ArgumentParser) -> None:
-    """The options every grid runner takes (``python -m benchmarks.runner`` and
-    ``python -m benchmarks.frontier``): sub-grid filters, local workers or a Dask cluster,
-    torch threads per run, progress."""
-    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
-    p.add_argument("--methods", default=None, help="comma-separated method names")
-    p.add_argument("--tasks", default=None, help="comma-separated task names")
-    p.add_argument("--workers", type=int, default=None, help="parallel runs (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument(
-        "--dask",
-        default=None,
-        metavar="ADDRESS|local:N",
-        help="run each run as a job on this Dask scheduler (local:N: a local cluster of N "
-        "processes) instead of --workers local processes",
-    )
-    p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
 if __name__ == "__main__":

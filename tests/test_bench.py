@@ -13,9 +13,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
+from benchmarks.layout import ROUND_COLUMNS, is_done, run_dir
 from benchmarks.naturalness import ExactLogDensity
 from benchmarks.report import summarize
-from benchmarks.runner import ROUND_COLUMNS, bench_cli, is_done, run_dir, run_suite
+from benchmarks.runner import bench_cli, run_suite
 from benchmarks.suites import MAIN_METHODS, SUITES, get_suite
 from benchmarks.tasks import Task, available_tasks, register_task
 from sqdf_bbo.diffusion.networks import MLPDenoiser

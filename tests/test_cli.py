@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from sqdf_bbo.cli import main
+from sqdf_bbo.cli import main, plugins
 from sqdf_bbo.diffusion.networks import MLPDenoiser
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.optimizers.sqdf import SQDF
@@ -148,30 +148,91 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert not (tmp_path / "s").exists()
 
 
-def test_bench_and_demo_delegate_or_fail_clearly(
+def test_bench_and_demo_come_from_the_benchmarks_entry_points(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import importlib
-    import sys
-    import types
+    """The installed entry points give bench and demo; bench runs benchmarks.runner.bench_cli."""
+    import benchmarks.cli
+    import benchmarks.runner
 
+    found = plugins.discover()
+    assert found["bench"] is benchmarks.cli.bench_command
+    assert found["demo"] is benchmarks.cli.demo_command
     calls = []
-    fake = types.ModuleType("benchmarks.runner")
-    fake.bench_cli = lambda args: calls.append((args.suite, args.out, args.seeds)) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "benchmarks.runner", fake)
+    fake = lambda args: calls.append((args.suite, args.out, args.seeds)) or 0  # noqa: E731
+    monkeypatch.setattr(benchmarks.runner, "bench_cli", fake)
     assert main(["bench", "--suite", "quick", "--out", str(tmp_path), "--seeds", "0,1"]) == 0
     assert calls == [("quick", str(tmp_path), "0,1")]
+    assert main(["bench", "--suite", "airfoil"]) == 2  # the choices of sqdf-bbo bench
+    assert "invalid choice" in capsys.readouterr().err
 
-    empty = types.ModuleType("benchmarks.demo")  # present but without demo_cli
-    monkeypatch.setitem(sys.modules, "benchmarks.demo", empty)
-    assert main(["demo", "--out", str(tmp_path)]) == 2
-    assert "benchmarks.demo.demo_cli" in capsys.readouterr().err
-    monkeypatch.delitem(sys.modules, "benchmarks.demo")
-    try:
-        importlib.import_module("benchmarks.demo")
-    except ModuleNotFoundError:  # not written yet: the message must say so
-        assert main(["demo", "--out", str(tmp_path)]) == 2
-        assert "not available" in capsys.readouterr().err
+
+class FakeEntryPoint:
+    def __init__(self, name: str, value: str, load) -> None:
+        self.name, self.value, self._load = name, value, load
+
+    def load(self):
+        return self._load()
+
+
+def test_bench_and_demo_fail_clearly_without_the_benchmarks_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No entry points (the library alone), or a module that is gone: one line, exit 2; the
+    study commands still work."""
+    monkeypatch.setattr(plugins, "_entry_points", lambda: [])
+    assert main(["bench", "--suite", "quick", "--out", str(tmp_path), "--seeds", "0,1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "'bench' needs the benchmarks package" in err
+    assert "not available in this installation" in err
+    assert main(["demo"]) == 2
+    assert "'demo' needs the benchmarks package" in capsys.readouterr().err
+    assert main(["status", "--study", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["frobnicate", "--x"]) == 2  # other unknown options are still errors
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+    def gone():
+        raise ModuleNotFoundError("No module named 'benchmarks'", name="benchmarks")
+
+    def broken():
+        raise AttributeError("module 'benchmarks.cli' has no attribute 'demo_command'")
+
+    monkeypatch.setattr(
+        plugins,
+        "_entry_points",
+        lambda: [
+            FakeEntryPoint("bench", "benchmarks.cli:bench_command", gone),
+            FakeEntryPoint("demo", "benchmarks.cli:demo_command", broken),
+            FakeEntryPoint("plain", "somewhere:thing", lambda: object()),
+        ],
+    )
+    assert main(["bench", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "needs benchmarks.cli (benchmarks/cli.py), which is not available" in err
+    assert main(["demo"]) == 2
+    assert "benchmarks.cli:demo_command" in capsys.readouterr().err
+    assert main(["plain"]) == 2
+    assert "sqdf_bbo.cli.plugins.Command" in capsys.readouterr().err
+
+
+def test_a_plugin_command_adds_its_options_and_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+    hello = plugins.Command(
+        "say hello",
+        lambda p: p.add_argument("--name", default="world"),
+        lambda args: seen.append(args.name),
+    )
+    eps = [FakeEntryPoint("hello", "x:hello", lambda: hello)]
+    eps.append(FakeEntryPoint("init", "x:init", lambda: hello))  # cannot replace a study command
+    monkeypatch.setattr(plugins, "_entry_points", lambda: eps)
+    assert main(["hello", "--name", "lab"]) == 0 and seen == ["lab"]
+    assert main(["hello", "--nope"]) == 2
+    assert "unrecognized arguments: --nope" in capsys.readouterr().err
+    assert main(["init", "--study", "x"]) == 2  # still the study command: --prior is required
+    assert "--prior" in capsys.readouterr().err
 
 
 def test_other_methods_from_the_shell(

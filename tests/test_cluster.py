@@ -170,7 +170,7 @@ TIMING_COLUMNS = {"ask_s", "oracle_s", "wall_s"}
 def test_frontier_on_dask_equals_the_local_run(tmp_path: Path, capsys) -> None:
     """``--dask local:2`` writes the same rounds.csv values (timings aside) as a local run."""
     from benchmarks.frontier import FRONTIER_SUITES, main
-    from benchmarks.runner import is_done, run_dir
+    from benchmarks.layout import is_done, run_dir
 
     local, remote = tmp_path / "local", tmp_path / "dask"
     common = ["--suite", "smoke", "--no-progress", "--threads", "1"]
@@ -198,7 +198,7 @@ def test_frontier_on_dask_equals_the_local_run(tmp_path: Path, capsys) -> None:
 
 def test_bench_cli_on_a_scheduler_address(client, tmp_path: Path, capsys) -> None:
     """``sqdf-bbo bench --dask ADDRESS``: runs land in OUT, a second call resumes (runs none)."""
-    from benchmarks.runner import is_done, run_dir
+    from benchmarks.layout import is_done, run_dir
     from sqdf_bbo.cli import main
 
     argv = ["bench", "--suite", "smoke", "--tasks", "rings", "--methods", "prior,gp-bo"]

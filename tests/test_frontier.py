@@ -21,7 +21,7 @@ from benchmarks.frontier import (
     main,
     summarize_frontier,
 )
-from benchmarks.runner import ROUND_COLUMNS, is_done, run_dir
+from benchmarks.layout import ROUND_COLUMNS, is_done, run_dir
 from benchmarks.suites import SUITES, make_optimizer
 
 

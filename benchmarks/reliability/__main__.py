@@ -1,0 +1,8 @@
+"""``python -m benchmarks.reliability`` (the probes) and ``... --child ROLE`` (their child processes)."""
+
+import sys
+
+from benchmarks.reliability.command import main
+
+if __name__ == "__main__":
+    sys.exit(main())

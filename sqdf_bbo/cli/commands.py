@@ -1,0 +1,248 @@
+"""The study commands: ``init``, ``ask``, ``tell``, ``add``, ``fail``, ``status``, ``export``.
+
+Each loads the study, acts, and commits before it returns (the exit code, 0); a problem is a
+:class:`~sqdf_bbo.cli.errors.CLIError` (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sqdf_bbo.cli.csvio import (
+    check_design_columns,
+    design_columns,
+    ids_from_file,
+    parse_designs,
+    parse_id,
+    parse_id_list,
+    parse_value,
+    read_csv,
+    require_columns,
+    write_atomic,
+    write_designs_csv,
+)
+from sqdf_bbo.cli.errors import CLIError
+from sqdf_bbo.cli.studies import (
+    check_study_column,
+    check_told_designs,
+    config_class,
+    load_study,
+    open_prior,
+    optimizer_classes,
+    parse_sets,
+    status_of,
+    study_uid,
+)
+
+__all__ = ["cmd_init", "cmd_ask", "cmd_tell", "cmd_add", "cmd_fail", "cmd_status", "cmd_export"]
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    classes = optimizer_classes()
+    cls = classes.get(args.method)
+    if cls is None:
+        raise CLIError(f"unknown method {args.method!r}; available: {', '.join(sorted(classes))}")
+    kwargs: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed, "study": args.study}
+    params = inspect.signature(cls.__init__).parameters
+    if args.set:
+        if "config" not in params:
+            raise CLIError(f"method {args.method!r} takes no config; drop --set")
+        kwargs["config"] = parse_sets(args.set, config_class(cls))  # checked again by the class
+    prior = open_prior(args.prior, args.device)
+    first = next(iter(n for n in params if n != "self"), None)
+    if first == "prior":
+        opt = cls(prior, **kwargs)
+    elif first == "shape":  # methods that search a box directly (e.g. gp-bo)
+        box = args.box or prior.value_range
+        if box is None:
+            raise CLIError(
+                f"method {args.method!r} searches a box and prior {args.prior!r} is unbounded; "
+                "pass --box LOW,HIGH"
+            )
+        if "box" in params:
+            kwargs["box"] = tuple(box)
+        opt = cls(prior.shape, **kwargs)
+    else:
+        raise CLIError(f"method {args.method!r} cannot be created from the shell")
+    print(
+        f"created study {opt.study} (method {args.method}, prior {args.prior}, design shape "
+        f"{tuple(opt.shape)}, batch size {opt.batch_size}, seed {opt.seed})\n"
+        f"next: sqdf-bbo ask --study {args.study} --out batch.csv"
+    )
+    opt.close()
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise CLIError(f"--out must name a .csv file, got {args.out!r}")
+    opt = load_study(args.study)
+    try:
+        batch = opt.ask(args.n)
+    finally:
+        opt.close()
+    npy = out.with_suffix(".npy")
+    # The points are committed as pending now; if writing fails they can be re-exported.
+    try:
+        write_designs_csv(out, batch.ids, batch.x, {"study": [study_uid(opt)] * len(batch)})
+        arr = batch.x.cpu().numpy()
+
+        def write_npy(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+
+        write_atomic(npy, write_npy)
+    except OSError as err:
+        raise CLIError(
+            f"asked {len(batch)} points but could not write {out}: {err}; recover them with "
+            f"sqdf-bbo export --study {args.study} --state pending --out FILE.csv"
+        ) from None
+    print(
+        f"asked {len(batch)} designs (ids {batch.ids[0]}..{batch.ids[-1]}, round {opt.round}) "
+        f"-> {out} and {npy} (shape {tuple(batch.x.shape)})\n"
+        f"next: evaluate them, add a value column to {out.name} (or write a CSV with columns "
+        f"id,value), then sqdf-bbo tell --study {args.study} FILE.csv"
+    )
+    return 0
+
+
+def cmd_tell(args: argparse.Namespace) -> int:
+    header, rows = read_csv(args.results)
+    require_columns(header, ("id", "value"), args.results)
+    if not rows:
+        raise CLIError(f"{args.results} has no rows")
+    ids, values = [], []
+    for line, r in rows:
+        where = f"{args.results} line {line}"
+        ids.append(parse_id(r["id"], where))
+        values.append(parse_value(r["value"], where))
+    opt = load_study(args.study)
+    try:
+        check_study_column(header, rows, opt, args.results)
+        check_told_designs(header, rows, ids, opt, args.results)
+        opt.tell(ids, values)  # validates everything before writing anything
+    finally:
+        opt.close()
+    n_failed = sum(1 for v in values if not math.isfinite(v))
+    c = opt.counts()
+    print(
+        f"told {len(ids)} values ({n_failed} failed) to {args.study}; "
+        f"pending {c['pending']}, complete {c['complete']}, failed {c['failed']}"
+    )
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    header, rows = read_csv(args.data)
+    if "value" not in header or not design_columns(header):
+        raise CLIError(
+            f"{args.data} needs columns x0..x{{D-1}} and value (got {', '.join(header)})"
+        )
+    if not rows:
+        raise CLIError(f"{args.data} has no rows")
+    values = [parse_value(r["value"], f"{args.data} line {line}") for line, r in rows]
+    opt = load_study(args.study)
+    try:
+        xcols = check_design_columns(header, int(np.prod(opt.shape)), args.data)
+        xs = parse_designs(rows, xcols, args.data)
+        x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
+        ids = opt.tell_external(x, values)
+    finally:
+        opt.close()
+    print(f"added {len(ids)} external observations (ids {ids[0]}..{ids[-1]}) to {args.study}")
+    return 0
+
+
+def cmd_fail(args: argparse.Namespace) -> int:
+    if args.ids_file is not None:
+        ids, header, rows = ids_from_file(args.ids_file)
+    else:
+        ids, header, rows = parse_id_list(args.ids), [], []
+    opt = load_study(args.study)
+    try:
+        check_study_column(header, rows, opt, args.ids_file)
+        check_told_designs(header, rows, ids, opt, args.ids_file)
+        opt.mark_failed(ids, args.reason)  # validates everything before writing anything
+        c = opt.counts()
+    finally:
+        opt.close()
+    why = f" ({args.reason})" if args.reason else ""
+    print(
+        f"marked {len(ids)} points failed{why} in {args.study}; "
+        f"pending {c['pending']}, complete {c['complete']}, failed {c['failed']}"
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    opt = load_study(args.study, attach=False)
+    st = status_of(opt)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    h = opt.history
+    print(
+        f"study    {args.study}  (method {st['method']}, prior {st.get('prior', '-')}, shape {tuple(st['shape'])})"
+    )
+    print(f"rounds   {st['round']} fitted; batch size {st['batch_size']}; seed {st['seed']}")
+    print(
+        f"points   {st['points']}: pending {st['pending']}, complete {st['complete']}, "
+        f"failed {st['failed']} (external {st['external']})"
+    )
+    if st["best_value"] is None:
+        print("best     - (no successful evaluation yet)")
+    else:
+        print(f"best     {st['best_value']:.6g} (id {st['best_id']})")
+    if len(h):
+        per = h.groupby("round").agg(
+            asked=("source", lambda s: int((s == "asked").sum())),
+            complete=("state", lambda s: int((s == "complete").sum())),
+            mean=(
+                "value",
+                lambda v: (
+                    float(v[v.map(math.isfinite)].mean())
+                    if v.map(math.isfinite).any()
+                    else math.nan
+                ),
+            ),
+            best=(
+                "value",
+                lambda v: (
+                    float(v[v.map(math.isfinite)].max()) if v.map(math.isfinite).any() else math.nan
+                ),
+            ),
+        )
+        print("per round:")
+        print(per.to_string())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    opt = load_study(args.study, attach=False)
+    h = opt.history
+    if args.state:
+        h = h[h["state"] == args.state]
+    ids = [int(i) for i in h["id"]]
+    out = Path(args.out)
+    if not ids:
+        raise CLIError(f"no points with state {args.state!r} in {args.study}")
+    x = opt.designs(ids)
+    extra = {
+        "round": h["round"].tolist(),
+        "state": h["state"].tolist(),
+        "value": ["" if math.isnan(v) else repr(v) for v in h["value"].tolist()],
+        "source": h["source"].tolist(),
+        "study": [study_uid(opt)] * len(ids),
+    }
+    write_designs_csv(out, ids, x, extra)
+    print(f"wrote {len(ids)} points to {out}")
+    return 0

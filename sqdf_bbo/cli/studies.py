@@ -1,0 +1,167 @@
+"""What the CLI asks of the library: priors and methods by name, ``--set`` values typed by the
+method's config, loading a study, and checking a file's ``study`` and ``x`` columns against it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sqdf_bbo.cli.csvio import (
+    DESIGN_ATOL,
+    DESIGN_RTOL,
+    Rows,
+    check_design_columns,
+    design_columns,
+    parse_designs,
+)
+from sqdf_bbo.cli.errors import CLIError
+from sqdf_bbo.config import parse_field
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.diffusion.priors import available_priors, load_prior
+from sqdf_bbo.optimizers import Optimizer
+from sqdf_bbo.optimizers.registry import registered_methods  # the package registers all
+
+__all__ = [
+    "open_prior",
+    "config_class",
+    "parse_sets",
+    "optimizer_classes",
+    "load_study",
+    "study_uid",
+    "check_study_column",
+    "check_told_designs",
+    "status_of",
+]
+
+
+def open_prior(name: str, device: str) -> DiffusionPrior:
+    """A saved prior folder, or an embedded prior by name."""
+    if Path(name).is_dir():
+        return DiffusionPrior.load(name, device=device)
+    names = available_priors()
+    if name not in names:
+        raise CLIError(
+            f"unknown prior {name!r}; available: {', '.join(names) or 'none'} (or a folder)"
+        )
+    return load_prior(name, device=device)
+
+
+def config_class(cls: type) -> type | None:
+    """The config dataclass a method's ``config=`` takes (``config_class`` or its annotation)."""
+    found = getattr(cls, "config_class", None)
+    if found is not None:
+        return found
+    try:
+        hint = typing.get_type_hints(cls.__init__).get("config")
+    except Exception:  # unresolvable annotations: fall back to untyped values
+        return None
+    options = typing.get_args(hint) or (hint,)
+    return next((a for a in options if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
+
+
+def _parse_untyped(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_sets(items: Sequence[str], config_class: type | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items, each value parsed by the type of the config field KEY."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        if config_class is None:
+            out[key] = _parse_untyped(raw)
+        else:
+            out[key] = parse_field(config_class, key, raw)
+    return out
+
+
+def optimizer_classes() -> dict[str, type]:
+    """The methods the shell can create, by name (test-only registrations left out)."""
+    return {k: v for k, v in registered_methods().items() if not k.startswith("test-")}
+
+
+def load_study(path: str, attach: bool = True) -> Optimizer:
+    """The study in folder ``path`` (every built-in method is registered by the imports)."""
+    return Optimizer.load(path, attach=attach)
+
+
+def study_uid(opt: Optimizer) -> str:
+    """The uid shared by every copy of a study (store meta ``study_uid``)."""
+    return str(opt._study_uid)
+
+
+def check_study_column(header: list[str], rows: Rows, opt: Optimizer, path: str) -> None:
+    """A ``study`` column, when present, must name ``opt``'s study on every row."""
+    if "study" not in header:
+        return
+    uid = study_uid(opt)
+    for line, r in rows:
+        if r["study"] != uid:
+            raise CLIError(
+                f"{path} line {line}: this row is from another study (study {r['study']!r}, "
+                f"this study is {uid}); nothing was changed"
+            )
+
+
+def check_told_designs(
+    header: list[str], rows: Rows, ids: list[int], opt: Optimizer, path: str
+) -> None:
+    """When a results file has x columns, each known id's row must match its stored design."""
+    if not design_columns(header):
+        return
+    xcols = check_design_columns(header, int(np.prod(opt.shape)), path)
+    given = parse_designs(rows, xcols, path)
+    known = set(int(i) for i in opt.history["id"])
+    picked = [k for k, i in enumerate(ids) if i in known]  # unknown ids: reported by tell
+    if not picked:
+        return
+    stored = opt.designs([ids[k] for k in picked]).reshape(len(picked), -1)
+    stored = stored.double().cpu().numpy()
+    for row, k in zip(stored, picked):
+        x = np.asarray(given[k], dtype=np.float64)
+        if not np.allclose(x, row, rtol=DESIGN_RTOL, atol=DESIGN_ATOL):
+            diff = float(np.nanmax(np.abs(x - row))) if np.isfinite(x).all() else math.nan
+            raise CLIError(
+                f"{path} line {rows[k][0]}: the x columns of id {ids[k]} differ from the design "
+                f"asked under that id (largest difference {diff:.3g}); is the file from another "
+                "study? nothing was changed"
+            )
+
+
+def status_of(opt: Optimizer) -> dict[str, Any]:
+    """``sqdf-bbo status --json``: the study's settings, counts and best value."""
+    h = opt.history
+    best = opt.best()
+    c = opt.counts()
+    out: dict[str, Any] = {
+        "study": str(opt.study) if opt.study else None,
+        "method": opt.method,
+        "shape": list(opt.shape),
+        "batch_size": opt.batch_size,
+        "seed": opt.seed,
+        "round": opt.round,
+        "points": len(h),
+        "pending": c["pending"],
+        "complete": c["complete"],
+        "failed": c["failed"],
+        "external": int((h["source"] == "external").sum()) if len(h) else 0,
+        "best_value": None if best is None else best.value,
+        "best_id": None if best is None else best.id,
+    }
+    prior = getattr(opt, "prior", None)
+    if prior is not None:
+        out["prior"] = prior.name
+    return out
