@@ -126,11 +126,10 @@ def offline_sqdf(
         eta=1.0,
         x0_method="consistency" if prior.consistency is not None else "tweedie",
         steps=steps,
-        batch_size=64,
+        transitions_per_step=64,
         lr=lr,
-        seed=seed,
     )
-    trainer = SQDFTrainer(prior, cfg)
+    trainer = SQDFTrainer(prior, cfg, seed=seed)
     trainer.train(reward, progress=False)
     out = trainer.sample(n_eval, g, return_trajectory=True)
     assert out.trajectory is not None

@@ -267,11 +267,13 @@ def make_optimizer(
         cfg = SEIKOConfig(
             surrogate=sur,
             surrogate_options=sur_opts,
-            steps_per_round=seiko_steps(suite.finetune_steps),
-            finetune_batch_size=suite.finetune_batch_size,
             progress=progress,
-            **bp,
-            **alpha,
+            finetune={
+                "steps": seiko_steps(suite.finetune_steps),
+                "chains_per_step": suite.finetune_batch_size,
+                **bp,
+                **alpha,
+            },
         )
         return SEIKO(task.prior(), batch_size=batch, seed=seed, config=cfg)
     if method.startswith("sqdf"):
@@ -279,22 +281,24 @@ def make_optimizer(
             "sqdf": {},
             "sqdf-ucb": {"surrogate": "ucb"},
             "sqdf-gp": {"surrogate": "gp"},
-            "sqdf-tweedie": {"x0_method": "tweedie"},
-            "sqdf-consistency": {"x0_method": "consistency"},
-            "sqdf-random-buffer": {"buffer_method": "random"},
-            "sqdf-gamma1": {"gamma": 1.0},
+            "sqdf-tweedie": {"finetune.x0_method": "tweedie"},
+            "sqdf-consistency": {"finetune.x0_method": "consistency"},
+            "sqdf-random-buffer": {"finetune.buffer_method": "random"},
+            "sqdf-gamma1": {"finetune.gamma": 1.0},
             "sqdf-mean": {"surrogate_objective": "mean"},
             "sqdf-cap": {"reward_cap": 1.0},
         }[method]
         surrogate = variant.get("surrogate", "ensemble")
-        cfg = SQDFOptimizerConfig(
-            steps_per_round=suite.finetune_steps,
-            finetune_batch_size=suite.finetune_batch_size,
-            rollouts_per_step=suite.rollouts_per_step,
-            surrogate_options={} if surrogate == "gp" else sur_opts,
-            progress=progress,
-            **variant,
-            **alpha,
+        cfg = SQDFOptimizerConfig.from_dict(
+            {
+                "finetune.steps": suite.finetune_steps,
+                "finetune.transitions_per_step": suite.finetune_batch_size,
+                "finetune.rollouts_per_step": suite.rollouts_per_step,
+                "surrogate_options": {} if surrogate == "gp" else sur_opts,
+                "progress": progress,
+                **variant,
+                **{f"finetune.{k}": v for k, v in alpha.items()},
+            }
         )
         return SQDF(task.prior(), batch_size=batch, seed=seed, config=cfg)
     raise ValueError(f"unknown method {method!r}; accepted values: {', '.join(METHODS)}")

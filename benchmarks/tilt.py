@@ -32,7 +32,8 @@ from typing import Any
 import torch
 
 from sqdf_bbo.diffusion.prior import DiffusionPrior
-from sqdf_bbo.finetuning.sqdf import RewardFn, SQDFConfig, SQDFTrainer, official_alpha_to_ours
+from sqdf_bbo.finetuning.kl import official_alpha_to_ours
+from sqdf_bbo.finetuning.sqdf import RewardFn, SQDFConfig, SQDFTrainer
 
 __all__ = ["gaussian_tilt", "step_timing", "rollout_timing", "digits_benchmark", "main"]
 
@@ -138,15 +139,14 @@ def gaussian_tilt(device: torch.device, steps: int = 80, n_eval: int = 200_000) 
         gamma=1.0,
         x0_method="tweedie",
         steps=steps,
-        batch_size=128,
+        transitions_per_step=128,
         lr=0.05,
         grad_clip=None,
         rollouts_per_step=4,
         onpolicy_fraction=0.25,
         buffer_method="random",
-        seed=0,
     )
-    trainer = SQDFTrainer(prior, cfg)
+    trainer = SQDFTrainer(prior, cfg, seed=0)
     t0 = time.perf_counter()
     trainer.train(reward, progress=False)
     train_s = time.perf_counter() - t0
@@ -213,14 +213,13 @@ def digits_benchmark(
             alpha=official_alpha_to_ours(a_off, prior.dim),
             gamma=0.9,
             steps=steps,
-            batch_size=64,
+            transitions_per_step=64,
             rollouts_per_step=8,
             onpolicy_fraction=0.5,
             buffer_method="reward+gamma",
             train=train,  # type: ignore[arg-type]
-            seed=0,
         )
-        trainer = SQDFTrainer(prior, cfg)
+        trainer = SQDFTrainer(prior, cfg, seed=0)
         t0 = time.perf_counter()
         history = trainer.train(reward, progress=True)
         train_s = time.perf_counter() - t0

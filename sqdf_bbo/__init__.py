@@ -29,8 +29,8 @@ _EXPORTS: dict[str, str] = {
     "SQDFConfig": "finetuning.sqdf",
     "SQDFTrainer": "finetuning.sqdf",
     "finetune": "finetuning.sqdf",
-    "official_alpha_to_ours": "finetuning.sqdf",
-    "ours_alpha_to_official": "finetuning.sqdf",
+    "official_alpha_to_ours": "finetuning.kl",
+    "ours_alpha_to_official": "finetuning.kl",
     "ReplayBuffer": "finetuning.buffer",
     # optimizers (ask/tell)
     "Optimizer": "optimizers.base",
@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "Best": "optimizers.base",
     "StudyError": "study.store",
     "FinetunedPriorOptimizer": "optimizers.finetuned",
+    "FinetunedPriorConfig": "optimizers.finetuned",
     "SQDF": "optimizers.sqdf",
     "SQDFOptimizerConfig": "optimizers.sqdf",
     # baselines

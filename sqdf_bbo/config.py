@@ -18,7 +18,13 @@ All problems of one object are reported together in one :class:`ConfigError`, wh
 both a ``ValueError`` and a ``TypeError`` (callers may catch either).
 
 :func:`parse_field` turns the text of a command-line ``--set KEY=VALUE`` into a value of
-the field's declared type (see its docstring for the accepted spellings).
+the field's declared type (see its docstring for the accepted spellings); a nested config's
+field is named by a dotted key (``finetune.steps``).
+
+:func:`config_to_dict` and :func:`config_from_dict` (de)serialize every config dataclass,
+nested configs included. A config that renamed fields lists them in a class attribute
+``RENAMED`` (old flat name → new dotted key); :func:`migrate` rewrites a stored dict with
+the new names, so that configs saved before the rename still load.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ __all__ = [
     "parse_field",
     "field_names",
     "as_config",
+    "config_to_dict",
+    "config_from_dict",
+    "migrate",
 ]
 
 ALLOW_NONFINITE = "allow_nonfinite"
@@ -280,9 +289,17 @@ def _parse(text: str, tp: Any, nonfinite: bool) -> Any:
     return _coerce(_parse_json(text, tp), tp, nonfinite)
 
 
+def _nested_class(config_class: type, name: str) -> type | None:
+    """The config dataclass type of field ``name``, or ``None`` when it is not one."""
+    tp = _hints(config_class).get(name)
+    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
+
+
 def parse_field(config_class: type, name: str, text: str) -> Any:
     """The value of field ``name`` of ``config_class`` written as ``text`` (``--set`` syntax).
 
+    ``name`` may be dotted to reach a field of a nested config (``finetune.steps``), and may
+    be an old name listed in ``config_class.RENAMED`` (parsed as the field it became).
     Accepted spellings: bool ``true/false/1/0/yes/no`` (any case); int ``3`` (``3.0`` is
     read as 3, ``2.5`` is an error); float ``1e-3`` (``inf``/``nan`` only for fields that
     allow them); ``none``/``null`` for optional fields; tuples as a JSON list or comma
@@ -291,11 +308,18 @@ def parse_field(config_class: type, name: str, text: str) -> Any:
     Raises:
         ConfigError: unknown field (the message lists the valid ones) or a bad value.
     """
+    name = getattr(config_class, "RENAMED", {}).get(name, name)
+    head, dot, rest = name.partition(".")
     fields = {f.name: f for f in dataclasses.fields(config_class)}
-    if name not in fields:
+    if head not in fields:
         raise ConfigError(
-            f"unknown {config_class.__name__} field {name!r}; valid fields: " + ", ".join(fields)
+            f"unknown {config_class.__name__} field {head!r}; valid fields: " + ", ".join(fields)
         )
+    if dot:
+        nested = _nested_class(config_class, head)
+        if nested is None:
+            raise ConfigError(f"{config_class.__name__}.{head} is not a nested config: {name!r}")
+        return parse_field(nested, rest, text)
     tp = _hints(config_class).get(name, Any)
     try:
         return _parse(text, tp, _allows_nonfinite(fields[name]))
@@ -303,15 +327,100 @@ def parse_field(config_class: type, name: str, text: str) -> Any:
         raise ConfigError(f"{config_class.__name__}.{name}: {err}") from None
 
 
+# ---------------------------------------------------------------------------- (de)serialization
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return config_to_dict(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a JSON-able dict: nested configs as dicts, tuples as lists,
+    mappings as plain dicts (:func:`config_from_dict` rebuilds it)."""
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def migrate(config_class: type, d: Mapping[str, Any]) -> dict[str, Any]:
+    """``d`` with every old name of ``config_class.RENAMED`` replaced by its new (dotted) key.
+
+    Raises:
+        ConfigError: an old name and its new key both given.
+    """
+    renamed: Mapping[str, str] = getattr(config_class, "RENAMED", {})
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        new = renamed.get(key, key)
+        if new in out:
+            raise ConfigError(
+                f"{config_class.__name__}: {key!r} is the old name of {new!r}; give one of them"
+            )
+        out[new] = value
+    return out
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def config_from_dict(config_class: type, d: Mapping[str, Any], base: Any = None) -> Any:
+    """Rebuild a ``config_class`` from a dict (:func:`config_to_dict`'s output, or part of it).
+
+    Old names are migrated first (:func:`migrate`); a dotted key ``a.b`` sets field ``b`` of the
+    nested config ``a``. A nested config given as a mapping changes only the fields it names
+    of that field's default (so ``{"finetune": {"steps": 3}}`` keeps the other defaults of the
+    optimizer's fine-tuner); missing fields take their defaults, or ``base``'s when given.
+
+    Raises:
+        ConfigError: an unknown field (the message lists the valid ones).
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    flat: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    unknown = []
+    for key, value in migrate(config_class, d).items():
+        head, dot, rest = str(key).partition(".")
+        if head not in fields:
+            unknown.append(key)
+        elif dot:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            flat[head] = value
+    if unknown:
+        which = "field" if len(unknown) == 1 else "fields"
+        raise ConfigError(
+            f"unknown {config_class.__name__} {which} {', '.join(map(repr, unknown))}; "
+            "valid fields: " + ", ".join(fields)
+        )
+    for head, part in nested.items():
+        given = flat.get(head, {})
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"{config_class.__name__}.{head} is given both whole and by parts")
+        flat[head] = {**given, **part}
+    for name, value in flat.items():
+        nested_class = _nested_class(config_class, name)
+        if nested_class is not None and isinstance(value, Mapping):
+            inner = getattr(base, name) if base is not None else _field_default(fields[name])
+            flat[name] = config_from_dict(nested_class, value, base=inner)
+    if base is not None:
+        return dataclasses.replace(base, **flat)
+    return config_class(**flat)
+
+
 def as_config(config: Any, config_class: type) -> Any:
     """An optimizer's ``config=`` argument as a ``config_class`` instance: ``None`` gives the
-    defaults, a mapping its fields (through ``config_class.from_dict`` when the class has
-    one, which rejects unknown names), an instance itself; anything else is a ``TypeError``."""
+    defaults, a mapping its fields (:func:`config_from_dict`: old names migrated, dotted keys
+    for nested configs, unknown names rejected), an instance itself; anything else is a
+    ``TypeError``."""
     if config is None:
         return config_class()
     if isinstance(config, Mapping):
-        from_dict = getattr(config_class, "from_dict", None)
-        return from_dict(config) if from_dict is not None else config_class(**dict(config))
+        return config_from_dict(config_class, config)
     if not isinstance(config, config_class):
         raise TypeError(f"config must be a {config_class.__name__}, got {type(config).__name__}")
     return config

@@ -34,8 +34,7 @@ class TestSEIKOUCBContract(OptimizerContract):
         cfg = SEIKOConfig(
             surrogate="ucb",
             surrogate_options=_TINY_SURROGATE,
-            steps_per_round=2,
-            finetune_batch_size=4,
+            finetune={"steps": 2, "chains_per_step": 4},
         )
         return SEIKO(_flat_prior(), batch_size=self.batch_size, seed=0, config=cfg, study=study)
 
@@ -45,8 +44,7 @@ class TestSEIKOBootstrapContract(OptimizerContract):
         cfg = SEIKOConfig(
             surrogate="ensemble",
             surrogate_options={**_TINY_SURROGATE, "n_heads": 2},
-            steps_per_round=2,
-            finetune_batch_size=4,
+            finetune={"steps": 2, "chains_per_step": 4},
         )
         return SEIKO(_flat_prior(), batch_size=self.batch_size, seed=0, config=cfg, study=study)
 
@@ -164,7 +162,7 @@ def test_seiko_dropped_steps_give_the_network_no_gradient() -> None:
 def test_seiko_moves_samples_toward_linear_reward_and_kl_to_previous() -> None:
     prior = _flat_prior()
     trainer = SEIKOTrainer(
-        prior, SEIKOTrainConfig(alpha=0.5, steps=30, batch_size=32, lr=1e-2), seed=0
+        prior, SEIKOTrainConfig(alpha=0.5, steps=30, chains_per_step=32, lr=1e-2), seed=0
     )
     g = torch.Generator().manual_seed(0)
     before = prior.sample(400, g).x[:, 0].mean()
@@ -182,12 +180,23 @@ def test_seiko_config_validation() -> None:
     with pytest.raises(ValueError, match="accepted values"):
         SEIKOConfig(surrogate="bootstrap")
     with pytest.raises(ValueError, match="bp_min"):
-        SEIKOConfig(bp_min=3, bp_max=2)
+        SEIKOConfig(finetune={"bp_min": 3, "bp_max": 2})
     # official kl_weight / loss_coeff = 1 on a dimension-mean KL with the ½: α = 1/D
-    assert SEIKOConfig().resolved_alpha(64) == pytest.approx(1 / 64)
-    assert SEIKOConfig().steps_per_round == 10 and SEIKOConfig().truncation == "official"
+    assert SEIKOConfig().finetune.resolved_alpha(64) == 1 / 64
+    assert SEIKOTrainConfig().resolved_alpha(64) == 0.01  # the trainer's own default
+    finetune = SEIKOConfig().finetune
+    assert finetune.steps == 10 and finetune.truncation == "official" and finetune.lr == 1e-4
     with pytest.raises(ValueError, match="truncation"):
-        SEIKOConfig(truncation="first-k")
+        SEIKOConfig(finetune={"truncation": "first-k"})
+    # SEIKO accepts α = 0 (reward back-propagation only); SQDF does not
+    assert SEIKOConfig(finetune={"alpha": 0.0}).finetune.resolved_alpha(64) == 0.0
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        SEIKOTrainConfig(alpha=-1.0)
+    # a v0.1 flat dict migrates
+    old = {"surrogate": "ensemble", "steps_per_round": 2, "finetune_batch_size": 4, "lr": 1e-3}
+    cfg = SEIKOConfig.from_dict(old)
+    assert (cfg.finetune.steps, cfg.finetune.chains_per_step, cfg.finetune.lr) == (2, 4, 1e-3)
+    assert cfg.finetune.alpha_official == 1.0 and SEIKOConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_gp_bo_first_round_uniform_in_box_then_in_box() -> None:

@@ -134,11 +134,11 @@ def test_sqdf_training_batch_follows_the_official_per_distribution() -> None:
         value_range=None,
     )
     cfg = SQDFConfig(
-        rollouts_per_step=0, batch_size=500, buffer_priority="official", gamma=0.8, seed=1
+        rollouts_per_step=0, transitions_per_step=500, buffer_priority="official", gamma=0.8
     )
     buf = ReplayBuffer(capacity=16, seed=5)
     buf.add(_trajs(5, K=K, dim=1), torch.tensor(_REWARDS), "queried")
-    trainer = SQDFTrainer(prior, cfg, buffer=buf)
+    trainer = SQDFTrainer(prior, cfg, buffer=buf, seed=1)
     assert trainer.config.onpolicy_fraction == 0.0
     counts = np.zeros(5 * K)
     for _ in range(40):

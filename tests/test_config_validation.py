@@ -14,7 +14,15 @@ import pytest
 from benchmarks.suites import METHODS, Suite
 from benchmarks.train_priors import DenoiserTrainConfig, PriorRecipe
 from sqdf_bbo.classifier import ClassifierTrainConfig
-from sqdf_bbo.config import ALLOW_NONFINITE, ConfigError, check_fields, parse_field
+from sqdf_bbo.config import (
+    ALLOW_NONFINITE,
+    ConfigError,
+    check_fields,
+    config_from_dict,
+    config_to_dict,
+    migrate,
+    parse_field,
+)
 from sqdf_bbo.finetuning.sqdf import SQDFConfig
 from sqdf_bbo.optimizers import GPBOConfig, SEIKOConfig, SEIKOTrainConfig
 from sqdf_bbo.optimizers.sqdf import SQDFOptimizerConfig
@@ -100,34 +108,87 @@ def test_config_error_is_both_value_and_type_error() -> None:
 
 def test_probed_defects_d4_d13() -> None:
     with pytest.raises(ValueError, match="clear_buffer_each_round"):
-        SQDFOptimizerConfig(clear_buffer_each_round="False")  # type: ignore[arg-type]
+        SQDFOptimizerConfig(finetune={"clear_buffer_each_round": "False"})
     with pytest.raises(ValueError, match="lr: expected a finite float"):
-        SQDFOptimizerConfig(lr=math.inf)
+        SQDFOptimizerConfig(finetune={"lr": math.inf})
     with pytest.raises(ValueError, match="lr"):
         SQDFConfig(lr=math.inf)
-    with pytest.raises(ValueError, match="steps_per_round: expected an integer, got 2.5"):
-        SQDFOptimizerConfig(steps_per_round=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="steps: expected an integer, got 2.5"):
+        SQDFOptimizerConfig(finetune={"steps": 2.5})
+    with pytest.raises(ValueError, match="steps: expected an integer, got 2.5"):
+        SQDFOptimizerConfig.from_dict({"steps_per_round": 2.5})  # the old name
     with pytest.raises(ValueError, match="n_heads"):
         EnsembleConfig(n_heads=True)
 
 
 def test_several_problems_are_reported_together() -> None:
-    with pytest.raises(ConfigError, match=r"gamma.*steps_per_round.*progress"):
-        SQDFOptimizerConfig(gamma="x", steps_per_round=1.5, progress=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"gamma.*steps.*train"):
+        SQDFConfig(gamma="x", steps=1.5, train=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"surrogate.*progress"):
+        SQDFOptimizerConfig(surrogate=1, progress=None)  # type: ignore[arg-type]
 
 
 def test_values_are_normalized_to_the_declared_types() -> None:
-    c = SQDFOptimizerConfig(steps_per_round=3.0, gamma=1, lr=np.float64(0.5), ddim_m=np.int64(2))  # type: ignore[arg-type]
-    assert c.steps_per_round == 3 and type(c.steps_per_round) is int
-    assert type(c.gamma) is float and type(c.lr) is float and type(c.ddim_m) is int
+    f = SQDFOptimizerConfig(
+        finetune={"steps": 3.0, "gamma": 1, "lr": np.float64(0.5), "ddim_m": np.int64(2)}
+    ).finetune
+    assert f.steps == 3 and type(f.steps) is int
+    assert type(f.gamma) is float and type(f.lr) is float and type(f.ddim_m) is int
     assert SQDFOptimizerConfig(progress=np.bool_(False)).progress is False
     s = SQDFConfig(lora_targets=["a", "b"])  # type: ignore[arg-type]
     assert s.lora_targets == ("a", "b")
     assert _suite(seeds=[0, 1]).seeds == (0, 1)
-    assert SQDFOptimizerConfig(alpha=None).alpha is None
+    assert SQDFOptimizerConfig(finetune={"alpha": None}).finetune.alpha is None
     assert (
         SQDFOptimizerConfig().to_dict()
         == SQDFOptimizerConfig.from_dict(SQDFOptimizerConfig().to_dict()).to_dict()
+    )
+
+
+# ---------------------------------------------------------------------------- (de)serialization
+V0_1_SQDF = {  # the optimizer config stored by v0.1 (tests/data/study_v0_1): flat names
+    "alpha_official": 1.0, "alpha": None, "gamma": 0.9, "eta": 1.0, "num_inference_steps": None,
+    "x0_method": "auto", "ddim_m": 1, "steps_per_round": 2, "finetune_batch_size": 8,
+    "lr": None, "grad_clip": 1.0, "onpolicy_fraction": 0.5, "rollouts_per_step": 2,
+    "buffer_capacity": 1024, "buffer_method": "reward+gamma", "clear_buffer_each_round": True,
+    "train": "full", "lora_rank": 4, "surrogate": "ensemble",
+    "surrogate_options": {"steps": 10, "n_heads": 2}, "standardize_reward": True,
+    "clip_designs": True, "progress": False,
+}  # fmt: skip
+
+
+def test_old_flat_names_migrate_into_the_nested_config() -> None:
+    moved = migrate(SQDFOptimizerConfig, V0_1_SQDF)
+    assert moved["finetune.steps"] == 2 and moved["finetune.transitions_per_step"] == 8
+    assert moved["finetune.alpha_official"] == 1.0 and moved["surrogate"] == "ensemble"
+    cfg = SQDFOptimizerConfig.from_dict(V0_1_SQDF)
+    f = cfg.finetune
+    assert (f.steps, f.transitions_per_step, f.onpolicy_fraction) == (2, 8, 0.5)
+    assert (f.alpha, f.alpha_official, f.eta, f.x0_method) == (None, 1.0, 1.0, "auto")
+    assert f.buffer_priority == "shift"  # absent in v0.1: today's default
+    assert cfg.surrogate_options == {"steps": 10, "n_heads": 2} and cfg.progress is False
+    # what today's code writes loads back to the same config
+    assert SQDFOptimizerConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict()["finetune"]["transitions_per_step"] == 8
+    with pytest.raises(ConfigError, match="old name of 'finetune.steps'"):
+        SQDFOptimizerConfig.from_dict({"steps_per_round": 2, "finetune.steps": 3})
+    with pytest.raises(ConfigError, match="unknown SQDFOptimizerConfig field 'stepz'"):
+        SQDFOptimizerConfig.from_dict({"stepz": 2})
+    with pytest.raises(ConfigError, match="unknown SQDFConfig field 'stepz'"):
+        SQDFOptimizerConfig.from_dict({"finetune.stepz": 2})
+
+
+def test_nested_mapping_changes_only_the_named_settings_of_the_default() -> None:
+    default = SQDFOptimizerConfig().finetune
+    assert (default.alpha_official, default.eta, default.x0_method) == (2.0, 1.0, "auto")
+    cfg = SQDFOptimizerConfig(finetune={"steps": 3})
+    assert cfg.finetune == dataclasses.replace(default, steps=3)
+    assert SQDFOptimizerConfig.from_dict({"finetune": {"steps": 3}}) == cfg
+    assert SQDFOptimizerConfig.from_dict({"finetune.steps": 3}) == cfg
+    assert SQDFOptimizerConfig(finetune=SQDFConfig(steps=3)).finetune == SQDFConfig(steps=3)
+    plain = config_to_dict(SQDFConfig(lora_targets=("a",)))
+    assert plain["lora_targets"] == ["a"] and config_from_dict(SQDFConfig, plain).lora_targets == (
+        "a",
     )
 
 
@@ -168,15 +229,18 @@ def test_helper_on_literal_optional_nonfinite_tuple_and_mapping() -> None:
     [("False", False), ("true", True), ("YES", True), ("no", False), ("1", True), ("0", False)],
 )
 def test_parse_bool(text: str, value: bool) -> None:
-    assert parse_field(SQDFOptimizerConfig, "clear_buffer_each_round", text) is value
+    assert parse_field(SQDFConfig, "clear_buffer_each_round", text) is value
 
 
 def test_parse_numbers_optional_and_json() -> None:
     P = SQDFOptimizerConfig
-    assert parse_field(P, "steps_per_round", "3") == 3
-    assert parse_field(P, "steps_per_round", "3.0") == 3
-    assert parse_field(P, "lr", "1e-3") == 1e-3
-    assert parse_field(P, "lr", "none") is None and parse_field(P, "lr", "null") is None
+    assert parse_field(P, "finetune.steps", "3") == 3
+    assert parse_field(P, "finetune.steps", "3.0") == 3
+    assert parse_field(P, "steps_per_round", "3") == 3  # the old flat name still parses
+    assert parse_field(P, "finetune_batch_size", "8") == 8
+    assert parse_field(P, "finetune.lr", "1e-3") == 1e-3
+    assert parse_field(P, "finetune.lr", "none") is None and parse_field(P, "lr", "null") is None
+    assert parse_field(SEIKOConfig, "finetune.chains_per_step", "4") == 4
     assert parse_field(P, "surrogate", "ucb") == "ucb"
     assert parse_field(P, "surrogate_options", '{"n_heads": 2}') == {"n_heads": 2}
     assert parse_field(SQDFConfig, "lora_targets", "a, b") == ("a", "b")
@@ -188,12 +252,13 @@ def test_parse_numbers_optional_and_json() -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("clear_buffer_each_round", "maybe", "expected a bool"),
-        ("steps_per_round", "2.5", "expected an integer, got 2.5"),
+        ("finetune.clear_buffer_each_round", "maybe", "expected a bool"),
+        ("finetune.steps", "2.5", "SQDFConfig.steps: expected an integer, got 2.5"),
         ("steps_per_round", "many", "expected an integer"),
-        ("lr", "inf", "finite"),
-        ("gamma", "nan", "finite"),
-        ("gamma", "none", "expected a number"),
+        ("finetune.lr", "inf", "finite"),
+        ("finetune.gamma", "nan", "finite"),
+        ("finetune.gamma", "none", "expected a number"),
+        ("surrogate.x", "1", "not a nested config"),
         ("surrogate_options", "[1]", "expected a mapping"),
         ("surrogate_options", "{bad", "expected JSON"),
     ],
@@ -204,7 +269,9 @@ def test_parse_rejects_bad_text(name: str, text: str, message: str) -> None:
 
 
 def test_parse_unknown_key_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown SQDFOptimizerConfig field 'stepz'.*gamma"):
+    with pytest.raises(ConfigError, match=r"unknown SQDFOptimizerConfig field 'stepz'.*finetune"):
         parse_field(SQDFOptimizerConfig, "stepz", "3")
+    with pytest.raises(ConfigError, match=r"unknown SQDFConfig field 'stepz'.*gamma"):
+        parse_field(SQDFOptimizerConfig, "finetune.stepz", "3")
     with pytest.raises(ConfigError, match=r"expected one of 'a', 'b'"):
         parse_field(_Toy, "mode", "c")

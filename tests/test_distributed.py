@@ -26,9 +26,7 @@ WORLD = 2
 N_FIXED = 8  # transitions per fixed update; each rank takes N_FIXED / WORLD of them
 LR, CLIP = 1e-2, 0.5
 ASK_TELL = SQDFOptimizerConfig(
-    steps_per_round=2,
-    finetune_batch_size=8,
-    rollouts_per_step=2,
+    finetune={"steps": 2, "transitions_per_step": 8, "rollouts_per_step": 2},
     progress=False,
     surrogate_options={"steps": 10, "n_heads": 2},
 )
@@ -99,7 +97,7 @@ def _worker(rank: int, folder: str) -> None:
     out["fixed"] = {"metrics": _fixed_updates(tr, slice(rank * half, (rank + 1) * half))}
     out["fixed"]["params"] = _params(tr)
     # 2. Train steps with rollouts, rank 1 starting from other weights (rank 0's must win).
-    tr = _trainer(batch_size=8, rollouts_per_step=4)
+    tr = _trainer(transitions_per_step=8, rollouts_per_step=4)
     if rank == 1:
         with torch.no_grad():
             for p in tr.trainable_parameters.values():
@@ -109,7 +107,7 @@ def _worker(rank: int, folder: str) -> None:
     out["train"]["state"] = tr.state_dict()
     # 3. A batch that does not split evenly is refused on every rank.
     try:
-        _trainer(batch_size=5, rollouts_per_step=2).train_step(_reward)
+        _trainer(transitions_per_step=5, rollouts_per_step=2).train_step(_reward)
     except ValueError as e:
         out["odd_batch"] = str(e)
     # 4. The ask/tell optimizer in lockstep, rank 0 alone writing the study.
@@ -179,13 +177,16 @@ def test_ranks_keep_identical_weights_buffers_and_metrics(ranks) -> None:
     traj = s0["buffer/trajectories"]
     assert traj.shape[0] == 8
     assert not torch.allclose(traj[:2], traj[2:4])
-    single = _trainer(batch_size=8, rollouts_per_step=4)
+    single = _trainer(transitions_per_step=8, rollouts_per_step=4)
     torch.testing.assert_close(single._rollouts(_reward, 2)[0], traj[:2], rtol=0, atol=0)
 
 
 def test_uneven_shares_are_refused(ranks) -> None:
     for rk in ranks:
-        assert "batch_size=5 must be a multiple of the number of processes (2)" in rk["odd_batch"]
+        assert (
+            "transitions_per_step=5 must be a multiple of the number of processes (2)"
+            in rk["odd_batch"]
+        )
 
 
 @pytest.mark.parametrize("part", ["ask_tell", "resumed"])

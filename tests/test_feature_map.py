@@ -7,7 +7,7 @@ import torch
 
 from sqdf_bbo import SQDF, SQDFOptimizerConfig, StudyError, load_prior
 
-FAST = SQDFOptimizerConfig(steps_per_round=2, rollouts_per_step=2, progress=False)
+FAST = SQDFOptimizerConfig(finetune={"steps": 2, "rollouts_per_step": 2}, progress=False)
 
 
 def test_feature_map_reaches_the_surrogate_and_must_be_given_on_load(tmp_path) -> None:

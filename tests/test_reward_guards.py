@@ -18,7 +18,7 @@ from sqdf_bbo.optimizers.sqdf import SQDF
 from tests.conftest import mlp_prior
 
 LOW, HIGH = -0.1, 0.1  # a narrow box: raw sampler outputs and x0 estimates leave it
-FAST = {"steps_per_round": 3, "finetune_batch_size": 8, "progress": False}
+FAST = {"finetune.steps": 3, "progress": False}
 SUR = {"surrogate_options": {"steps": 30, "n_heads": 2}}
 
 
@@ -31,7 +31,11 @@ def linear_oracle(x: torch.Tensor) -> torch.Tensor:
 
 
 def fitted(cls: type, **cfg) -> SQDF | SEIKO:
-    extra = {"rollouts_per_step": 2} if cls is SQDF else {"surrogate": "ensemble"}
+    extra = (
+        {"finetune.transitions_per_step": 8, "finetune.rollouts_per_step": 2}
+        if cls is SQDF
+        else {"surrogate": "ensemble", "finetune.chains_per_step": 8}
+    )
     opt = cls(bounded_prior(), batch_size=8, seed=0, config={**FAST, **SUR, **extra, **cfg})
     b = opt.ask()
     opt.tell(b.ids, linear_oracle(b.x))
@@ -107,7 +111,13 @@ def test_the_optimism_gap_is_measured_logged_and_warned_about(tmp_path) -> None:
         bounded_prior(),
         batch_size=8,
         seed=0,
-        config={**FAST, **SUR, "rollouts_per_step": 2, "optimism_warning": 2.0},
+        config={
+            **FAST,
+            **SUR,
+            "finetune.transitions_per_step": 8,
+            "finetune.rollouts_per_step": 2,
+            "optimism_warning": 2.0,
+        },
         study=tmp_path / "s",
     )
     b = opt.ask()

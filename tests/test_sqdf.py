@@ -45,13 +45,12 @@ def tilt_config(**kw) -> SQDFConfig:
         gamma=1.0,
         x0_method="tweedie",
         steps=60,
-        batch_size=128,
+        transitions_per_step=128,
         lr=0.05,
         grad_clip=None,
         rollouts_per_step=4,
         onpolicy_fraction=0.25,
         buffer_method="random",
-        seed=0,
     )
     base.update(kw)
     return SQDFConfig(**base)
@@ -83,15 +82,28 @@ def test_alpha_conversion() -> None:
     assert ours_alpha_to_official(0.5, 2) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         official_alpha_to_ours(1.0, 0)
+    # SEIKO's official KL keeps the ½: α = a / D, by the same function
+    assert official_alpha_to_ours(1.0, 64, "seiko") == 1.0 / 64
+    assert ours_alpha_to_official(1.0 / 64, 64, "seiko") == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="convention"):
+        official_alpha_to_ours(1.0, 64, "draft")
 
 
 def test_config_validation() -> None:
     assert SQDFConfig(x0_method="ddim-m").x0_method == "ddim"
-    assert SQDFConfig().lr == 1e-4 and SQDFConfig(train="lora").lr == 1e-3
-    assert SQDFConfig(lr=3e-4, train="lora").lr == 3e-4
+    prior = gaussian_prior(K=4)
+    assert SQDFConfig().lr is None and SQDFConfig().resolve(prior).lr == 1e-4
+    assert SQDFConfig(train="lora").resolve(prior).lr == 1e-3
+    assert SQDFConfig(lr=3e-4, train="lora").resolve(prior).lr == 3e-4
+    assert SQDFConfig().resolve(prior).alpha == 1.0 and SQDFConfig().alpha is None
+    resolved = SQDFConfig(alpha_official=2.0, x0_method="auto").resolve(prior)
+    assert resolved.alpha == official_alpha_to_ours(2.0, prior.dim)
+    assert resolved.alpha_official is None and resolved.x0_method == "tweedie"
+    assert SQDFConfig(alpha=0.3, alpha_official=2.0).resolved_alpha(64) == 0.3
     cfg = SQDFConfig(lora_targets=["to_q"])
     assert cfg.lora_targets == ("to_q",)
-    assert SQDFConfig(**cfg.to_dict()) == cfg
+    assert SQDFConfig(**cfg.to_dict()) == cfg == SQDFConfig.from_dict(cfg.to_dict())
+    assert SQDFConfig.from_dict({"batch_size": 8}).transitions_per_step == 8  # old name
     with pytest.raises(ValueError, match="alpha"):
         SQDFConfig(alpha=0.0)
     with pytest.raises(ValueError, match="gamma"):
@@ -105,8 +117,8 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="rollouts_per_step"):
         SQDFConfig(rollouts_per_step=0, onpolicy_fraction=0.5)
     # several problems are all reported
-    with pytest.raises(ValueError, match="lr.*kl_reference"):
-        SQDFConfig(lr=-1.0, kl_reference="seiko")
+    with pytest.raises(ValueError, match="lr.*buffer_priority"):
+        SQDFConfig(lr=-1.0, buffer_priority="seiko")
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.alpha = 2.0  # type: ignore[misc]
 
@@ -140,7 +152,7 @@ def test_larger_alpha_and_discount_shrink_the_shift(tilt_runs) -> None:
 
 # --------------------------------------------------------------------------- the loss
 def _perturbed_trainer(prior: DiffusionPrior, **kw) -> SQDFTrainer:
-    trainer = SQDFTrainer(prior, SQDFConfig(rollouts_per_step=2, batch_size=8, **kw))
+    trainer = SQDFTrainer(prior, SQDFConfig(rollouts_per_step=2, transitions_per_step=8, **kw))
     with torch.no_grad():
         for p in trainer.policy.denoiser.parameters():
             p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
@@ -184,7 +196,9 @@ def test_gaussian_step_kl_helper() -> None:
 
 
 def test_last_step_never_produces_nan(flat_prior) -> None:
-    trainer = SQDFTrainer(flat_prior, SQDFConfig(rollouts_per_step=2, batch_size=4, lr=0.05))
+    trainer = SQDFTrainer(
+        flat_prior, SQDFConfig(rollouts_per_step=2, transitions_per_step=4, lr=0.05)
+    )
     K = flat_prior.num_inference_steps
     assert float(flat_prior.sigmas[-1]) == 0.0
     for _ in range(5):
@@ -239,7 +253,7 @@ def test_no_gradient_leaks_into_reference_estimator_or_reward_model() -> None:
         "cm": {k: v.clone() for k, v in cm.state_dict().items()},
         "reward": {k: v.clone() for k, v in reward_model.state_dict().items()},
     }
-    cfg = SQDFConfig(x0_method="consistency", rollouts_per_step=2, batch_size=8, lr=0.01)
+    cfg = SQDFConfig(x0_method="consistency", rollouts_per_step=2, transitions_per_step=8, lr=0.01)
     trainer = SQDFTrainer(prior, cfg)
     ref_snap = {k: v.clone() for k, v in trainer.reference.denoiser.state_dict().items()}
     trainer.train(reward, steps=3, progress=False)
@@ -319,7 +333,12 @@ def test_estimators_differ_in_x0_only(flat_prior) -> None:
 def test_lora_trains_only_adapters_on_the_tiny_unet(image_prior) -> None:
     base = {k: v.clone() for k, v in image_prior.denoiser.state_dict().items()}
     cfg = SQDFConfig(
-        train="lora", lora_rank=2, rollouts_per_step=2, batch_size=4, lr=0.05, grad_clip=None
+        train="lora",
+        lora_rank=2,
+        rollouts_per_step=2,
+        transitions_per_step=4,
+        lr=0.05,
+        grad_clip=None,
     )
     trainer = SQDFTrainer(image_prior, cfg)
     names = list(trainer.trainable_parameters)
@@ -365,22 +384,28 @@ def test_lora_rejects_networks_without_layers() -> None:
 
 
 # --------------------------------------------------------------------------- rounds, buffer, persistence
-def test_previous_round_reference_and_external_buffer(flat_prior) -> None:
+def test_external_buffer_and_round_refill(flat_prior) -> None:
     buf = ReplayBuffer(capacity=64, seed=9)
     queried = flat_prior.sample(6, torch.Generator().manual_seed(0), return_trajectory=True)
     buf.add(queried.trajectory, torch.linspace(-2, 1, 6), "queried", round=0)
-    cfg = SQDFConfig(kl_reference="previous", rollouts_per_step=2, batch_size=8, lr=0.05)
+    cfg = SQDFConfig(rollouts_per_step=2, transitions_per_step=8, lr=0.05)
     trainer = SQDFTrainer(flat_prior, cfg, buffer=buf)
-    assert trainer.buffer is buf and trainer.kl_reference is trainer.reference
+    assert trainer.buffer is buf
     trainer.train(linear_reward, steps=3, progress=False)
     assert len(buf) == 6 + 3 * 2 and buf.sources.count("rollout") == 6
-    trainer.start_round()
-    assert trainer.round == 1 and trainer.kl_reference is not trainer.reference
-    x_t = torch.randn(5, 2)
-    _, parts = trainer.loss(linear_reward, x_t, torch.arange(5))
-    assert torch.allclose(parts["kl"], torch.zeros(5), atol=1e-10)  # policy == snapshot
+    assert trainer.start_round() == {} and trainer.round == 1 and len(buf) == 12  # no chains
     trainer.train(linear_reward, steps=2, progress=False)
     assert set(buf.rounds.tolist()) == {0, 1}
+    # the round's queried chains replace the buffer's content (clear_buffer_each_round)
+    extra = trainer.start_round(5, queried.trajectory[:4], torch.zeros(4, dtype=torch.float64))
+    assert extra == {"n_queried_in_buffer": 4.0} and trainer.round == 5
+    assert len(buf) == 4 and set(buf.sources) == {"queried"} and set(buf.rounds.tolist()) == {5}
+    keep = SQDFTrainer(flat_prior, SQDFConfig(clear_buffer_each_round=False, buffer_capacity=3))
+    keep.start_round(1, queried.trajectory[:2], torch.zeros(2))
+    assert keep.start_round(2, queried.trajectory, torch.zeros(6)) == {"n_queried_in_buffer": 3.0}
+    assert len(keep.buffer) == 3  # the last `capacity` chains
+    with pytest.raises(ValueError, match="one value per chain"):
+        keep.start_round(3, queried.trajectory, None)
 
 
 def test_buffer_with_other_step_count_is_rejected(flat_prior) -> None:
@@ -392,13 +417,13 @@ def test_buffer_with_other_step_count_is_rejected(flat_prior) -> None:
 
 
 def test_reward_shape_is_checked(flat_prior) -> None:
-    trainer = SQDFTrainer(flat_prior, SQDFConfig(rollouts_per_step=2, batch_size=4))
+    trainer = SQDFTrainer(flat_prior, SQDFConfig(rollouts_per_step=2, transitions_per_step=4))
     with pytest.raises(ValueError, match="reward_fn"):
         trainer.train(lambda x: x, steps=1, progress=False)
 
 
 def test_state_dict_round_trip_through_safetensors(flat_prior, tmp_path) -> None:
-    cfg = SQDFConfig(rollouts_per_step=2, batch_size=8, lr=0.02, kl_reference="previous")
+    cfg = SQDFConfig(rollouts_per_step=2, transitions_per_step=8, lr=0.02)
     a = SQDFTrainer(flat_prior, cfg)
     a.train(linear_reward, steps=2, progress=False)
     a.start_round()
@@ -423,7 +448,7 @@ def test_finetune_leaves_the_prior_alone_and_calls_back(flat_prior) -> None:
     tuned = finetune(
         flat_prior,
         linear_reward,
-        SQDFConfig(steps=4, rollouts_per_step=2, batch_size=8, lr=0.05),
+        SQDFConfig(steps=4, rollouts_per_step=2, transitions_per_step=8, lr=0.05),
         callback=seen.append,
         progress=False,
     )
@@ -433,7 +458,7 @@ def test_finetune_leaves_the_prior_alone_and_calls_back(flat_prior) -> None:
     gen = torch.Generator().manual_seed(0)
     assert tuned.sample(3, gen).x.shape == (3, 2)
     # early stop: a callback returning True ends training
-    trainer = SQDFTrainer(flat_prior, SQDFConfig(rollouts_per_step=1, batch_size=2))
+    trainer = SQDFTrainer(flat_prior, SQDFConfig(rollouts_per_step=1, transitions_per_step=2))
     assert len(trainer.train(linear_reward, steps=10, callback=lambda m: True, progress=False)) == 1
 
 
@@ -444,7 +469,11 @@ def test_trains_from_queried_trajectories_only(flat_prior, method) -> None:
     q = flat_prior.sample(8, torch.Generator().manual_seed(0), return_trajectory=True)
     buf.add(q.trajectory, torch.linspace(-3, -1, 8), "queried", round=0)
     cfg = SQDFConfig(
-        rollouts_per_step=0, onpolicy_fraction=0.0, buffer_method=method, batch_size=8, lr=0.05
+        rollouts_per_step=0,
+        onpolicy_fraction=0.0,
+        buffer_method=method,
+        transitions_per_step=8,
+        lr=0.05,
     )
     trainer = SQDFTrainer(flat_prior, cfg, buffer=buf)
     history = trainer.train(linear_reward, steps=3, progress=False)

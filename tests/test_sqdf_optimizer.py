@@ -15,9 +15,7 @@ from sqdf_bbo.optimizers.sqdf import SQDF, SQDFOptimizerConfig
 from tests.test_optimizer_contract import OptimizerContract
 
 FAST = SQDFOptimizerConfig(
-    steps_per_round=3,
-    finetune_batch_size=8,
-    rollouts_per_step=2,
+    finetune={"steps": 3, "transitions_per_step": 8, "rollouts_per_step": 2},
     progress=False,
     surrogate_options={"steps": 20, "n_heads": 2},
 )
@@ -43,12 +41,16 @@ class TestSQDFContract(OptimizerContract):
 
 def test_alpha_conversion_and_x0_default() -> None:
     opt = SQDF(tiny_prior(), batch_size=2, config=FAST)
-    assert opt.sqdf_config.alpha == pytest.approx(2.0)  # α_official · 2 / D, 2 · 2 / 2
-    assert opt.sqdf_config.x0_method == "tweedie"  # no consistency model on this prior
-    assert opt.sqdf_config.gamma == 0.9 and opt.sqdf_config.buffer_method == "reward+gamma"
-    cfg = SQDFOptimizerConfig(alpha_official=1.0)
-    assert cfg.resolved_alpha(64) == pytest.approx(1 / 32)
-    assert SQDFOptimizerConfig(alpha=0.3).resolved_alpha(64) == 0.3
+    resolved = opt.trainer.config
+    assert resolved.alpha == pytest.approx(2.0)  # α_official · 2 / D, 2 · 2 / 2
+    assert resolved.x0_method == "tweedie"  # no consistency model on this prior
+    assert resolved.gamma == 0.9 and resolved.buffer_method == "reward+gamma"
+    assert resolved.eta == 1.0 and resolved.lr == 1e-4
+    assert opt.config.finetune.alpha is None  # the optimizer's config keeps what was given
+    cfg = SQDFOptimizerConfig(finetune={"alpha_official": 1.0})
+    assert cfg.finetune.resolved_alpha(64) == pytest.approx(1 / 32)
+    assert cfg.finetune.eta == 1.0 and cfg.finetune.x0_method == "auto"  # other defaults kept
+    assert SQDFOptimizerConfig(finetune={"alpha": 0.3}).finetune.resolved_alpha(64) == 0.3
     with pytest.raises(ValueError, match="surrogate 'nope' is unknown"):
         SQDFOptimizerConfig(surrogate="nope")
     with pytest.raises(TypeError, match="DiffusionPrior"):
@@ -63,10 +65,10 @@ def test_round_fills_buffer_with_queried_trajectories_only() -> None:
     opt.tell_external(torch.randn(4, 2, generator=torch.Generator().manual_seed(0)), [9.0] * 4)
     opt.ask()
     assert opt.round == 1
-    sources = opt.buffer.sources
+    sources = opt.trainer.buffer.sources
     # 5 complete asked points (the failed one and the external ones have no trajectory there)
     assert sources.count("queried") == 5
-    assert sources.count("rollout") == FAST.steps_per_round * FAST.rollouts_per_step
+    assert sources.count("rollout") == FAST.finetune.steps * FAST.finetune.rollouts_per_step
     assert opt.surrogate.n_train == 9, "the surrogate sees asked and external observations"
     assert opt.metrics()["kl_to_prior"] > 0.0
 
@@ -95,7 +97,7 @@ def test_rings_toy_reward_rises_and_stays_natural() -> None:
     a = torch.tensor([1.0, 0.5]) / torch.tensor([1.0, 0.5]).norm()
     reward = LinearOracle(direction=a)  # r(x) = aᵀx, |a| = 1, float64 values
 
-    cfg = SQDFOptimizerConfig(gamma=1.0, alpha_official=0.5, progress=False)
+    cfg = SQDFOptimizerConfig(finetune={"gamma": 1.0, "alpha_official": 0.5}, progress=False)
     opt = SQDF(prior, batch_size=64, seed=0, config=cfg)
     first = opt.ask()
     opt.tell(first.ids, reward(first.x))

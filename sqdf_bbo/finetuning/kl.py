@@ -8,6 +8,10 @@ trajectories drawn from p_θ). Steps with σ_i = 0 (the last DDIM step when
 ᾱ_prev = 1, or every step when η = 0) are deterministic maps whose KL is not
 finite; they are left out of the sum, and ``chain_kl`` reports how many steps
 were counted.
+
+It also holds the KL conventions of the fine-tuners: :func:`gaussian_step_kl`, the exact
+step KL both weigh with α, and :func:`official_alpha_to_ours`, the one conversion of the
+official codes' KL weights to α.
 """
 
 from __future__ import annotations
@@ -19,7 +23,58 @@ import torch
 
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 
-__all__ = ["ChainKL", "chain_kl"]
+__all__ = [
+    "ChainKL",
+    "chain_kl",
+    "gaussian_step_kl",
+    "OFFICIAL_KL_SCALES",
+    "official_alpha_to_ours",
+    "ours_alpha_to_official",
+]
+
+OFFICIAL_KL_SCALES: dict[str, float] = {"sqdf": 2.0, "seiko": 1.0}
+"""α / (α_official / D) per official code: SQDF's official KL weighs ``mean_d Δ²/σ²`` (no ½,
+hence 2), SEIKO's ``mean_d Δ²/(2σ²)`` (with the ½, hence 1)."""
+
+
+def _kl_scale(convention: str, dim: int) -> float:
+    if convention not in OFFICIAL_KL_SCALES:
+        raise ValueError(
+            f"unknown KL convention {convention!r}; accepted values: "
+            + ", ".join(OFFICIAL_KL_SCALES)
+        )
+    if int(dim) < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    return OFFICIAL_KL_SCALES[convention]
+
+
+def official_alpha_to_ours(alpha_official: float, dim: int, convention: str = "sqdf") -> float:
+    """α in our convention (the exact KL ``Σ_d (μ_θ−μ_ref)²/(2σ²)``) from an official code's α.
+
+    The official codes average their KL over the D = prod(design shape) dimensions: SQDF's
+    weighs ``mean_d (μ_θ−μ_ref)²/σ²`` (no ½), so ``α = α_official · 2 / D``; SEIKO's weighs
+    ``mean_d (μ_θ−μ_ref)²/(2σ²)`` (``kl_weight / loss_coeff``), so ``α = α_official · 1 / D``.
+    """
+    return float(alpha_official) * _kl_scale(convention, dim) / int(dim)
+
+
+def ours_alpha_to_official(alpha: float, dim: int, convention: str = "sqdf") -> float:
+    """Inverse of :func:`official_alpha_to_ours`: ``α_official = α · D / scale``."""
+    return float(alpha) * int(dim) / _kl_scale(convention, dim)
+
+
+def gaussian_step_kl(mean: torch.Tensor, ref_mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """KL( N(mean, var·I) ‖ N(ref_mean, var·I) ) = ‖mean − ref_mean‖² / (2 var), summed over dims.
+
+    Args:
+        mean, ref_mean: shape ``(n, *shape)``.
+        var: per-sample variance, shape ``(n, 1, …, 1)`` or ``(n,)``; must be > 0.
+
+    Returns:
+        Shape ``(n,)``.
+    """
+    sq = (mean - ref_mean).pow(2).flatten(1).sum(1)
+    return sq / (2.0 * var.reshape(var.shape[0], -1)[:, 0])
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ One gradient step on a batch of b fresh chains:
 The official loss is ``loss_coeff·|r − target| + kl_weight·Σ_i mean_d Δ²/(2σ²)`` with
 ``loss_coeff = kl_weight = 0.01`` and a target (10) above every reachable reward, i.e.
 −r + 1·KL_mean; in our convention (KL summed over the D dimensions) that is α = 1/D
-(:class:`~sqdf_bbo.optimizers.seiko.SEIKOConfig` converts ``alpha_official`` with α = a/D).
+(``SEIKOTrainConfig(alpha_official=a)`` converts with α = a/D,
+:func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours` with ``convention="seiko"``).
 
 This differs from SQDF, which never differentiates through the sampling chain:
 SQDF scores a single transition with a training-free soft-Q value.
@@ -39,15 +40,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from sqdf_bbo.config import check_fields
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.finetuning.configs import TRUNCATIONS, SEIKOTrainConfig
+from sqdf_bbo.progress import progress_bar
 
 __all__ = ["SEIKOTrainConfig", "SEIKOTrainer", "TRUNCATIONS", "keep_probability"]
-
-TRUNCATIONS: tuple[str, ...] = ("official", "last-k")
 
 
 def keep_probability(i: int, num_steps: int) -> float:
@@ -56,66 +56,28 @@ def keep_probability(i: int, num_steps: int) -> float:
     return (i + 1) / (num_steps + 1)
 
 
-@dataclass(frozen=True)
-class SEIKOTrainConfig:
-    """Hyper-parameters of the SEIKO fine-tuner.
-
-    Args:
-        alpha: KL weight α (our convention: exact Gaussian KL; official = α·D/2).
-        steps: gradient steps per round.
-        batch_size: chains per gradient step.
-        lr: Adam learning rate.
-        grad_clip: max global gradient norm (``None``: no clipping).
-        truncation: ``"official"`` (per-step random detach of ε with keep probability
-            (i+1)/(K+1)) or ``"last-k"`` (v0.1: states detached before the last k_bp steps).
-        bp_min, bp_max: with ``"last-k"``, the number of final steps back-propagated through
-            is drawn uniformly from {bp_min, …, bp_max} at every gradient step.
-    """
-
-    alpha: float = 0.01
-    steps: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    grad_clip: float | None = 1.0
-    truncation: str = "official"
-    bp_min: int = 1
-    bp_max: int = 5
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if self.truncation not in TRUNCATIONS:
-            raise ValueError(
-                f"truncation {self.truncation!r} is unknown; accepted values: "
-                f"{', '.join(TRUNCATIONS)}"
-            )
-        if not self.alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
-        if int(self.steps) < 0 or int(self.batch_size) < 1:
-            raise ValueError(
-                f"steps must be >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}"
-            )
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if not 1 <= int(self.bp_min) <= int(self.bp_max):
-            raise ValueError(
-                f"need 1 <= bp_min <= bp_max, got bp_min={self.bp_min}, bp_max={self.bp_max}"
-            )
-
-
 class SEIKOTrainer:
     """Owns the fine-tuned copy of a prior and its optimizer state across rounds.
 
+    It meets the fine-tuner contract of :class:`sqdf_bbo.finetuning.FineTuner`.
+
     Args:
         prior: the pretrained ``DiffusionPrior`` (not modified; a copy is trained).
-        config: :class:`SEIKOTrainConfig`.
+        config: :class:`SEIKOTrainConfig` (resolved for ``prior``: α set).
         seed: seeds the generator of chains and truncation draws.
+
+    Attributes:
+        config: the resolved settings; reference: the pretrained prior (the baseline of the
+        chain KL the optimizer reports); policy: the prior being fine-tuned; previous: the
+        frozen copy of the previous round's network (SEIKO's KL reference).
     """
 
-    def __init__(self, prior, config: SEIKOTrainConfig, seed: int = 0) -> None:
-        self.config = config
-        self.pretrained = prior
+    def __init__(
+        self, prior: DiffusionPrior, config: SEIKOTrainConfig | None = None, seed: int = 0
+    ) -> None:
+        config = config if config is not None else SEIKOTrainConfig()
+        self.config = config = config.resolve(prior)
+        self.reference = prior
         self.policy = prior.clone()
         for p in self.policy.denoiser.parameters():
             p.requires_grad_(True)
@@ -130,9 +92,23 @@ class SEIKOTrainer:
             p.requires_grad_(False)
         return out
 
-    def start_round(self) -> None:
-        """Snapshot the current policy as the KL reference (SEIKO: the previous round's model)."""
+    @property
+    def num_inference_steps(self) -> int:
+        return self.policy.num_inference_steps
+
+    def start_round(
+        self,
+        round: int | None = None,
+        chains: torch.Tensor | None = None,
+        values: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """Snapshot the current policy as the KL reference (SEIKO: the previous round's model).
+
+        SEIKO samples fresh chains at every step: the round's number and the queried chains
+        and values are accepted (the fine-tuner contract) and not used.
+        """
         self.previous = self._frozen_copy(self.policy.denoiser)
+        return {}
 
     def _keep(self, i: int, num_steps: int, k_bp: int) -> bool:
         """Whether step i keeps its network gradient this gradient step."""
@@ -153,8 +129,8 @@ class SEIKOTrainer:
             if cfg.truncation == "last-k"
             else 0
         )
-        x = pol.initial_noise(cfg.batch_size, g)
-        kl = torch.zeros(cfg.batch_size, device=x.device, dtype=x.dtype)
+        x = pol.initial_noise(cfg.chains_per_step, g)
+        kl = torch.zeros(cfg.chains_per_step, device=x.device, dtype=x.dtype)
         kept = 0
         for i in range(K):
             keep = self._keep(i, K, k_bp)
@@ -178,9 +154,9 @@ class SEIKOTrainer:
                 kl = kl + d2 / (2.0 * float(pol.sigmas[i]) ** 2)
             x = out.mean + out.sigma * z
         r = reward_fn(x)
-        if r.shape != (cfg.batch_size,):
+        if r.shape != (cfg.chains_per_step,):
             raise ValueError(
-                f"reward_fn must return shape ({cfg.batch_size},), got {tuple(r.shape)}"
+                f"reward_fn must return shape ({cfg.chains_per_step},), got {tuple(r.shape)}"
             )
         # 4. Loss.
         loss = -r.mean() + cfg.alpha * kl.mean()
@@ -193,8 +169,6 @@ class SEIKOTrainer:
         progress: bool = False,
     ) -> list[dict[str, float]]:
         """Run ``steps`` (default ``config.steps``) gradient steps; per-step metric dicts."""
-        from sqdf_bbo.progress import progress_bar
-
         n = self.config.steps if steps is None else int(steps)
         params = [p for p in self.policy.denoiser.parameters() if p.requires_grad]
         self.policy.denoiser.train()

@@ -1,5 +1,9 @@
 """SQDF: Soft Q-based Diffusion Finetuning (Kang et al., arXiv 2512.04559), in the conventions of DESIGN.md §1.
 
+Length: one class, the trainer, whose loss, data-parallel training step and checkpoint
+share its private state; its settings are in :mod:`~sqdf_bbo.finetuning.configs` and the KL
+conventions in :mod:`~sqdf_bbo.finetuning.kl`.
+
 Notation (paper symbol → name here):
 
     p'  / p_θ        reference / policy       frozen pretrained prior / the fine-tuned copy
@@ -32,23 +36,22 @@ addition to the tilt that every earlier step makes.
 
 α conventions. The official code (Shin-woocheol/SQDF) averages its KL over
 the D design dimensions and drops the ½, so α_official = α · D / 2; convert with
-:func:`official_alpha_to_ours` / :func:`ours_alpha_to_official`.
+:func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours` (``SQDFConfig(alpha_official=…)``
+does it for the prior's D). The settings and their validation live in
+:mod:`sqdf_bbo.finetuning.configs`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from sqdf_bbo.config import check_fields
-from sqdf_bbo.diffusion.prior import X0_METHODS, DiffusionPrior, SampleOutput
+from sqdf_bbo.diffusion.prior import DiffusionPrior, SampleOutput
 from sqdf_bbo.distributed import (
     all_gather_cat,
     all_reduce_mean_,
@@ -57,7 +60,11 @@ from sqdf_bbo.distributed import (
     shard_slice,
     world,
 )
-from sqdf_bbo.finetuning.buffer import PRIORITIES, SAMPLING_METHODS, ReplayBuffer
+from sqdf_bbo.finetuning.buffer import ReplayBuffer
+from sqdf_bbo.finetuning.configs import SQDFConfig
+from sqdf_bbo.finetuning.kl import gaussian_step_kl, official_alpha_to_ours, ours_alpha_to_official
+from sqdf_bbo.finetuning.lora import add_lora, merge_lora
+from sqdf_bbo.progress import progress_bar
 
 __all__ = [
     "SQDFConfig",
@@ -70,183 +77,6 @@ __all__ = [
 ]
 
 RewardFn = Callable[[torch.Tensor], torch.Tensor]
-KL_REFERENCES: tuple[str, ...] = ("pretrained", "previous")
-TRAIN_MODES: tuple[str, ...] = ("full", "lora")
-
-
-def official_alpha_to_ours(alpha_official: float, dim: int) -> float:
-    """α in our convention from the official code's α.
-
-    The official SQDF code weights ``mean_d((μ_θ−μ_ref)²/σ²)`` (dimension mean, no ½)
-    where we weight the exact KL ``Σ_d (μ_θ−μ_ref)²/(2σ²)``, so
-    ``α = α_official · 2 / D`` for D = prod(design shape) dimensions.
-    """
-    if int(dim) < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
-    return float(alpha_official) * 2.0 / int(dim)
-
-
-def ours_alpha_to_official(alpha: float, dim: int) -> float:
-    """Inverse of :func:`official_alpha_to_ours`: ``α_official = α · D / 2``."""
-    if int(dim) < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
-    return float(alpha) * int(dim) / 2.0
-
-
-def gaussian_step_kl(mean: torch.Tensor, ref_mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """KL( N(mean, var·I) ‖ N(ref_mean, var·I) ) = ‖mean − ref_mean‖² / (2 var), summed over dims.
-
-    Args:
-        mean, ref_mean: shape ``(n, *shape)``.
-        var: per-sample variance, shape ``(n, 1, …, 1)`` or ``(n,)``; must be > 0.
-
-    Returns:
-        Shape ``(n,)``.
-    """
-    sq = (mean - ref_mean).pow(2).flatten(1).sum(1)
-    return sq / (2.0 * var.reshape(var.shape[0], -1)[:, 0])
-
-
-@dataclass(frozen=True)
-class SQDFConfig:
-    """Settings of one SQDF fine-tuning run.
-
-    Attributes:
-        alpha: KL weight α (> 0) on the exact summed Gaussian KL (official α = α·D/2,
-            see :func:`official_alpha_to_ours`). Larger α stays closer to the prior.
-        gamma: discount γ ∈ (0, 1] of the soft-Q estimate γ^k r̂(f(x_prev)).
-        x0_method: x0 estimator f of the frozen prior: ``tweedie``, ``consistency``
-            (needs ``prior.consistency``) or ``ddim`` (``ddim-m`` with ``ddim_m``
-            deterministic steps; the alias ``"ddim-m"`` is accepted).
-        ddim_m: m for ``ddim``.
-        steps: optimizer steps per :meth:`SQDFTrainer.train` call.
-        batch_size: transitions per optimizer step.
-        lr: AdamW learning rate; ``None`` picks 1e-4 for ``train="full"`` and 1e-3
-            (the official value, used there with LoRA) for ``train="lora"``. Full
-            fine-tuning at 1e-3 moves every weight by ~lr on Adam's first steps, which
-            on the digits UNet costs ~100 nats of chain KL at once (docs/sqdf.md).
-        grad_clip: max global gradient norm, or ``None`` for no clipping.
-        weight_decay: AdamW weight decay.
-        onpolicy_fraction: fraction of each batch drawn uniformly from the fresh
-            on-policy rollouts of that step; the rest comes from the buffer by
-            ``buffer_method``. Default 0: as in the official code, every transition is
-            drawn from the buffer (the fresh rollouts enter it first).
-        rollouts_per_step: fresh trajectories sampled from the current policy
-            (and added to the buffer as ``rollout``) before each optimizer step (the
-            official ``on_policy_batch_size``).
-        buffer_capacity: trajectories the trainer's own buffer keeps (ignored
-            when a buffer is passed to the trainer).
-        buffer_method: ``random``, ``on-policy``, ``reward`` or ``reward+gamma``.
-        buffer_priority: trajectory weight of ``reward+gamma``: ``shift`` (default),
-            ``official`` (max(r, 0)) or ``rank`` (see :mod:`sqdf_bbo.finetuning.buffer`).
-        kl_reference: ``pretrained`` (SQDF) or ``previous`` (SEIKO: the policy
-            snapshotted at :meth:`SQDFTrainer.start_round`).
-        eta: DDIM η of the fine-tuned sampler (> 0); ``None`` keeps the prior's.
-        num_inference_steps: K; ``None`` keeps the prior's.
-        train: ``full`` (every weight of the denoiser) or ``lora`` (peft adapters).
-        lora_rank, lora_alpha, lora_targets: LoRA rank, scale numerator (default
-            rank) and peft target module names (default every Linear/Conv2d).
-        seed: seed of the trainer's generators (noise, rollouts, on-policy picks)
-            and of its own buffer.
-    """
-
-    alpha: float = 1.0
-    gamma: float = 0.9
-    x0_method: str = "tweedie"
-    ddim_m: int = 1
-    steps: int = 40
-    batch_size: int = 64
-    lr: float | None = None
-    grad_clip: float | None = 1.0
-    weight_decay: float = 0.0
-    onpolicy_fraction: float = 0.0
-    rollouts_per_step: int = 8
-    buffer_capacity: int = 1024
-    buffer_method: str = "reward+gamma"
-    buffer_priority: str = "shift"
-    kl_reference: str = "pretrained"
-    eta: float | None = None
-    num_inference_steps: int | None = None
-    train: str = "full"
-    lora_rank: int = 4
-    lora_alpha: float | None = None
-    lora_targets: tuple[str, ...] | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if self.x0_method == "ddim-m":
-            object.__setattr__(self, "x0_method", "ddim")
-        if self.lr is None:
-            object.__setattr__(self, "lr", 1e-3 if self.train == "lora" else 1e-4)
-        if self.lora_targets is not None:
-            object.__setattr__(self, "lora_targets", tuple(str(s) for s in self.lora_targets))
-        problems: list[str] = []
-        if not (math.isfinite(self.alpha) and self.alpha > 0):
-            problems.append(f"alpha must be a finite number > 0, got {self.alpha}")
-        if not 0.0 < self.gamma <= 1.0:
-            problems.append(f"gamma must lie in (0, 1], got {self.gamma}")
-        if self.x0_method not in X0_METHODS:
-            problems.append(
-                f"x0_method {self.x0_method!r} is unknown; accepted values: "
-                f"{', '.join(X0_METHODS)} (or 'ddim-m')"
-            )
-        if self.ddim_m < 1:
-            problems.append(f"ddim_m must be >= 1, got {self.ddim_m}")
-        if self.steps < 0:
-            problems.append(f"steps must be >= 0, got {self.steps}")
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:  # type: ignore[operator]
-            problems.append(f"lr must be > 0, got {self.lr}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 <= self.onpolicy_fraction <= 1.0:
-            problems.append(f"onpolicy_fraction must lie in [0, 1], got {self.onpolicy_fraction}")
-        if self.rollouts_per_step < 0:
-            problems.append(f"rollouts_per_step must be >= 0, got {self.rollouts_per_step}")
-        if self.onpolicy_fraction > 0 and self.rollouts_per_step == 0:
-            problems.append("onpolicy_fraction > 0 needs rollouts_per_step >= 1")
-        if self.buffer_capacity < 1:
-            problems.append(f"buffer_capacity must be >= 1, got {self.buffer_capacity}")
-        if self.buffer_method not in SAMPLING_METHODS:
-            problems.append(
-                f"buffer_method {self.buffer_method!r} is unknown; accepted values: "
-                f"{', '.join(SAMPLING_METHODS)}"
-            )
-        if self.buffer_priority not in PRIORITIES:
-            problems.append(
-                f"buffer_priority {self.buffer_priority!r} is unknown; accepted values: "
-                f"{', '.join(PRIORITIES)}"
-            )
-        if self.kl_reference not in KL_REFERENCES:
-            problems.append(
-                f"kl_reference {self.kl_reference!r} is unknown; accepted values: "
-                f"{', '.join(KL_REFERENCES)}"
-            )
-        if self.eta is not None and not 0.0 < self.eta <= 1.0:
-            problems.append(
-                f"eta must lie in (0, 1] (SQDF needs a stochastic sampler), got {self.eta}"
-            )
-        if self.num_inference_steps is not None and self.num_inference_steps < 1:
-            problems.append(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
-        if self.train not in TRAIN_MODES:
-            problems.append(
-                f"train {self.train!r} is unknown; accepted values: {', '.join(TRAIN_MODES)}"
-            )
-        if self.lora_rank < 1:
-            problems.append(f"lora_rank must be >= 1, got {self.lora_rank}")
-        if problems:
-            raise ValueError("invalid SQDFConfig: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of the settings (``SQDFConfig(**d)`` rebuilds it)."""
-        d = asdict(self)
-        if d["lora_targets"] is not None:
-            d["lora_targets"] = list(d["lora_targets"])
-        return d
 
 
 def _frozen_copy(prior: DiffusionPrior) -> DiffusionPrior:
@@ -271,20 +101,24 @@ def _tensor_state(
 class SQDFTrainer:
     """Fine-tunes a copy of a diffusion prior with SQDF against a differentiable reward.
 
+    It meets the fine-tuner contract of :class:`sqdf_bbo.finetuning.FineTuner`.
+
     Args:
         prior: the pretrained prior (not modified). Its device is used throughout.
-        config: the run's settings.
-        buffer: a replay buffer to read and fill (e.g. one the ask/tell optimizer
-            owns, holding queried trajectories); default a new
-            ``ReplayBuffer(config.buffer_capacity, seed=config.seed + 1)``.
+        config: the run's settings (resolved for ``prior``: see :meth:`SQDFConfig.resolve`).
+        buffer: a replay buffer to read and fill (e.g. one pre-filled with trajectories);
+            default a new ``ReplayBuffer(config.buffer_capacity, seed=seed + 1)``. The
+            trainer owns it from then on: :meth:`start_round` and :meth:`train_step` fill it.
+        seed: seed of the trainer's generators (noise, rollouts, batch draws) and of its
+            own buffer.
 
     Attributes:
-        reference: frozen copy of the pretrained prior (x0 estimator; KL reference
-            when ``kl_reference="pretrained"``).
+        config: the resolved settings (α in our convention, ``x0_method`` and ``lr`` set).
+        reference: frozen copy of the pretrained prior (x0 estimator and KL reference).
         policy: the prior being fine-tuned (``DiffusionPrior`` sharing the
             trainer's network; sample it with :meth:`sample`).
         buffer: the replay buffer.
-        round: the current round (tag of rollouts added to the buffer).
+        round: the current round (tag of trajectories added to the buffer).
         num_updates: optimizer steps taken so far.
     """
 
@@ -293,10 +127,13 @@ class SQDFTrainer:
         prior: DiffusionPrior,
         config: SQDFConfig | None = None,
         buffer: ReplayBuffer | None = None,
+        seed: int = 0,
     ) -> None:
         if not isinstance(prior, DiffusionPrior):
             raise TypeError(f"prior must be a DiffusionPrior, got {type(prior).__name__}")
-        self.config = config = config if config is not None else SQDFConfig()
+        config = config if config is not None else SQDFConfig()
+        self.config = config = config.resolve(prior)
+        self.seed = seed = int(seed)
         if config.eta is not None or config.num_inference_steps is not None:
             prior = prior.with_settings(
                 eta=config.eta, num_inference_steps=config.num_inference_steps
@@ -311,14 +148,12 @@ class SQDFTrainer:
                 f"x0_method='consistency' but prior {prior.name!r} has no consistency model; "
                 "distill one with sqdf_bbo.distill_consistency(prior) or use 'tweedie' or 'ddim'"
             )
-        # 1. Frozen reference (estimator f and, by default, the KL reference).
+        # 1. Frozen reference (estimator f and KL reference).
         self.reference = _frozen_copy(prior)
         # 2. The policy: a trainable copy (all weights, or LoRA adapters on frozen base weights).
         #    The network stays in eval mode: the policy is a fixed Gaussian per step
         #    (no dropout noise in μ_θ); gradients flow all the same.
         if config.train == "lora":
-            from sqdf_bbo.finetuning.lora import add_lora
-
             self.policy = copy.copy(prior)
             self.policy.denoiser = add_lora(
                 prior.denoiser, config.lora_rank, config.lora_alpha, config.lora_targets
@@ -335,19 +170,16 @@ class SQDFTrainer:
         ]
         if not self._params:
             raise ValueError("the policy has no trainable parameter")
-        self._kl_ref: DiffusionPrior = self.reference
         self.optimizer = torch.optim.AdamW(
             self._params, lr=config.lr, weight_decay=config.weight_decay
         )
         self.buffer = (
-            buffer
-            if buffer is not None
-            else ReplayBuffer(config.buffer_capacity, seed=config.seed + 1)
+            buffer if buffer is not None else ReplayBuffer(config.buffer_capacity, seed=seed + 1)
         )
         device = prior.device
         self.device = device
-        self.generator = torch.Generator(device=device).manual_seed(config.seed)
-        self.index_generator = torch.Generator().manual_seed(config.seed + 2)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.index_generator = torch.Generator().manual_seed(seed + 2)
         self.round = 0
         self.num_updates = 0
         self._dp_world: tuple[int, int] | None = None  # process group rank 0's weights came from
@@ -361,27 +193,41 @@ class SQDFTrainer:
         return self.policy.num_inference_steps
 
     @property
-    def kl_reference(self) -> DiffusionPrior:
-        """The prior the KL is measured against (pretrained, or the previous round's policy)."""
-        return self._kl_ref
-
-    @property
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         """The parameters SQDF updates, by name in the policy network."""
         return dict(zip(self._param_names, self._params))
 
     # ------------------------------------------------------------------ rounds
-    def start_round(self, round: int | None = None) -> None:
-        """Begin a new round (``round`` or the next one).
+    def start_round(
+        self,
+        round: int | None = None,
+        chains: torch.Tensor | None = None,
+        values: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """Begin a new round (``round`` or the next one), refilling the buffer when given
+        the round's chains.
 
-        With ``kl_reference="previous"`` the current policy is snapshotted
-        (frozen) as the KL reference of this round, as in SEIKO.
+        Args:
+            round: the round's number (tag of the trajectories added from now on).
+            chains: queried trajectories ``(q, K+1, *shape)`` (q may be 0): the buffer is
+                emptied first when ``clear_buffer_each_round``, then the last ``capacity``
+                of them are added as ``"queried"``.
+            values: their rewards ``(q,)``, on the scale of the reward fine-tuned against.
+
+        Returns:
+            ``n_queried_in_buffer`` when chains were given (entries of the round log).
         """
         self.round = self.round + 1 if round is None else int(round)
-        if self.config.kl_reference == "previous":
-            snap = self.policy.clone()
-            snap.denoiser.requires_grad_(False).eval()
-            self._kl_ref = snap
+        if chains is None:
+            return {}
+        if values is None or values.shape[0] != chains.shape[0]:
+            raise ValueError("start_round needs one value per chain")
+        if self.config.clear_buffer_each_round:
+            self.buffer.clear()
+        chains, values = chains[-self.buffer.capacity :], values[-self.buffer.capacity :]
+        if chains.shape[0]:
+            self.buffer.add(chains, values, "queried", self.round)
+        return {"n_queried_in_buffer": float(chains.shape[0])}
 
     # ------------------------------------------------------------------ sampling
     def sample(
@@ -397,8 +243,6 @@ class SQDFTrainer:
         """A standalone copy of the fine-tuned prior (LoRA adapters merged into plain layers)."""
         out = self.policy.clone()
         if self.config.train == "lora":
-            from sqdf_bbo.finetuning.lora import merge_lora
-
             out.denoiser = merge_lora(self.policy.denoiser)
         out.denoiser.eval()
         return out
@@ -442,7 +286,7 @@ class SQDFTrainer:
         # 1. μ_θ(x_t) (trained network) and μ_ref(x_t) (frozen, no graph).
         out = self.policy.step_mean(x_t, i)
         with torch.no_grad():
-            ref_mean = self._kl_ref.step_mean(x_t, i).mean
+            ref_mean = self.reference.step_mean(x_t, i).mean
         # 2. x_prev = μ_θ + σ_t z with fresh z.
         if noise is None:
             noise = torch.randn(
@@ -472,7 +316,7 @@ class SQDFTrainer:
 
     def _draw_batch(self, fresh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, K = self.config, self.num_inference_steps
-        b = cfg.batch_size
+        b = cfg.transitions_per_step
         n_on = round(cfg.onpolicy_fraction * b) if fresh is not None else 0
         xs, steps = [], []
         if n_on > 0:
@@ -503,18 +347,18 @@ class SQDFTrainer:
         Under a ``torch.distributed`` process group of W > 1 processes the step is
         data-parallel (:mod:`sqdf_bbo.distributed`): each process samples
         ``rollouts_per_step / W`` rollouts with its own noise stream, every buffer receives
-        all of them, every process draws the same batch of ``batch_size`` transitions and
-        keeps its ``batch_size / W`` share, and :meth:`update` averages the gradients.
+        all of them, every process draws the same batch of ``transitions_per_step``
+        transitions and keeps its ``transitions_per_step / W`` share, and :meth:`update` averages the gradients.
         Without a process group (or with W = 1) nothing of this runs.
         """
         cfg = self.config
         t0 = time.perf_counter()
         rank, size = world()
-        mine = shard_slice(cfg.batch_size, rank, size)
+        mine = shard_slice(cfg.transitions_per_step, rank, size, "transitions_per_step")
         if size > 1:  # this process's own noise for this update (rank 0 keeps its stream)
             shard_slice(cfg.rollouts_per_step, rank, size, "rollouts_per_step")
             if rank > 0:
-                self.generator.manual_seed(shard_generator_seed(cfg.seed, rank, self.num_updates))
+                self.generator.manual_seed(shard_generator_seed(self.seed, rank, self.num_updates))
         # 1. Fresh on-policy rollouts (this process's share, gathered from every process),
         #    stored with their surrogate rewards.
         fresh, rollout_reward = None, float("nan")
@@ -621,8 +465,6 @@ class SQDFTrainer:
         n = self.config.steps if steps is None else int(steps)
         if n < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
-        from sqdf_bbo.progress import progress_bar
-
         history: list[dict[str, float]] = []
         bar = progress_bar(range(n), progress=progress and n > 0, desc="SQDF", leave=False)
         for _ in bar:
@@ -643,17 +485,13 @@ class SQDFTrainer:
         """The trainer's state as CPU tensors only (safetensors-able).
 
         Keys: ``policy/<name>`` (the whole network for ``full``, adapter weights
-        for ``lora``), ``kl_reference/<name>`` (``previous`` snapshot, if any),
-        ``optim/<param index>/<key>``, ``generator``, ``index_generator``,
+        for ``lora``),         ``optim/<param index>/<key>``, ``generator``, ``index_generator``,
         ``round``, ``num_updates`` and, with ``include_buffer``, ``buffer/<key>``.
         """
         only = set(self._param_names) if self.config.train == "lora" else None
         d: dict[str, torch.Tensor] = {}
         for k, v in _tensor_state(self.policy.denoiser, only).items():
             d[f"policy/{k}"] = v
-        if self._kl_ref is not self.reference:
-            for k, v in _tensor_state(self._kl_ref.denoiser, only).items():
-                d[f"kl_reference/{k}"] = v
         for idx, st in self.optimizer.state_dict()["state"].items():
             for key, val in st.items():
                 d[f"optim/{idx}/{key}"] = torch.as_tensor(val).detach().cpu().clone()
@@ -686,14 +524,11 @@ class SQDFTrainer:
         if not pol:
             raise KeyError("trainer state has no 'policy/...' entries")
         load_net(self.policy.denoiser, pol, "policy")
-        ref = sub("kl_reference/")
-        if ref:
-            snap = self.policy.clone()
-            load_net(snap.denoiser, ref, "kl_reference")
-            snap.denoiser.requires_grad_(False).eval()
-            self._kl_ref = snap
-        else:
-            self._kl_ref = self.reference
+        if sub("kl_reference/"):
+            raise KeyError(
+                "trainer state has a 'kl_reference/...' snapshot: SQDF's KL reference "
+                "is the pretrained prior (kl_reference='previous' was removed)"
+            )
         opt: dict[int, dict[str, torch.Tensor]] = {}
         for k, v in sub("optim/").items():
             idx, _, key = k.partition("/")
@@ -704,7 +539,7 @@ class SQDFTrainer:
         try:
             self.generator.set_state(state["generator"].to(torch.uint8))
         except (RuntimeError, KeyError):  # a state saved on another device kind
-            self.generator.manual_seed(self.config.seed + int(state.get("num_updates", 0)))
+            self.generator.manual_seed(self.seed + int(state.get("num_updates", 0)))
         if "index_generator" in state:
             self.index_generator.set_state(state["index_generator"].to(torch.uint8))
         self.round = int(state.get("round", torch.tensor(0)))
@@ -720,6 +555,7 @@ def finetune(
     config: SQDFConfig | None = None,
     callback: Callable[[dict[str, float]], Any] | None = None,
     progress: bool = True,
+    seed: int = 0,
 ) -> DiffusionPrior:
     """Offline SQDF: fine-tune ``prior`` against ``reward_fn`` for ``config.steps`` steps.
 
@@ -728,11 +564,12 @@ def finetune(
         reward_fn: ``r(x0 (n, *shape)) -> (n,)``, differentiable in x0.
         config: settings (default :class:`SQDFConfig()`).
         callback, progress: see :meth:`SQDFTrainer.train`.
+        seed: the trainer's seed.
 
     Returns:
         The fine-tuned prior (a new object; LoRA adapters merged), sampling with
         the config's η and K.
     """
-    trainer = SQDFTrainer(prior, config)
+    trainer = SQDFTrainer(prior, config, seed=seed)
     trainer.train(reward_fn, callback=callback, progress=progress)
     return trainer.finetuned_prior()

@@ -1,28 +1,12 @@
 """Shared base of the optimizers that fine-tune a diffusion prior against an optimistic surrogate.
 
 SQDF (:mod:`sqdf_bbo.optimizers.sqdf`) and the SEIKO baseline (:mod:`sqdf_bbo.optimizers.seiko`)
-differ only in how one round fine-tunes the sampler. Everything else lives here:
+differ only in their fine-tuner (a :class:`~sqdf_bbo.finetuning.FineTuner`). One round is
+described once, by the numbered comments of :meth:`FinetunedPriorOptimizer._fit`, which runs it.
 
-0. score the previous round's batch: the surrogate's mean and optimistic predictions of the
-   asked designs against the values the oracle returned (``pred_gap``, ``optimism_gap`` in
-   target standard deviations; a warning when the optimistic gap exceeds
-   ``optimism_warning``);
-1. fit the surrogate on every successful observation (asked and external);
-2. the reward (:meth:`FinetunedPriorOptimizer.reward`): the sampler output mapped to the
-   design the oracle would see (``prior.to_design``: clamped to the value range), scored by
-   the surrogate objective (``optimistic``, ``mean`` or ``pessimistic``), standardized with
-   the observed values so that α means the same thing for any scale of the oracle
-   (``standardize_reward=False`` keeps raw values), and optionally capped ``reward_cap``
-   standard deviations above the best observed value;
-3. ``_finetune`` (the subclass's one required hook) fine-tunes ``self.trainer.policy``;
-4. ``_propose`` samples the batch from the fine-tuned policy, keeping each trajectory;
-5. ``_metrics`` estimates the chain KL of the current sampler to the pretrained prior.
-
-A subclass sets ``method``, ``config_class`` (a frozen dataclass deriving from
-:class:`RewardGuards`, with ``to_dict``/``from_dict`` and the fields ``surrogate``,
-``surrogate_options``, ``standardize_reward``, ``clip_designs``), builds ``self.trainer`` in
-``_make_trainer`` (an object with ``.policy``, ``state_dict()`` and ``load_state_dict()``)
-and implements ``_finetune``.
+A subclass sets ``method``, ``config_class`` (a :class:`FinetunedPriorConfig` with a
+``finetune`` field holding the fine-tuner's settings), ``trainer_class`` (built as
+``trainer_class(prior, config.finetune, seed=seed + 1)``) and ``kl_log_name``.
 """
 
 from __future__ import annotations
@@ -30,20 +14,24 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from abc import abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from sqdf_bbo.config import as_config
+from sqdf_bbo.config import as_config, check_fields, config_from_dict, config_to_dict
 from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.finetuning import FineTuner
+from sqdf_bbo.finetuning.kl import chain_kl
 from sqdf_bbo.optimizers.base import Observations, Optimizer, Proposal
+from sqdf_bbo.study.store import StudyError
+from sqdf_bbo.surrogates import SURROGATES, make_surrogate
 
 __all__ = [
     "FinetunedPriorOptimizer",
+    "FinetunedPriorConfig",
     "RewardGuards",
     "SURROGATE_OBJECTIVES",
     "sample_proposal",
@@ -88,6 +76,65 @@ class RewardGuards:
             raise ValueError(f"optimism_warning must be > 0, got {self.optimism_warning}")
 
 
+@dataclass(frozen=True)
+class FinetunedPriorConfig(RewardGuards):
+    """Settings every fine-tuned-prior optimizer has; a subclass adds ``finetune``, the
+    fine-tuner's settings (and may change the defaults).
+
+    The guards ``surrogate_objective``, ``reward_cap`` and ``optimism_warning`` are
+    documented in :class:`RewardGuards`.
+
+    Attributes:
+        surrogate: a name of the surrogate registry (:data:`sqdf_bbo.surrogates.SURROGATES`:
+            ``"ensemble"``, bootstrap heads, optimism = max over heads; ``"ucb"``; ``"gp"``).
+        surrogate_options: keyword overrides of the surrogate's config (JSON values), e.g.
+            ``{"n_heads": 8}``.
+        standardize_reward: fine-tune against (r̂ − ȳ)/s_y instead of raw r̂ (scale-free α).
+        clip_designs: map sampler outputs to designs with ``prior.to_design`` (clamp to the
+            prior's ``value_range``, if any), both for asked designs and inside every reward
+            path (the soft-Q estimate f(x_prev) and rollouts are scored as the oracle would
+            see them, as the official code clamps decoded images before its reward model);
+            the stored trajectory keeps the unclamped chain.
+        progress: tqdm bars while fine-tuning.
+
+    Old flat field names (the fine-tuner's settings before they moved into ``finetune``) are
+    listed in ``RENAMED`` and accepted by :meth:`from_dict` and ``--set``.
+    """
+
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    surrogate: str = "ensemble"
+    surrogate_options: Mapping[str, Any] = field(default_factory=dict)
+    standardize_reward: bool = True
+    clip_designs: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        finetune = getattr(self, "finetune", None)
+        if isinstance(finetune, Mapping):  # only the named settings of the default change
+            object.__setattr__(
+                self, "finetune", type(self).from_dict({"finetune": finetune}).finetune
+            )
+        check_fields(self)
+        super().__post_init__()
+        object.__setattr__(self, "surrogate_options", dict(self.surrogate_options))
+        if self.surrogate not in SURROGATES:
+            raise ValueError(
+                f"surrogate {self.surrogate!r} is unknown; accepted values: {', '.join(SURROGATES)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able settings, the fine-tuner's nested under ``finetune`` (``from_dict``
+        rebuilds them)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Any:
+        """Settings from :meth:`to_dict` output, or from a dict of a study saved before the
+        fine-tuner's settings moved into ``finetune`` (old flat names, :data:`RENAMED`)."""
+        return config_from_dict(cls, d)
+
+
 def sample_proposal(
     prior: DiffusionPrior, n: int, generator: torch.Generator, clip: bool
 ) -> Proposal:
@@ -113,7 +160,8 @@ def tail_mean(logs: list[dict[str, float]], key: str, fraction: float = 0.25) ->
 
 
 class FinetunedPriorOptimizer(Optimizer):
-    """Ask/tell optimizer whose sampler is a prior fine-tuned each round against a surrogate.
+    """Ask/tell optimizer whose sampler is a prior fine-tuned each round against a surrogate
+    (one round: :meth:`_fit`).
 
     Args:
         prior: the pretrained :class:`~sqdf_bbo.diffusion.prior.DiffusionPrior` (not modified).
@@ -127,7 +175,9 @@ class FinetunedPriorOptimizer(Optimizer):
             records only that one was used: pass it again to ``load(path, feature_map=...)``.
     """
 
-    config_class: ClassVar[type]
+    config_class: ClassVar[type[FinetunedPriorConfig]]
+    trainer_class: ClassVar[Callable[..., FineTuner]]
+    kl_log_name: ClassVar[str] = "kl"
 
     def __init__(
         self,
@@ -145,11 +195,9 @@ class FinetunedPriorOptimizer(Optimizer):
             )
         seed = self.check_seed(seed)  # before any generator is seeded from it
         config = as_config(config, self.config_class)
-        from sqdf_bbo.surrogates import make_surrogate
-
         self.prior = prior
         self.config = config
-        self.trainer = self._make_trainer(int(seed))
+        self.trainer: FineTuner = self.trainer_class(prior, config.finetune, seed=int(seed) + 1)
         self.feature_map = feature_map
         self.surrogate = make_surrogate(
             config.surrogate,
@@ -170,28 +218,6 @@ class FinetunedPriorOptimizer(Optimizer):
             device=prior.device,
             dtype=prior.dtype,
         )
-
-    # ------------------------------------------------------------------ subclass hooks
-    @abstractmethod
-    def _make_trainer(self, seed: int) -> Any:
-        """Build the fine-tuner (it owns ``.policy``, the sampler being fine-tuned)."""
-
-    @abstractmethod
-    def _finetune(
-        self, observations: Observations, new_round: int
-    ) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Fine-tune ``self.trainer`` against :meth:`reward` for one round (the surrogate is
-        already fitted to ``observations``).
-
-        Returns the per-step logs (keys ``loss``, ``reward``, ``kl``) and extra round-log
-        entries.
-        """
-
-    kl_log_name: ClassVar[str] = "kl"
-
-    def _pretrained(self) -> DiffusionPrior:
-        """The pretrained prior with the sampler's settings (η, K): the KL baseline."""
-        return self.prior
 
     # ------------------------------------------------------------------ the round
     def reward(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,12 +271,12 @@ class FinetunedPriorOptimizer(Optimizer):
         """One row per fine-tuning round (``pandas.DataFrame``): training size, steps, loss,
         reward, KL, time and, once its batch was told, the batch's ``pred_gap`` and
         ``optimism_gap`` (target standard deviations)."""
-        import pandas as pd
+        import pandas as pd  # lazy: slow to import, needed only for this table
 
         return pd.DataFrame(self.round_log)
 
     def _score_last_batch(self) -> None:
-        """Step 0 of a round: record (and warn about) the optimism of the last batch."""
+        """Step 1 of a round (:meth:`_fit`): record (and warn about) the optimism of the last batch."""
         if not self.round_log or not self.surrogate.fitted:
             return
         gaps = self.batch_optimism(self.round)
@@ -268,20 +294,35 @@ class FinetunedPriorOptimizer(Optimizer):
             )
 
     def _fit(self, observations: Observations) -> None:
+        """One round, run by the base at the start of ``ask`` once new values were told
+        (before any value is told the sampler is the pretrained prior)."""
         t0 = time.perf_counter()
         x, y = observations.x, observations.y
         new_round = self.round + 1
+        # 1. Score the previous round's batch: the surrogate's mean and optimistic predictions
+        #    of the asked designs against the values the oracle returned (pred_gap,
+        #    optimism_gap in target std; a warning above optimism_warning).
         self._score_last_batch()
-        # 1. Surrogate on all successful observations; 2. the reward's scale.
+        # 2. Fit the surrogate on every successful observation (asked and external).
         self.surrogate.fit(x, y)
+        # 3. The reward's scale (see reward()): standardized with the observed values, so that
+        #    α means the same thing for any scale of the oracle; the best value for reward_cap.
         mean_y = float(y.mean())
         spread = float(y.std(unbiased=False)) if y.numel() > 1 else 0.0
         self.value_scale = spread if spread > 1e-12 * max(1.0, abs(mean_y)) else 1.0
         self.best_value = float(y.max())
         if self.config.standardize_reward:
             self.reward_shift, self.reward_scale = mean_y, self.value_scale
-        # 3. The algorithm's fine-tuning.
-        logs, extra = self._finetune(observations, new_round)
+        # 4. Start the fine-tuner's round with the queried chains and their values on the
+        #    reward's scale (SQDF refills its replay buffer with them; SEIKO snapshots its KL
+        #    reference). External observations have no chain: they shape the surrogate only.
+        chains, values, _ = observations.chains(self.trainer.num_inference_steps + 1)
+        values = (values - self.reward_shift) / self.reward_scale
+        extra = self.trainer.start_round(new_round, chains, values)
+        # 5. Fine-tune the sampler against reward() (the surrogate objective). The next ask()
+        #    samples its batch from the fine-tuned policy (_propose), keeping each chain for
+        #    step 4 of the next round.
+        logs = self.trainer.train(self.reward, progress=self.config.progress)
         self.round_log.append(
             {
                 "round": float(new_round),
@@ -301,9 +342,7 @@ class FinetunedPriorOptimizer(Optimizer):
     def _metrics(self) -> dict[str, float]:
         """``kl_to_prior``: chain KL (nats) of the current sampler to the pretrained prior,
         estimated on the trajectories of the latest round's asked points (or 32 fresh ones)."""
-        from sqdf_bbo.finetuning.kl import chain_kl
-
-        reference = self._pretrained()
+        reference = self.trainer.reference
         K = reference.num_inference_steps
         trajs = [
             p.traj
@@ -343,8 +382,6 @@ class FinetunedPriorOptimizer(Optimizer):
         seed: int,
         feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> FinetunedPriorOptimizer:
-        from sqdf_bbo.study.store import StudyError
-
         if spec.get("uses_feature_map") and feature_map is None:
             raise StudyError(
                 "this study's surrogate was fit on a feature map, which a study folder cannot "

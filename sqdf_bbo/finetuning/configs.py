@@ -1,0 +1,263 @@
+"""The settings of the fine-tuners (:class:`SQDFConfig`, :class:`SEIKOTrainConfig`), each
+validated here and nowhere else.
+
+Both weigh a KL with α, given in our convention (``alpha``: the exact Gaussian KL, summed
+over dimensions) or in the official code's (``alpha_official``, converted with the design
+dimension D by :func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours` when the trainer is
+built); ``alpha`` wins when both are set. Settings that depend on the prior (α from
+``alpha_official``, ``x0_method="auto"``, ``lr=None``) stay as given in the config and are
+resolved by ``config.resolve(prior)``, which the trainer calls (its ``.config`` is the
+resolved copy).
+
+The ask/tell optimizers hold one of these as their ``finetune`` field
+(:class:`~sqdf_bbo.optimizers.sqdf.SQDFOptimizerConfig`,
+:class:`~sqdf_bbo.optimizers.seiko.SEIKOConfig`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sqdf_bbo.config import check_fields, config_from_dict, config_to_dict
+from sqdf_bbo.diffusion.prior import X0_METHODS, DiffusionPrior
+from sqdf_bbo.finetuning.buffer import PRIORITIES, SAMPLING_METHODS
+from sqdf_bbo.finetuning.kl import official_alpha_to_ours
+
+__all__ = ["SQDFConfig", "SEIKOTrainConfig", "TRAIN_MODES", "TRUNCATIONS", "X0_CHOICES"]
+
+TRAIN_MODES: tuple[str, ...] = ("full", "lora")
+TRUNCATIONS: tuple[str, ...] = ("official", "last-k")
+X0_CHOICES: tuple[str, ...] = (*X0_METHODS, "auto")
+"""``x0_method`` values: ``auto`` is ``consistency`` when the prior has a consistency model,
+else ``tweedie``; ``"ddim-m"`` is accepted as an alias of ``"ddim"``."""
+
+
+def _one_of(name: str, value: str, accepted: tuple[str, ...]) -> list[str]:
+    if value in accepted:
+        return []
+    return [f"{name} {value!r} is unknown; accepted values: {', '.join(accepted)}"]
+
+
+def _alpha_problems(config: Any, allow_zero: bool) -> list[str]:
+    problems = []
+    if config.alpha is not None and not (config.alpha > 0 or (allow_zero and config.alpha == 0)):
+        bound = ">= 0" if allow_zero else "> 0"
+        problems.append(f"alpha must be {bound} or None, got {config.alpha}")
+    if config.alpha_official is not None and not config.alpha_official > 0:
+        problems.append(f"alpha_official must be > 0 or None, got {config.alpha_official}")
+    return problems
+
+
+class _TrainerConfig:
+    """Shared behaviour of the fine-tuners' configs: α resolution and (de)serialization."""
+
+    DEFAULT_ALPHA: ClassVar[float]
+    KL_CONVENTION: ClassVar[str]
+    alpha: float | None
+    alpha_official: float | None
+
+    def resolved_alpha(self, dim: int) -> float:
+        """α in our convention for designs of ``dim`` dimensions: ``alpha`` when set, else
+        ``alpha_official`` converted, else the default."""
+        if self.alpha is not None:
+            return self.alpha
+        if self.alpha_official is not None:
+            return official_alpha_to_ours(self.alpha_official, dim, self.KL_CONVENTION)
+        return self.DEFAULT_ALPHA
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able settings (``from_dict`` rebuilds them)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Any:
+        """Settings from :meth:`to_dict` output (old field names accepted)."""
+        return config_from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class SQDFConfig(_TrainerConfig):
+    """Settings of one SQDF fine-tuner (:class:`~sqdf_bbo.finetuning.sqdf.SQDFTrainer`).
+
+    Attributes:
+        alpha: KL weight α (> 0) on the exact summed Gaussian KL; larger α stays closer to
+            the prior. ``None``: from ``alpha_official``, or 1.0 when that is ``None`` too.
+        alpha_official: α in the official SQDF code's convention (α = α_official · 2 / D,
+            :func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours`); used when ``alpha`` is
+            ``None``.
+        gamma: discount γ ∈ (0, 1] of the soft-Q estimate γ^k r̂(f(x_prev)).
+        x0_method: x0 estimator f of the frozen prior: ``tweedie``, ``consistency``
+            (needs ``prior.consistency``), ``ddim`` (``ddim-m`` with ``ddim_m``
+            deterministic steps; the alias ``"ddim-m"`` is accepted) or ``auto``
+            (``consistency`` when the prior has a consistency model, else ``tweedie``).
+        ddim_m: m for ``ddim``.
+        steps: optimizer steps per :meth:`SQDFTrainer.train` call (one round of the ask/tell
+            optimizer).
+        transitions_per_step: transitions (state, step) per optimizer step.
+        lr: AdamW learning rate; ``None`` picks 1e-4 for ``train="full"`` and 1e-3
+            (the official value, used there with LoRA) for ``train="lora"``. Full
+            fine-tuning at 1e-3 moves every weight by ~lr on Adam's first steps, which
+            on the digits UNet costs ~100 nats of chain KL at once (docs/sqdf.md).
+        grad_clip: max global gradient norm, or ``None`` for no clipping.
+        weight_decay: AdamW weight decay.
+        onpolicy_fraction: fraction of each batch drawn uniformly from the fresh
+            on-policy rollouts of that step; the rest comes from the buffer by
+            ``buffer_method``. Default 0: as in the official code, every transition is
+            drawn from the buffer (the fresh rollouts enter it first).
+        rollouts_per_step: fresh trajectories sampled from the current policy
+            (and added to the buffer as ``rollout``) before each optimizer step (the
+            official ``on_policy_batch_size``).
+        buffer_capacity: trajectories the trainer's own buffer keeps (ignored
+            when a buffer is passed to the trainer).
+        buffer_method: ``random``, ``on-policy``, ``reward`` or ``reward+gamma``.
+        buffer_priority: trajectory weight of ``reward+gamma``: ``shift`` (default),
+            ``official`` (max(r, 0)) or ``rank`` (see :mod:`sqdf_bbo.finetuning.buffer`).
+        clear_buffer_each_round: :meth:`SQDFTrainer.start_round` given the queried chains
+            empties the buffer before adding them (the official BBO code; the chains of all
+            rounds are re-added right after).
+        eta: DDIM η of the fine-tuned sampler (in (0, 1]); ``None`` keeps the prior's.
+        num_inference_steps: K; ``None`` keeps the prior's.
+        train: ``full`` (every weight of the denoiser) or ``lora`` (peft adapters).
+        lora_rank, lora_alpha, lora_targets: LoRA rank, scale numerator (default
+            rank) and peft target module names (default every Linear/Conv2d).
+    """
+
+    DEFAULT_ALPHA: ClassVar[float] = 1.0
+    KL_CONVENTION: ClassVar[str] = "sqdf"
+    RENAMED: ClassVar[dict[str, str]] = {"batch_size": "transitions_per_step"}
+
+    alpha: float | None = None
+    alpha_official: float | None = None
+    gamma: float = 0.9
+    x0_method: str = "tweedie"
+    ddim_m: int = 1
+    steps: int = 40
+    transitions_per_step: int = 64
+    lr: float | None = None
+    grad_clip: float | None = 1.0
+    weight_decay: float = 0.0
+    onpolicy_fraction: float = 0.0
+    rollouts_per_step: int = 8
+    buffer_capacity: int = 1024
+    buffer_method: str = "reward+gamma"
+    buffer_priority: str = "shift"
+    clear_buffer_each_round: bool = True
+    eta: float | None = None
+    num_inference_steps: int | None = None
+    train: str = "full"
+    lora_rank: int = 4
+    lora_alpha: float | None = None
+    lora_targets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.x0_method == "ddim-m":
+            object.__setattr__(self, "x0_method", "ddim")
+        problems = _alpha_problems(self, allow_zero=False)
+        if not 0.0 < self.gamma <= 1.0:
+            problems.append(f"gamma must lie in (0, 1], got {self.gamma}")
+        problems += _one_of("x0_method", self.x0_method, X0_CHOICES)
+        if self.ddim_m < 1:
+            problems.append(f"ddim_m must be >= 1, got {self.ddim_m}")
+        if self.steps < 0:
+            problems.append(f"steps must be >= 0, got {self.steps}")
+        if self.transitions_per_step < 1:
+            problems.append(f"transitions_per_step must be >= 1, got {self.transitions_per_step}")
+        if self.lr is not None and not self.lr > 0:
+            problems.append(f"lr must be > 0 or None, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.onpolicy_fraction <= 1.0:
+            problems.append(f"onpolicy_fraction must lie in [0, 1], got {self.onpolicy_fraction}")
+        if self.rollouts_per_step < 0:
+            problems.append(f"rollouts_per_step must be >= 0, got {self.rollouts_per_step}")
+        if self.onpolicy_fraction > 0 and self.rollouts_per_step == 0:
+            problems.append("onpolicy_fraction > 0 needs rollouts_per_step >= 1")
+        if self.buffer_capacity < 1:
+            problems.append(f"buffer_capacity must be >= 1, got {self.buffer_capacity}")
+        problems += _one_of("buffer_method", self.buffer_method, SAMPLING_METHODS)
+        problems += _one_of("buffer_priority", self.buffer_priority, PRIORITIES)
+        if self.eta is not None and not 0.0 < self.eta <= 1.0:
+            problems.append(
+                f"eta must lie in (0, 1] (SQDF needs a stochastic sampler), got {self.eta}"
+            )
+        if self.num_inference_steps is not None and self.num_inference_steps < 1:
+            problems.append(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
+        problems += _one_of("train", self.train, TRAIN_MODES)
+        if self.lora_rank < 1:
+            problems.append(f"lora_rank must be >= 1, got {self.lora_rank}")
+        if problems:
+            raise ValueError("invalid SQDFConfig: " + "; ".join(problems))
+
+    def resolve(self, prior: DiffusionPrior) -> SQDFConfig:
+        """A copy for ``prior`` with α (``alpha_official`` converted), ``x0_method``
+        (``auto``) and ``lr`` (``None``) resolved."""
+        x0 = self.x0_method
+        if x0 == "auto":
+            x0 = "consistency" if prior.consistency is not None else "tweedie"
+        lr = self.lr if self.lr is not None else (1e-3 if self.train == "lora" else 1e-4)
+        return dataclasses.replace(
+            self, alpha=self.resolved_alpha(prior.dim), alpha_official=None, x0_method=x0, lr=lr
+        )
+
+
+@dataclass(frozen=True)
+class SEIKOTrainConfig(_TrainerConfig):
+    """Settings of the SEIKO fine-tuner (:class:`~sqdf_bbo.finetuning.seiko.SEIKOTrainer`).
+
+    Attributes:
+        alpha: KL weight α (>= 0; our convention: exact Gaussian KL). ``None``: from
+            ``alpha_official``, or 0.01 when that is ``None`` too.
+        alpha_official: the official ratio ``kl_weight / loss_coeff`` (official 0.01 / 0.01 =
+            1), which weighs Σ_i mean_d Δ²/(2σ²) (dimension mean, with the ½): α =
+            α_official / D; used when ``alpha`` is ``None``.
+        steps: gradient steps per :meth:`SEIKOTrainer.train` call (one round).
+        chains_per_step: sampling chains per gradient step.
+        lr: Adam learning rate.
+        grad_clip: max global gradient norm (``None``: no clipping).
+        truncation: ``"official"`` (per-step random detach of ε with keep probability
+            (i+1)/(K+1)) or ``"last-k"`` (v0.1: states detached before the last k_bp steps).
+        bp_min, bp_max: with ``"last-k"``, the number of final steps back-propagated through
+            is drawn uniformly from {bp_min, …, bp_max} at every gradient step.
+    """
+
+    DEFAULT_ALPHA: ClassVar[float] = 0.01
+    KL_CONVENTION: ClassVar[str] = "seiko"
+    RENAMED: ClassVar[dict[str, str]] = {"batch_size": "chains_per_step"}
+
+    alpha: float | None = None
+    alpha_official: float | None = None
+    steps: int = 10
+    chains_per_step: int = 32
+    lr: float = 1e-3
+    grad_clip: float | None = 1.0
+    truncation: str = "official"
+    bp_min: int = 1
+    bp_max: int = 5
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        problems = _alpha_problems(self, allow_zero=True)
+        problems += _one_of("truncation", self.truncation, TRUNCATIONS)
+        if self.steps < 0:
+            problems.append(f"steps must be >= 0, got {self.steps}")
+        if self.chains_per_step < 1:
+            problems.append(f"chains_per_step must be >= 1, got {self.chains_per_step}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not 1 <= self.bp_min <= self.bp_max:
+            problems.append(
+                f"need 1 <= bp_min <= bp_max, got bp_min={self.bp_min}, bp_max={self.bp_max}"
+            )
+        if problems:
+            raise ValueError("invalid SEIKOTrainConfig: " + "; ".join(problems))
+
+    def resolve(self, prior: DiffusionPrior) -> SEIKOTrainConfig:
+        """A copy for ``prior`` with α resolved (``alpha_official`` converted)."""
+        return dataclasses.replace(self, alpha=self.resolved_alpha(prior.dim), alpha_official=None)
