@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sqdf_bbo.config import check_fields
+from sqdf_bbo.data import digits_split
+from sqdf_bbo.progress import progress_bar
 
 __all__ = [
     "DigitsClassifier",
@@ -131,9 +134,6 @@ def train_digits_classifier(
         The frozen classifier and a dict with ``final_loss``, ``train_accuracy``
         and ``heldout_accuracy``.
     """
-    from sqdf_bbo.data import digits_split
-    from sqdf_bbo.progress import progress_bar
-
     cfg = config or ClassifierTrainConfig()
     split = digits_split()
     # 1. Seeded initialization without touching the caller's global RNG state.
@@ -179,8 +179,6 @@ def _freeze(model: nn.Module) -> nn.Module:
 
 def save_digits_classifier(model: DigitsClassifier, directory: str | Path = CLASSIFIER_DIR) -> Path:
     """Write ``model`` as ``model.safetensors`` + ``config.json`` under ``directory``."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -199,8 +197,6 @@ def load_digits_classifier(
     Maps ``(n, 1, 8, 8)`` in [-1, 1] to logits ``(n, 10)``; differentiable in
     its input. ``directory`` overrides the shipped weights folder.
     """
-    from safetensors.torch import load_file
-
     directory = CLASSIFIER_DIR if directory is None else Path(directory)
     cfg_file, weights = directory / _CONFIG, directory / _WEIGHTS
     if not cfg_file.is_file() or not weights.is_file():

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -91,9 +92,9 @@ def digits_to_unit(images: torch.Tensor) -> torch.Tensor:
 
 @lru_cache(maxsize=1)
 def _digits_split_cached() -> DigitsSplit:
-    import numpy as np
+    # lazy: scikit-learn is slow to import, and only the digits data set needs it
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # lazy
 
     data = load_digits()
     images = np.asarray(data.images, dtype=np.float32)  # (1797, 8, 8), values 0..16
@@ -311,7 +312,7 @@ class AirfoilSplit:
 
 def _require_aerosandbox() -> Any:
     try:
-        from aerosandbox.geometry.airfoil import airfoil_families
+        from aerosandbox.geometry.airfoil import airfoil_families  # optional: airfoil extra
     except ImportError as err:
         raise ImportError(
             "the airfoil data set needs aerosandbox (the UIUC database ships inside it); "
@@ -323,7 +324,7 @@ def _require_aerosandbox() -> Any:
 def airfoil_database_names() -> list[str]:
     """Sorted names (``.dat`` stems) of the UIUC database inside the installed aerosandbox."""
     _require_aerosandbox()
-    import aerosandbox
+    import aerosandbox  # optional: the airfoil extra
 
     root = Path(aerosandbox.__file__).resolve().parent / "geometry" / "airfoil"
     return sorted(p.stem for p in (root / "airfoil_database").glob("*.dat"))
@@ -345,8 +346,6 @@ def kulfan_from_database(name: str) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _airfoil_split_cached() -> AirfoilSplit:
-    import warnings
-
     names = airfoil_database_names()
     if len(names) != AIRFOIL_N_DATABASE:
         raise RuntimeError(

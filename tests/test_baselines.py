@@ -12,7 +12,7 @@ from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning.seiko import SEIKOTrainConfig, SEIKOTrainer, keep_probability
 from sqdf_bbo.optimizers import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
 from sqdf_bbo.optimizers.base import Optimizer
-from sqdf_bbo.optimizers.gp_bo_core import select_training_set
+from sqdf_bbo.optimizers.gp_bo import select_training_set
 from tests.conftest import mlp_prior
 from tests.test_optimizer_contract import OptimizerContract
 

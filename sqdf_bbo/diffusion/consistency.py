@@ -27,6 +27,7 @@ from torch import nn
 
 from sqdf_bbo.diffusion.io import load_module, register_network, save_module
 from sqdf_bbo.diffusion.networks import call_denoiser, expand_like
+from sqdf_bbo.progress import progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,8 +104,6 @@ def distill_consistency(
     Returns:
         A frozen :class:`ConsistencyModel` (attach it with ``prior.consistency = cm``).
     """
-    from sqdf_bbo.progress import progress_bar
-
     if steps < 1 or batch_size < 1 or pool_size < 1:
         raise ValueError("steps, batch_size and pool_size must be >= 1")
     K = prior.num_inference_steps
@@ -149,7 +148,7 @@ def consistency_error_report(
     end point. Returns a DataFrame with columns ``t_low, t_high, tweedie_mse,
     consistency_mse`` (MSE per dimension), highest noise last.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: slow to import, needed only for this report
 
     K = prior.num_inference_steps
     traj = _teacher_trajectories(prior, n, seed)

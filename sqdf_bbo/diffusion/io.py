@@ -39,8 +39,9 @@ def builtin_classes() -> dict[str, type[nn.Module]]:
 
 
 def _diffusers_class(name: str) -> type[nn.Module] | None:
+    # lazy: diffusers is slow to import, and only diffusers networks need it
     import diffusers
-    from diffusers import ModelMixin
+    from diffusers import ModelMixin  # lazy
 
     cls = getattr(diffusers, name, None)
     return cls if isinstance(cls, type) and issubclass(cls, ModelMixin) else None

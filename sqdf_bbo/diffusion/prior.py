@@ -1,5 +1,8 @@
 """The diffusion prior: an ε-network plus a DDIM sampler, in the conventions of DESIGN.md §1.
 
+Length: one class, whose sampler, x0 estimators and save/load share the schedule and the
+notation below; the networks and their files are in ``networks`` and ``io``.
+
 Notation (paper symbol → name here):
 
     K            num_inference_steps       number of denoising steps
@@ -113,7 +116,7 @@ class DiffusionPrior:
         consistency: nn.Module | None = None,
         name: str = "custom",
     ) -> None:
-        from diffusers import DDIMScheduler
+        from diffusers import DDIMScheduler  # lazy: diffusers is slow to import
 
         if not isinstance(denoiser, nn.Module):
             raise TypeError(f"denoiser must be a torch nn.Module, got {type(denoiser).__name__}")
@@ -482,7 +485,7 @@ class DiffusionPrior:
         is missing or differs); folders saved before checksums existed load unverified.
         Weights are read from safetensors only, never unpickled.
         """
-        from diffusers import DDIMScheduler
+        from diffusers import DDIMScheduler  # lazy: diffusers is slow to import
 
         path = Path(path)
         meta_file = path / "prior.json"

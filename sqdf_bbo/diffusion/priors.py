@@ -30,13 +30,12 @@ or its standardization needs neither aerosandbox nor neuralfoil.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from sqdf_bbo.data import KulfanStandardization
-    from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.checksums import verify_checksums
+from sqdf_bbo.data import KulfanStandardization
+from sqdf_bbo.diffusion.prior import DiffusionPrior
 
 __all__ = [
     "load_prior",
@@ -89,8 +88,6 @@ def load_prior(name: str, device: torch.device | str = "cpu") -> DiffusionPrior:
         ``prior.clone()`` is directly trainable (a fine-tuner freezes its own
         reference copy).
     """
-    from sqdf_bbo.diffusion.prior import DiffusionPrior
-
     path = prior_path(name)
     prior = DiffusionPrior.load(path, device=device)
     prior.denoiser.eval()
@@ -107,9 +104,6 @@ def load_standardization(name: str = "airfoil") -> KulfanStandardization:
     to Kulfan vectors. Verified against the prior's ``checksums.json``; needs no extra
     package. Raises ``ValueError`` for a prior without one.
     """
-    from sqdf_bbo.checksums import verify_checksums
-    from sqdf_bbo.data import KulfanStandardization
-
     path = prior_path(name)
     file = path / STANDARDIZATION_FILE
     if not file.is_file():

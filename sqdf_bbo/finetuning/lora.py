@@ -22,7 +22,7 @@ __all__ = ["add_lora", "merge_lora", "lora_target_names", "lora_parameters"]
 
 def _require_peft():  # noqa: ANN202
     try:
-        import peft
+        import peft  # optional: the lora extra
     except ImportError as exc:  # pragma: no cover - peft is in the test extras
         missing = getattr(exc, "name", None) or "peft"
         raise ImportError(
@@ -87,7 +87,7 @@ def lora_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
 
 def merge_lora(module: nn.Module) -> nn.Module:
     """A copy of an adapted module with adapters merged into plain base layers."""
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # optional: the lora extra
 
     merged = copy.deepcopy(module)
     for name, sub in list(merged.named_modules()):

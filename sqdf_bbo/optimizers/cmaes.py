@@ -22,14 +22,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sqdf_bbo.config import as_config, check_fields
+from sqdf_bbo.config import as_config, check_fields, config_to_dict
 from sqdf_bbo.optimizers.base import Optimizer, Proposal
 from sqdf_bbo.study.store import StudyError
 
@@ -63,7 +63,7 @@ class CMAESConfig:
 
 def _require_cma() -> Any:
     try:
-        import cma
+        import cma  # optional: the cma extra
     except ImportError as err:
         raise ImportError(
             'the cma-es baseline needs pycma; install the extra: pip install -e ".[airfoil]"'
@@ -198,7 +198,7 @@ class CMAES(Optimizer):
             "shape": list(self.shape),
             "box": list(self.box),
             "x0": self.x0.tolist(),
-            "config": asdict(self.config),
+            "config": config_to_dict(self.config),
         }
 
     def _extra_state(self) -> dict[str, Any]:

@@ -31,7 +31,15 @@ from typing import Any, ClassVar
 
 import torch
 
-__all__ = ["Surrogate", "SurrogateConfig", "FeatureMap", "flatten_features", "SurrogateState"]
+__all__ = [
+    "Surrogate",
+    "SurrogateConfig",
+    "FeatureMap",
+    "flatten_features",
+    "SurrogateState",
+    "SURROGATES",
+    "make_surrogate",
+]
 
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
 """Maps designs ``(n, *shape)`` to features ``(n, F)`` (or ``(n, ...)``, flattened after)."""
@@ -344,8 +352,6 @@ class Surrogate(ABC):
         cls, state: SurrogateState, feature_map: FeatureMap | None = None
     ) -> Surrogate:
         """Rebuild any surrogate from its :meth:`state_dict` (the kind is read from it)."""
-        from sqdf_bbo.surrogates import make_surrogate
-
         sur = make_surrogate(
             str(state.get("surrogate")), seed=int(state.get("seed", 0)), feature_map=feature_map
         )
@@ -374,3 +380,20 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value}")
+
+
+SURROGATES: dict[str, type[Surrogate]] = {}
+"""The surrogate registry: accepted names of :func:`make_surrogate` (filled by
+:mod:`sqdf_bbo.surrogates` with ``ensemble``, ``ucb`` and ``gp``)."""
+
+
+def make_surrogate(name: str, **kwargs: Any) -> Surrogate:
+    """Build a surrogate by name: ``"ensemble"``, ``"ucb"`` or ``"gp"``.
+
+    ``kwargs`` are ``seed``, ``feature_map``, ``config`` and any field of the
+    surrogate's config (e.g. ``make_surrogate("ucb", seed=1, beta=2.0)``).
+    """
+    cls = SURROGATES.get(str(name).lower()) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown surrogate {name!r}; accepted names: {sorted(SURROGATES)}")
+    return cls(**kwargs)

@@ -110,14 +110,15 @@ class GPSurrogate(Surrogate):
         return torch.sort(torch.cat([top, rest[pick]])).values
 
     def _build(self, train_x: torch.Tensor, train_y: torch.Tensor):
-        from botorch.models import SingleTaskGP
+        from botorch.models import SingleTaskGP  # lazy: botorch is slow to import
 
         return SingleTaskGP(train_x, train_y, outcome_transform=None, input_transform=None)
 
     def _fit(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        # lazy: botorch and gpytorch are slow to import, and only the gp surrogate needs them
         from botorch.exceptions.warnings import InputDataWarning, OptimizationWarning
-        from botorch.fit import fit_gpytorch_mll
-        from gpytorch.mlls import ExactMarginalLogLikelihood
+        from botorch.fit import fit_gpytorch_mll  # lazy
+        from gpytorch.mlls import ExactMarginalLogLikelihood  # lazy
 
         gen = self._new_generator(z.device)
         # 1. training subset (top-y + random), fixed by the seed
@@ -161,7 +162,7 @@ class GPSurrogate(Surrogate):
         return state
 
     def _load_model_state(self, tensors: dict[str, torch.Tensor], n_features: int) -> None:
-        from botorch.exceptions.warnings import InputDataWarning
+        from botorch.exceptions.warnings import InputDataWarning  # lazy: slow to import
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InputDataWarning)
