@@ -308,23 +308,27 @@ def parse_field(config_class: type, name: str, text: str) -> Any:
     Raises:
         ConfigError: unknown field (the message lists the valid ones) or a bad value.
     """
-    name = getattr(config_class, "RENAMED", {}).get(name, name)
-    head, dot, rest = name.partition(".")
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    if head not in fields:
-        raise ConfigError(
-            f"unknown {config_class.__name__} field {head!r}; valid fields: " + ", ".join(fields)
-        )
-    if dot:
-        nested = _nested_class(config_class, head)
+    new = getattr(config_class, "RENAMED", {}).get(name, name)
+    owner, leaf = config_class, new
+    while True:
+        head, dot, rest = leaf.partition(".")
+        fields = {f.name: f for f in dataclasses.fields(owner)}
+        if head not in fields:
+            raise ConfigError(
+                f"unknown {owner.__name__} field {head!r}; valid fields: " + ", ".join(fields)
+            )
+        if not dot:
+            break
+        nested = _nested_class(owner, head)
         if nested is None:
-            raise ConfigError(f"{config_class.__name__}.{head} is not a nested config: {name!r}")
-        return parse_field(nested, rest, text)
-    tp = _hints(config_class).get(name, Any)
+            raise ConfigError(f"{owner.__name__}.{head} is not a nested config: {name!r}")
+        owner, leaf = nested, rest
+    tp = _hints(owner).get(leaf, Any)
     try:
-        return _parse(text, tp, _allows_nonfinite(fields[name]))
+        return _parse(text, tp, _allows_nonfinite(fields[leaf]))
     except _Mismatch as err:
-        raise ConfigError(f"{config_class.__name__}.{name}: {err}") from None
+        note = f" ({name} is now {new})" if new != name else ""
+        raise ConfigError(f"{config_class.__name__}.{name}: {err}{note}") from None
 
 
 # ---------------------------------------------------------------------------- (de)serialization

@@ -253,7 +253,12 @@ def test_parse_numbers_optional_and_json() -> None:
     ("name", "text", "message"),
     [
         ("finetune.clear_buffer_each_round", "maybe", "expected a bool"),
-        ("finetune.steps", "2.5", "SQDFConfig.steps: expected an integer, got 2.5"),
+        ("finetune.steps", "2.5", r"SQDFOptimizerConfig\.finetune\.steps: expected an integer"),
+        (
+            "steps_per_round",
+            "2.5",
+            r"steps_per_round: expected an integer, got 2\.5 \(steps_per_round is now finetune\.steps\)",
+        ),
         ("steps_per_round", "many", "expected an integer"),
         ("finetune.lr", "inf", "finite"),
         ("finetune.gamma", "nan", "finite"),
