@@ -93,7 +93,8 @@ def ask_tell_round(
 ) -> tuple[Any, torch.Tensor, float, float, float]:
     """Steps 1.-3. of a round: ask (fit + fine-tune happen here), oracle, tell.
 
-    Returns the batch (:class:`~sqdf_bbo.optimizers.base.Batch`), the oracle's values and the seconds of the ask, the oracle and the tell.
+    Returns the batch (:class:`~sqdf_bbo.optimizers.base.Batch`), the oracle's values and
+    the seconds of the ask, the oracle and the tell.
     """
     t0 = time.perf_counter()
     batch = opt.ask(int(budget))

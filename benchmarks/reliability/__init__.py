@@ -47,13 +47,10 @@ is *unexpected*. Any lost value or unexpected outcome is printed loudly and the 
 
 Child processes run ``python -m benchmarks.reliability --child cycle|reader|poller``.
 
-Modules: :mod:`~benchmarks.reliability.common` (counts, records, shared helpers),
-:mod:`~benchmarks.reliability.roles` (the children's side), :mod:`~benchmarks.reliability.processes`
-(starting, reading and killing children), one module per category (:mod:`~benchmarks.reliability.kills`,
-:mod:`~benchmarks.reliability.concurrency`, :mod:`~benchmarks.reliability.corruption`,
-:mod:`~benchmarks.reliability.hostile`, :mod:`~benchmarks.reliability.disk_full`),
-:mod:`~benchmarks.reliability.report` (running them all, the table and the JSON) and
-:mod:`~benchmarks.reliability.command` (the command line).
+Modules: ``common`` (counts, records, shared helpers), ``roles`` (the children's side),
+``processes`` (starting, reading and killing children), one module per category (``kills``,
+``concurrency``, ``corruption``, ``hostile``, ``disk_full``), ``report`` (running them all, the
+table and the JSON) and ``command`` (the command line).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.reliability`` (the probes) and ``... --child ROLE`` (their child processes)."""
+"""``python -m benchmarks.reliability`` (the probes) and ``... --child ROLE`` (their children)."""
 
 import sys
 

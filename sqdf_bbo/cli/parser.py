@@ -1,5 +1,6 @@
 """The ``sqdf-bbo`` argument parser: the study commands, then the commands of other packages
-(:mod:`sqdf_bbo.cli.plugins`). A parse error is one line (:class:`~sqdf_bbo.cli.errors.CLIError`)."""
+(:mod:`sqdf_bbo.cli.plugins`). A parse error is one line
+(:class:`~sqdf_bbo.cli.errors.CLIError`)."""
 
 from __future__ import annotations
 
