@@ -232,9 +232,10 @@ def test_set_values_are_parsed_by_the_field_type(
         "--set", "lr=none", "--set", 'surrogate_options={"steps": 5}', "--set", "progress=NO",
     )  # fmt: skip
     assert rc == 0, err
-    config = Optimizer.load(s, attach=False).config
-    assert config.clear_buffer_each_round is False and config.progress is False
-    assert config.steps_per_round == 3 and config.surrogate_options == {"steps": 5}
+    config = Optimizer.load(s, attach=False).config  # old flat names land in config.finetune
+    assert config.finetune.clear_buffer_each_round is False and config.progress is False
+    assert config.finetune.steps == 3 and config.finetune.lr is None
+    assert config.surrogate_options == {"steps": 5}
 
 
 @pytest.mark.parametrize(
