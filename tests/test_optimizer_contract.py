@@ -275,10 +275,10 @@ class GaussianSearch(Optimizer):
     def __init__(
         self, shape: tuple[int, ...] = (2,), batch_size: int = 4, seed: int = 0, study=None
     ) -> None:
-        super().__init__(shape, batch_size=batch_size, seed=seed, study=study)
-        self.center = torch.zeros(self.shape)
+        self.center = torch.zeros(tuple(shape))  # attributes first: super().__init__ last
         self.scale = 1.0
         self.fits = 0
+        super().__init__(shape, batch_size=batch_size, seed=seed, study=study)
 
     def _propose(self, n: int) -> Proposal:
         x = self.center + self.scale * torch.randn((n, *self.shape), generator=self.generator)

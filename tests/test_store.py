@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from sqdf_bbo.optimizers.base import Optimizer
-from sqdf_bbo.study.store import DB_NAME, PointRow, StudyError, StudyStore, join_state, split_state
+from sqdf_bbo.study.codec import join_state, split_state
+from sqdf_bbo.study.points import Point
+from sqdf_bbo.study.store import DB_NAME, StudyError, StudyStore
 from tests.test_optimizer_contract import GaussianSearch
 
 
@@ -56,11 +58,11 @@ def test_split_join_round_trip() -> None:
 def test_values_are_stored_bit_exactly(tmp_path: Path) -> None:
     store = StudyStore.create(tmp_path / "s", {"method": "m", "shape": [1], "dtype": "float32"})
     values = [0.1, -1e-300, 1.0 / 3.0, 2.0**60 + 1.0, 5e-324]
-    rows = [
-        PointRow(i, 0, "asked", "pending", math.nan, 0.0, None, b"\0\0\0\0")
+    points = [
+        Point(i, 0, "asked", "pending", math.nan, 0.0, None, torch.zeros(1))
         for i in range(len(values) + 3)
     ]
-    store.insert_points(rows)
+    store.insert_points(points)
     failed = [math.nan, math.inf, -math.inf]
     store.record_tells(
         [(i, "complete", v, 1.0) for i, v in enumerate(values)]
@@ -77,7 +79,7 @@ def test_values_are_stored_bit_exactly(tmp_path: Path) -> None:
 def test_tell_on_non_pending_point_rolls_back(tmp_path: Path) -> None:
     store = StudyStore.create(tmp_path / "s", {"method": "m", "shape": [1], "dtype": "float32"})
     store.insert_points(
-        [PointRow(i, 0, "asked", "pending", math.nan, 0.0, None, b"") for i in (0, 1)]
+        [Point(i, 0, "asked", "pending", math.nan, 0.0, None, torch.zeros(1)) for i in (0, 1)]
     )
     store.record_tells([(0, "complete", 1.0, 1.0)])
     with pytest.raises(StudyError, match="not pending"):

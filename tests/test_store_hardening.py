@@ -29,6 +29,7 @@ from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import available_priors, prior_path
 from sqdf_bbo.optimizers.base import Optimizer
 from sqdf_bbo.optimizers.sqdf import SQDF
+from sqdf_bbo.study.schema import row_crc
 from sqdf_bbo.study.store import DB_NAME, StudyError, StudyStore
 from tests.conftest import mlp_prior
 from tests.test_optimizer_contract import GaussianSearch
@@ -73,11 +74,9 @@ def tiny_prior() -> DiffusionPrior:
 def set_meta(study: Path, key: str, value_json: str, keep_checksum: bool = True) -> None:
     """Overwrite one metadata value in place; with ``keep_checksum`` its row checksum is
     updated too (a well-formed but wrong value), else the edit looks like corruption."""
-    from sqdf_bbo.study.store import _row_crc
-
     conn = sqlite3.connect(study / DB_NAME)
     if keep_checksum:
-        crc = _row_crc((key, value_json))
+        crc = row_crc((key, value_json))
         conn.execute("UPDATE meta SET value = ?, crc = ? WHERE key = ?", (value_json, crc, key))
     else:
         conn.execute("UPDATE meta SET value = ? WHERE key = ?", (value_json, key))

@@ -1,5 +1,10 @@
 """Durable study folders: every ask and tell is committed to SQLite before it returns.
 
+Length: one class, :class:`StudyStore`, whose every read and write is one short SQLite
+transaction kept next to the durability rules below; the folder on disk (:mod:`.folder`),
+the tables and checksums (:mod:`.schema`), the byte codec (:mod:`.codec`) and the errors
+(:mod:`.errors`) live in sibling modules.
+
 A study folder holds::
 
     DIR/study.sqlite              observations, ids, designs, trajectories, study metadata (WAL mode)
@@ -37,402 +42,64 @@ import contextlib
 import json
 import math
 import os
-import re
 import shutil
 import sqlite3
 import time
 import uuid
 import weakref
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from sqdf_bbo.checksums import CHECKSUMS, ChecksumError, verify_checksums, write_checksums
+from sqdf_bbo.study.codec import bytes_tensor, tensor_bytes
+from sqdf_bbo.study.errors import SnapshotMissing, StudyError
+from sqdf_bbo.study.folder import (
+    CREATING,
+    DB_NAME,
+    LOCK,
+    OBJECTS,
+    SNAPSHOTS,
+    SQLITE_MAGIC,
+    acquire_lock,
+    fsync_dir,
+    fsync_file,
+    is_study,
+    lock_study,
+    refuse_links,
+    remove_entry,
+    remove_stale_creations,
+)
+from sqdf_bbo.study.points import SOURCES, STATES, Point
+from sqdf_bbo.study.schema import (
+    INSERT_POINT,
+    POINT_COLUMNS,
+    REQUIRED_META,
+    ROW_COLUMNS,
+    SCHEMA,
+    STUDY_FORMAT,
+    STUDY_VERSION,
+    as_real,
+    check_meta_types,
+    row_crc,
+)
 
 __all__ = [
     "StudyStore",
     "StudyError",
     "SnapshotMissing",
     "lock_study",
-    "PointRow",
     "STUDY_FORMAT",
     "STUDY_VERSION",
     "DB_NAME",
-    "split_state",
-    "join_state",
     "is_study",
 ]
 
-STUDY_FORMAT = "sqdf-bbo-study"
-STUDY_VERSION = 1
-DB_NAME = "study.sqlite"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_SNAPSHOTS = "snapshots"
-_OBJECTS = "objects"
-_STATE_JSON = "state.json"
+_STATE_JSON = "state.json"  # a snapshot's files
 _TENSORS = "tensors.safetensors"
-_LOCK = ".lock"
-_CREATING = ".creating-"
-_CREATING_GRACE_S = 60.0  # a lock-less creation folder younger than this is never touched
-_CREATING_STALE_S = 3600.0  # ... and one older than this is stale even if its PID is alive
-_SNAPSHOT_NAME = re.compile(r"[0-9]+")
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL, crc INTEGER);
-CREATE TABLE points (
-    id       INTEGER PRIMARY KEY,
-    round    INTEGER NOT NULL,
-    source   TEXT NOT NULL CHECK (source IN ('asked', 'external')),
-    state    TEXT NOT NULL CHECK (state IN ('pending', 'complete', 'failed')),
-    value    REAL,
-    raw      TEXT,
-    asked_at REAL NOT NULL,
-    told_at  REAL,
-    x        BLOB NOT NULL,
-    traj     BLOB,
-    reason   TEXT,
-    crc      INTEGER
-);
-"""
-# Row checksums: SQLite has no page checksums and ``quick_check`` only checks structure, so a
-# flipped bit inside a stored value would load silently. Every row carries the CRC-32 of its
-# columns (``_row_crc``), written in the same transaction and verified on every read; rows of
-# studies written before checksums existed get theirs at the first writable open.
-_ROW_COLUMNS = (
-    "id", "round", "source", "state", "value", "raw", "asked_at", "told_at", "x", "traj", "reason"
-)  # fmt: skip
-_INSERT_POINT = (
-    f"INSERT INTO points ({', '.join(_ROW_COLUMNS)}, crc) "
-    f"VALUES ({', '.join('?' * (len(_ROW_COLUMNS) + 1))})"
-)
-_POINT_COLUMNS = ("id", "round", "source", "state", "value", "raw", "asked_at", "told_at")
-_REQUIRED_META = ("format", "version", "method", "shape", "dtype", "study_uid", "round")
-
-
-class StudyError(RuntimeError):
-    """A study folder is missing, corrupted, foreign, or cannot be written."""
-
-
-class SnapshotMissing(StudyError):
-    """The referenced snapshot folder is gone (e.g. a writer replaced it while this process
-    was reading: :meth:`~sqdf_bbo.optimizers.base.Optimizer.load` retries then)."""
-
-    def __init__(self, message: str, name: str) -> None:
-        super().__init__(message)
-        self.name = name
-
-
-def _encode_field(value: Any) -> bytes:
-    """One column's canonical bytes for the row checksum (type-tagged, length-prefixed)."""
-    if value is None:
-        return b"N"
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        return b"B" + str(len(raw)).encode() + b":" + raw
-    if isinstance(value, float):
-        return b"F" + repr(value).encode()
-    if isinstance(value, int):
-        return b"I" + str(value).encode()
-    text = str(value).encode("utf-8")
-    return b"S" + str(len(text)).encode() + b":" + text
-
-
-def _row_crc(fields: Sequence[Any]) -> int:
-    """CRC-32 of a row's columns (in ``_ROW_COLUMNS`` order, or ``(key, value)`` for meta)."""
-    return zlib.crc32(b"|".join(_encode_field(v) for v in fields))
-
-
-def _as_real(value: Any) -> Any:
-    """REAL columns come back as float; normalize ints so the checksum is type-stable."""
-    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-@dataclass
-class PointRow:
-    """One stored point as raw columns (designs still as bytes).
-
-    ``value`` is the told float for complete *and* failed points (NaN/±inf for failed ones,
-    NaN while pending; a complete point later marked failed keeps its told value).
-    ``reason`` says why a point failed (``None`` when nobody said). ``x`` / ``traj`` are the raw bytes of the design ``(*shape)`` and the
-    trajectory ``(K+1, *shape)`` (``None`` when the point has none).
-    """
-
-    id: int
-    round: int
-    source: str
-    state: str
-    value: float
-    asked_at: float
-    told_at: float | None
-    x: bytes
-    traj: bytes | None = None
-    reason: str | None = None
-
-
-# ---------------------------------------------------------------------------- state splitting
-def split_state(obj: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
-    """Split a nested state (dicts/lists of tensors, arrays and JSON values) into JSON + tensors.
-
-    Tensors and numpy arrays are replaced by ``{"__tensor__": key}`` / ``{"__ndarray__": key}``
-    placeholders; the tensors dict maps each key to a contiguous CPU tensor (safetensors-able).
-    Anything else that is not JSON-able raises ``TypeError`` naming the offending key.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-
-    def walk(v: Any, key: str) -> Any:
-        if isinstance(v, torch.Tensor):
-            tensors[key] = v.detach().to("cpu").contiguous().clone()
-            return {"__tensor__": key}
-        if isinstance(v, np.ndarray):
-            tensors[key] = torch.from_numpy(np.ascontiguousarray(v).copy())
-            return {"__ndarray__": key}
-        if isinstance(v, np.generic):
-            return v.item()
-        if v is None or isinstance(v, (bool, int, float, str)):
-            return v
-        if isinstance(v, Mapping):
-            out = {}
-            for k, item in v.items():
-                if not isinstance(k, str):
-                    raise TypeError(f"state key {k!r} under {key or '<root>'!r} is not a string")
-                out[k] = walk(item, f"{key}/{k}" if key else k)
-            return out
-        if isinstance(v, (list, tuple)):
-            return [walk(item, f"{key}/{i}" if key else str(i)) for i, item in enumerate(v)]
-        raise TypeError(
-            f"state entry {key or '<root>'!r} has type {type(v).__name__}, which cannot be saved "
-            "without pickle; use tensors, numpy arrays, or JSON values"
-        )
-
-    return walk(obj, prefix), tensors
-
-
-def join_state(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
-    """Inverse of :func:`split_state` (tuples come back as lists)."""
-    if isinstance(obj, dict):
-        if set(obj) == {"__tensor__"}:
-            return tensors[obj["__tensor__"]]
-        if set(obj) == {"__ndarray__"}:
-            return tensors[obj["__ndarray__"]].numpy()
-        return {k: join_state(v, tensors) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [join_state(v, tensors) for v in obj]
-    return obj
-
-
-# ---------------------------------------------------------------------------- file helpers
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems cannot fsync directories
-        _fsync_file(path)
-
-
-def _acquire_lock(lock: Path) -> int | None:
-    """Exclusive advisory lock of a study for one writer (released on close or process death)."""
-    try:
-        import fcntl
-    except ImportError:  # no flock on this platform: SQLite's own locking still applies
-        return None
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StudyError(
-            f"the study at {lock.parent} is open for writing elsewhere (another process, or an "
-            "optimizer in this one that was not closed); close it first or load with attach=False"
-        ) from None
-    return fd
-
-
-def lock_study(path: str | Path) -> int | None:
-    """Take the writer lock of the study at ``path`` (``StudyError`` naming the holder's
-    situation when another writer has it); release it with ``os.close`` or by passing it to
-    :meth:`StudyStore.open` (``lock_fd=``), which keeps it until the store closes."""
-    path = Path(path).expanduser().absolute()
-    if not path.is_dir():
-        raise StudyError(f"no study at {path}: the folder does not exist")
-    lock = path / _LOCK
-    if lock.is_symlink():
-        raise StudyError(f"{path}: {_LOCK} is a symbolic link; refusing to use it")
-    return _acquire_lock(lock)
-
-
-def is_study(path: str | Path) -> bool:
-    """Whether ``path`` looks like a study folder (has a SQLite ``study.sqlite``)."""
-    db = Path(path) / DB_NAME
-    if not db.is_file():
-        return False
-    with open(db, "rb") as fh:
-        return fh.read(16) == _SQLITE_MAGIC
-
-
-# ---------------------------------------------------------------------------- links
-def _refuse_link(path: Path, root: Path, study: Path) -> None:
-    """StudyError if ``path`` is a symbolic link or resolves outside ``root`` (the resolved study)."""
-    rel = path.relative_to(study).as_posix()
-    if path.is_symlink():
-        raise StudyError(
-            f"{study}: {rel} is a symbolic link; a study folder must not contain links (they "
-            "could lead outside it, and pruning would delete there): replace it with the real "
-            "file or folder"
-        )
-    if path.exists() and not path.resolve().is_relative_to(root):
-        raise StudyError(f"{study}: {rel} resolves outside the study folder")
-
-
-def _refuse_links(study: Path) -> None:
-    """Refuse (StudyError) a study whose internal paths are links or resolve outside it.
-
-    Checked: the database and its ``-wal``/``-shm`` files, the lock file, ``snapshots/``, each
-    snapshot entry and the files in it, ``objects/`` and everything under it. The study path
-    itself may be a link (it is the caller's choice of path).
-    """
-    root = study.resolve()
-    db = study / DB_NAME
-    for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"), study / _LOCK):
-        _refuse_link(p, root, study)
-    snaps, objects = study / _SNAPSHOTS, study / _OBJECTS
-    _refuse_link(snaps, root, study)
-    if snaps.is_dir():
-        for entry in snaps.iterdir():
-            _refuse_link(entry, root, study)
-            for f in entry.iterdir() if entry.is_dir() else ():
-                _refuse_link(f, root, study)
-    _refuse_link(objects, root, study)
-    if objects.is_dir():
-        for dirpath, dirnames, filenames in os.walk(objects):  # does not descend into links
-            for name in (*dirnames, *filenames):
-                _refuse_link(Path(dirpath) / name, root, study)
-
-
-def _remove_entry(path: Path) -> None:
-    """Delete a snapshot entry without following links: a link or file is unlinked itself."""
-    if path.is_symlink() or not path.is_dir():
-        with contextlib.suppress(OSError):
-            path.unlink()
-    else:
-        shutil.rmtree(path, ignore_errors=True)  # never follows links inside the folder
-
-
-# ---------------------------------------------------------------------------- stale creations
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists here (another user's process, or unknown, counts as alive)."""
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
-        return True
-    if pid <= 0 or pid >= 2**31:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _claim_stale_creation(folder: Path, pid: int) -> tuple[bool, int | None]:
-    """Whether the creation folder ``folder`` was abandoned, and the lock fd taken to know it.
-
-    A creation folder younger than ``_CREATING_GRACE_S`` is never stale. One holding the
-    creator's lock file is stale iff nobody holds that lock (the creator died; the lock is
-    kept, returned, until the folder is gone). One without (older versions, or a creator
-    killed before locking) is stale iff its PID is gone or it is older than
-    ``_CREATING_STALE_S``.
-    """
-    age = time.time() - folder.lstat().st_mtime
-    if age < _CREATING_GRACE_S:
-        return False, None
-    lock = folder / _LOCK
-    if lock.is_file() and not lock.is_symlink():
-        try:
-            fd = _acquire_lock(lock)
-        except StudyError:  # held: its creator is alive
-            return False, None
-        if fd is not None:
-            return True, fd
-    return age > _CREATING_STALE_S or not _pid_alive(pid), None
-
-
-def _remove_stale_creations(parent: Path, name: str) -> None:
-    """Remove ``.NAME.creating-PID-XXXXXXXX`` folders of ``name`` left by killed creators."""
-    pattern = re.compile(rf"\.{re.escape(name)}{re.escape(_CREATING)}([0-9]+)-[0-9a-f]{{8}}")
-    with contextlib.suppress(OSError):
-        for entry in parent.iterdir():
-            match = pattern.fullmatch(entry.name)
-            if match is None or entry.is_symlink() or not entry.is_dir():
-                continue
-            with contextlib.suppress(OSError):
-                stale, fd = _claim_stale_creation(entry, int(match.group(1)))
-                if stale:
-                    shutil.rmtree(entry, ignore_errors=True)
-                if fd is not None:
-                    os.close(fd)
-
-
-def _is_count(value: Any, low: int = 0) -> bool:
-    """An ``int`` (not a ``bool``) of at least ``low``."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_spec(value: Any) -> bool:
-    """``None`` or a dict whose prior references each name one folder inside ``objects/``."""
-    if value is None:
-        return True
-    if not isinstance(value, dict):
-        return False
-    for item in value.values():
-        if isinstance(item, dict) and set(item) == {"__prior__"}:
-            ref = item["__prior__"]
-            if not isinstance(ref, str) or ref in ("", ".", "..") or any(c in ref for c in "/\\\0"):
-                return False
-    return True
-
-
-_META_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "version": (_is_count, "an integer"),
-    "method": (lambda v: isinstance(v, str), "a string"),
-    "shape": (
-        lambda v: isinstance(v, list) and all(_is_count(d) for d in v),
-        "a list of non-negative integers",
-    ),
-    "dtype": (
-        lambda v: isinstance(v, str) and isinstance(getattr(torch, v, None), torch.dtype),
-        "the name of a torch dtype",
-    ),
-    "study_uid": (lambda v: isinstance(v, str), "a string"),
-    "round": (_is_count, "a non-negative integer"),
-    "fitted_count": (_is_count, "a non-negative integer"),
-    "batch_size": (lambda v: _is_count(v, 1), "a positive integer"),
-    "seed": (lambda v: _is_count(v, -(2**63)), "an integer"),
-    "snapshot": (
-        lambda v: v is None or (isinstance(v, str) and _SNAPSHOT_NAME.fullmatch(v) is not None),
-        "null or a snapshot folder name (digits)",
-    ),
-    "spec": (_is_spec, "null or an object whose prior references are plain folder names"),
-}
-
-
-def _check_meta_types(path: Path, meta: Mapping[str, Any]) -> None:
-    """StudyError naming the first known metadata field (if present) of the wrong type."""
-    for key, (ok, what) in _META_TYPES.items():
-        if key in meta and not ok(meta[key]):
-            shown = repr(meta[key])
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise StudyError(f"{path}: study metadata {key!r} is {shown}, expected {what}")
 
 
 class StudyStore:
@@ -454,7 +121,7 @@ class StudyStore:
         self._lock_release: weakref.finalize | None = None
         if not read_only:
             try:
-                self._lock_fd = lock_fd if lock_fd is not None else _acquire_lock(path / _LOCK)
+                self._lock_fd = lock_fd if lock_fd is not None else acquire_lock(path / LOCK)
             except BaseException:
                 conn.close()
                 self._conn = None
@@ -512,15 +179,15 @@ class StudyStore:
                     )
                 raise StudyError(f"cannot create a study at {path}: the folder is not empty")
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_creations(path.parent, path.name)
-        tmp = path.parent / f".{path.name}{_CREATING}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        remove_stale_creations(path.parent, path.name)
+        tmp = path.parent / f".{path.name}{CREATING}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         lock_fd: int | None = None
         try:
-            lock_fd = _acquire_lock(tmp / _LOCK)  # marks this creation as alive
+            lock_fd = acquire_lock(tmp / LOCK)  # marks this creation as alive
             conn = cls._connect(tmp / DB_NAME, read_only=False)
             try:
-                conn.executescript(_SCHEMA)
+                conn.executescript(SCHEMA)
                 full = {
                     "format": STUDY_FORMAT,
                     "version": STUDY_VERSION,
@@ -537,12 +204,12 @@ class StudyStore:
             finally:
                 conn.close()
             if write_objects is not None:
-                (tmp / _OBJECTS).mkdir()
-                write_objects(tmp / _OBJECTS)
-            (tmp / _SNAPSHOTS).mkdir()
-            _fsync_dir(tmp)
+                (tmp / OBJECTS).mkdir()
+                write_objects(tmp / OBJECTS)
+            (tmp / SNAPSHOTS).mkdir()
+            fsync_dir(tmp)
             os.replace(tmp, path)  # replaces an empty folder atomically on POSIX
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             conn = cls._connect(path / DB_NAME, read_only=False)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -565,14 +232,14 @@ class StudyStore:
         if not path.is_dir():
             raise StudyError(f"no study at {path}: it is not a folder")
         try:
-            _refuse_links(path)
+            refuse_links(path)
         except OSError as err:
             raise StudyError(f"cannot inspect the study folder {path}: {err}") from None
         db = path / DB_NAME
         if not db.is_file():
             raise StudyError(f"{path} is not a sqdf-bbo study: {DB_NAME} is missing")
         with open(db, "rb") as fh:
-            if fh.read(16) != _SQLITE_MAGIC:
+            if fh.read(16) != SQLITE_MAGIC:
                 raise StudyError(f"{db} is not a SQLite database (corrupted or foreign file)")
         try:
             conn = cls._connect(db, read_only=True)
@@ -607,7 +274,7 @@ class StudyStore:
                     f"(tables found: {sorted(tables) or 'none'})"
                 )
             cols = [r[1] for r in self.conn.execute("PRAGMA table_info(points)")]
-            missing = [c for c in (*_POINT_COLUMNS, "x", "traj") if c not in cols]
+            missing = [c for c in (*POINT_COLUMNS, "x", "traj") if c not in cols]
             if missing:
                 raise StudyError(f"{self.path}: the points table lacks columns {missing}")
             meta = self.read_meta()
@@ -623,13 +290,13 @@ class StudyStore:
                 f"{self.path} has study format version {meta.get('version')!r}; "
                 f"this sqdf-bbo reads version {STUDY_VERSION}"
             )
-        absent = [k for k in _REQUIRED_META if k not in meta]
+        absent = [k for k in REQUIRED_META if k not in meta]
         if absent:
             raise StudyError(f"{self.path} is missing study metadata {absent}")
-        _check_meta_types(self.path, meta)
+        check_meta_types(self.path, meta)
         snap = meta.get("snapshot")
         if snap is not None:
-            folder = self.path / _SNAPSHOTS / str(snap)
+            folder = self.path / SNAPSHOTS / str(snap)
             for name in (_STATE_JSON, _TENSORS):
                 if not (folder / name).is_file():
                     raise SnapshotMissing(
@@ -694,7 +361,7 @@ class StudyStore:
 
     @property
     def objects_dir(self) -> Path:
-        return self.path / _OBJECTS
+        return self.path / OBJECTS
 
     # ------------------------------------------------------------------ reads
     def _has_column(self, table: str, column: str) -> bool:
@@ -703,7 +370,7 @@ class StudyStore:
     def read_meta(self) -> dict[str, Any]:
         crc = "crc" if self._has_column("meta", "crc") else "NULL"
         rows = self.conn.execute(f"SELECT key, value, {crc} FROM meta").fetchall()
-        bad = [k for k, v, c in rows if c is not None and c != _row_crc((k, v))]
+        bad = [k for k, v, c in rows if c is not None and c != row_crc((k, v))]
         if bad:
             raise StudyError(
                 f"{self.path}: study metadata {sorted(bad)} fail their checksum (corrupted)"
@@ -713,30 +380,47 @@ class StudyStore:
         except (TypeError, ValueError) as err:
             raise StudyError(f"{self.path}: unreadable study metadata ({err})") from None
 
-    def read_points(self) -> list[PointRow]:
-        """All points ordered by id."""
+    def read_points(self) -> list[Point]:
+        """All points ordered by id, each row checked against its checksum; designs are
+        decoded with the study's stored ``dtype`` and ``shape``."""
         reason = "reason" if self._has_column("points", "reason") else "NULL"
         crc = "crc" if self._has_column("points", "crc") else "NULL"
         rows = self.conn.execute(
             "SELECT id, round, source, state, value, raw, asked_at, told_at, x, traj, "
             f"{reason}, {crc} FROM points ORDER BY id"
         ).fetchall()
+        meta = self.read_meta()
+        layout = (getattr(torch, str(meta["dtype"])), tuple(int(d) for d in meta["shape"]))
         out = []
         for row in rows:
-            if row[-1] is not None and row[-1] != _row_crc(row[:-1]):
+            if row[-1] is not None and row[-1] != row_crc(row[:-1]):
                 raise StudyError(
                     f"{self.path}: point {row[0]} fails its checksum (the stored row was "
                     "altered: corrupted database)"
                 )
-            pid, rnd, source, state, value, raw, asked_at, told_at, x, traj, why = row[:-1]
-            if state == "complete":
-                v = float(value)
-            elif state == "failed":
-                v = float(raw) if raw is not None else math.nan
-            else:
-                v = math.nan
-            out.append(PointRow(pid, rnd, source, state, v, asked_at, told_at, x, traj, why))
+            out.append(self._decode_point(row[:-1], *layout))
         return out
+
+    def _decode_point(
+        self, row: Sequence[Any], dtype: torch.dtype, shape: tuple[int, ...]
+    ) -> Point:
+        """A :class:`Point` from the columns of ``ROW_COLUMNS`` (designs ``(*shape)`` and
+        trajectories ``(K+1, *shape)`` of ``dtype``, CPU)."""
+        pid, rnd, source, state, value, raw, asked_at, told_at, x, traj, why = row
+        if state not in STATES or source not in SOURCES:
+            raise StudyError(f"point {pid} has state {state!r} / source {source!r}")
+        if state == "complete":
+            v = float(value)
+        elif state == "failed":
+            v = float(raw) if raw is not None else math.nan
+        else:
+            v = math.nan
+        try:
+            xt = bytes_tensor(x, dtype, shape)
+            tt = None if traj is None else bytes_tensor(traj, dtype, (-1, *shape))
+        except ValueError as err:
+            raise StudyError(f"{self.path}: point {pid}: {err}") from None
+        return Point(pid, rnd, source, state, v, asked_at, told_at, xt, tt, why)
 
     def _migrate(self) -> None:
         """Bring an older study's schema up to date (adds columns and the row checksums of
@@ -747,16 +431,16 @@ class StudyStore:
             for table in ("points", "meta"):
                 if not self._has_column(table, "crc"):
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN crc INTEGER")
-            cols = ", ".join(_ROW_COLUMNS)
+            cols = ", ".join(ROW_COLUMNS)
             for row in conn.execute(f"SELECT {cols} FROM points WHERE crc IS NULL").fetchall():
-                conn.execute("UPDATE points SET crc = ? WHERE id = ?", (_row_crc(row), row[0]))
+                conn.execute("UPDATE points SET crc = ? WHERE id = ?", (row_crc(row), row[0]))
             for k, v in conn.execute("SELECT key, value FROM meta WHERE crc IS NULL").fetchall():
-                conn.execute("UPDATE meta SET crc = ? WHERE key = ?", (_row_crc((k, v)), k))
+                conn.execute("UPDATE meta SET crc = ? WHERE key = ?", (row_crc((k, v)), k))
 
     def read_snapshot(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """A snapshot's JSON state and tensors, checked against its ``checksums.json`` (when
         it has one: snapshots written before checksums existed are read unverified)."""
-        folder = self.path / _SNAPSHOTS / str(name)
+        folder = self.path / SNAPSHOTS / str(name)
         try:
             verify_checksums(folder)
             state = json.loads((folder / _STATE_JSON).read_text())
@@ -778,23 +462,24 @@ class StudyStore:
 
     # ------------------------------------------------------------------ writes
     @staticmethod
-    def _point_params(row: PointRow) -> tuple[Any, ...]:
-        """The row's columns in ``_ROW_COLUMNS`` order, followed by its checksum."""
-        value, raw = StudyStore._split_value(row.state, row.value)
+    def _point_params(point: Point) -> tuple[Any, ...]:
+        """The point's columns in ``ROW_COLUMNS`` order (designs as raw bytes), followed by
+        its checksum."""
+        value, raw = StudyStore._split_value(point.state, point.value)
         fields = (
-            int(row.id),
-            int(row.round),
-            row.source,
-            row.state,
+            int(point.id),
+            int(point.round),
+            point.source,
+            point.state,
             value,
             raw,
-            _as_real(row.asked_at),
-            _as_real(row.told_at),
-            bytes(row.x),
-            None if row.traj is None else bytes(row.traj),
-            row.reason,
+            as_real(point.asked_at),
+            as_real(point.told_at),
+            tensor_bytes(point.x),
+            None if point.traj is None else tensor_bytes(point.traj),
+            point.reason,
         )
-        return (*fields, _row_crc(fields))
+        return (*fields, row_crc(fields))
 
     @staticmethod
     def _update_row(
@@ -802,19 +487,19 @@ class StudyStore:
     ) -> bool:
         """Apply ``changes`` (column → value) to point ``pid`` if its state matches the SQL
         condition ``where_state``, recomputing the row checksum; whether a row changed."""
-        cols = ", ".join(_ROW_COLUMNS)
+        cols = ", ".join(ROW_COLUMNS)
         row = conn.execute(
             f"SELECT {cols} FROM points WHERE id = ? AND {where_state}", (int(pid),)
         ).fetchone()
         if row is None:
             return False
-        fields = dict(zip(_ROW_COLUMNS, row))
+        fields = dict(zip(ROW_COLUMNS, row))
         fields.update(changes)
-        values = tuple(fields[c] for c in _ROW_COLUMNS)
+        values = tuple(fields[c] for c in ROW_COLUMNS)
         sets = ", ".join(f"{c} = ?" for c in changes)
         conn.execute(
             f"UPDATE points SET {sets}, crc = ? WHERE id = ?",
-            (*changes.values(), _row_crc(values), int(pid)),
+            (*changes.values(), row_crc(values), int(pid)),
         )
         return True
 
@@ -851,17 +536,17 @@ class StudyStore:
         save_file(dict(tensors), str(folder / _TENSORS))
         write_checksums(folder, (_STATE_JSON, _TENSORS))
         for f in (_STATE_JSON, _TENSORS, CHECKSUMS):
-            _fsync_file(folder / f)
-        _fsync_dir(folder)
-        _fsync_dir(root)
+            fsync_file(folder / f)
+        fsync_dir(folder)
+        fsync_dir(root)
         return name
 
     def _snapshots_root(self) -> Path:
         """``snapshots/``; StudyError if it is a link (never write or delete through one)."""
-        root = self.path / _SNAPSHOTS
+        root = self.path / SNAPSHOTS
         if root.is_symlink():
             raise StudyError(
-                f"{self.path}: {_SNAPSHOTS} is a symbolic link; refusing to write or delete "
+                f"{self.path}: {SNAPSHOTS} is a symbolic link; refusing to write or delete "
                 "through it (replace it with a real folder)"
             )
         return root
@@ -876,16 +561,16 @@ class StudyStore:
             return
         for p in root.iterdir():
             if p.name != keep:
-                _remove_entry(p)
+                remove_entry(p)
 
     def insert_points(
         self,
-        rows: Sequence[PointRow],
+        points: Sequence[Point],
         meta: Mapping[str, Any] | None = None,
     ) -> None:
         """Insert new points and update metadata (e.g. the snapshot pointer) in one commit."""
         with self._transaction() as conn:
-            conn.executemany(_INSERT_POINT, [self._point_params(r) for r in rows])
+            conn.executemany(INSERT_POINT, [self._point_params(p) for p in points])
             self._update_meta(conn, meta or {})
 
     def record_tells(self, updates: Iterable[tuple[int, str, float, float]]) -> None:
@@ -893,7 +578,7 @@ class StudyStore:
         with self._transaction() as conn:
             for pid, state, value, told_at in updates:
                 v, raw = self._split_value(state, value)
-                changes = {"state": state, "value": v, "raw": raw, "told_at": _as_real(told_at)}
+                changes = {"state": state, "value": v, "raw": raw, "told_at": as_real(told_at)}
                 if not self._update_row(conn, pid, "state = 'pending'", changes):
                     raise StudyError(
                         f"point {pid} is not pending in the study at {self.path}; "
@@ -916,7 +601,7 @@ class StudyStore:
                     "value": None,
                     "raw": raw,
                     "reason": reason,
-                    "told_at": _as_real(now) if told_at is None else told_at,
+                    "told_at": as_real(now) if told_at is None else told_at,
                 }
                 if not self._update_row(conn, pid, "state != 'failed'", changes):
                     raise StudyError(
@@ -925,26 +610,18 @@ class StudyStore:
                     )
             self._update_meta(conn, meta)
 
-    def set_meta(self, meta: Mapping[str, Any]) -> None:
-        with self._transaction() as conn:
-            self._update_meta(conn, meta)
-
     @staticmethod
     def _update_meta(conn: sqlite3.Connection, meta: Mapping[str, Any]) -> None:
         encoded = [(k, json.dumps(v)) for k, v in meta.items()]
         conn.executemany(
             "INSERT INTO meta (key, value, crc) VALUES (?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value, crc = excluded.crc",
-            [(k, v, _row_crc((k, v))) for k, v in encoded],
+            [(k, v, row_crc((k, v))) for k, v in encoded],
         )
 
-    def replace_all(self, rows: Sequence[PointRow], meta: Mapping[str, Any]) -> None:
-        """Make the stored points equal to ``rows`` (used by ``save`` onto the same study)."""
+    def replace_all(self, points: Sequence[Point], meta: Mapping[str, Any]) -> None:
+        """Make the stored points equal to ``points`` (used by ``save`` onto the same study)."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM points")
-            conn.executemany(_INSERT_POINT, [self._point_params(r) for r in rows])
+            conn.executemany(INSERT_POINT, [self._point_params(p) for p in points])
             self._update_meta(conn, meta)
-
-    def max_point_id(self) -> int:
-        row = self.conn.execute("SELECT MAX(id) FROM points").fetchone()
-        return -1 if row is None or row[0] is None else int(row[0])

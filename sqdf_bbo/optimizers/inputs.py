@@ -1,0 +1,190 @@
+"""Checks and coercions of what enters an optimizer: counts, seeds, ids, values, designs and
+the designs an algorithm proposes. Plain functions; :class:`~sqdf_bbo.optimizers.base.Optimizer`
+calls them. Each returns the canonical form or raises ``TypeError`` / ``ValueError`` (a
+broken proposal: ``RuntimeError``) with a message naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Set
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "check_seed",
+    "check_count",
+    "as_ids",
+    "value_limit",
+    "as_values",
+    "as_designs",
+    "check_designs",
+]
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int in [0, 2**62) (torch generators take signed 64-bit seeds and
+    sub-objects derive theirs by adding small offsets); ``ValueError`` otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if seed >= 2**62:
+        raise ValueError(f"seed must be < 2**62, got {seed}")
+    return int(seed)
+
+
+def check_count(n: Any, what: str) -> int:
+    """``n`` as a positive int (``what`` names it in the error)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) < 1:
+        raise ValueError(f"{what} must be a positive int, got {n!r}")
+    return int(n)
+
+
+def as_ids(ids: Any) -> list[int]:
+    """Point ids (a list, tuple, integer array or tensor, or one int) as a list of ints."""
+    if isinstance(ids, torch.Tensor):
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise TypeError(f"ids must be integers, got a tensor of dtype {ids.dtype}")
+        return [int(i) for i in ids.reshape(-1).tolist()]
+    if isinstance(ids, np.ndarray):
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"ids must be integers, got an array of dtype {ids.dtype}")
+        return [int(i) for i in ids.reshape(-1)]
+    if isinstance(ids, numbers.Integral) and not isinstance(ids, bool):
+        return [int(ids)]
+    if isinstance(ids, (str, bytes, Mapping, Set)) or not isinstance(ids, Iterable):
+        raise TypeError(
+            f"ids must be a sequence of ints (list, tuple, array, tensor), got {type(ids).__name__}"
+        )
+    out = []
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"ids must be ints, got {i!r} ({type(i).__name__})")
+        out.append(int(i))
+    return out
+
+
+def value_limit(dtype: torch.dtype) -> float:
+    """Largest magnitude a told value may have: √(largest float of ``dtype``) (1.8e19 for
+    float32), so that standardizing values never overflows."""
+    return math.sqrt(torch.finfo(dtype).max)
+
+
+def as_values(y: Any, n: int, dtype: torch.dtype) -> np.ndarray:
+    """Values as a new float64 array ``(n,)``; ``None`` entries become NaN (failed).
+
+    ``(n, 1)`` is flattened; a finite value beyond :func:`value_limit` of ``dtype`` (the
+    model's arithmetic) is refused.
+    """
+    if isinstance(y, torch.Tensor):
+        if y.dtype.is_complex or y.dtype == torch.bool:
+            raise TypeError(f"values must be real numbers, got a tensor of dtype {y.dtype}")
+        arr = y.detach().to("cpu", torch.float64).numpy()
+    elif isinstance(y, np.ndarray):
+        if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+            raise TypeError(f"values must be real numbers, got an array of dtype {y.dtype}")
+        arr = y.astype(np.float64)
+    elif isinstance(y, numbers.Real) and not isinstance(y, bool):
+        arr = np.array([float(y)])
+    elif isinstance(y, (str, bytes, Mapping, Set)) or not isinstance(y, Iterable):
+        raise TypeError(
+            f"values must be a sequence of floats (list, tuple, array, tensor), "
+            f"got {type(y).__name__}"
+        )
+    else:
+        vals = []
+        for v in y:
+            if v is None:
+                vals.append(math.nan)
+            elif (
+                isinstance(v, numbers.Real)
+                and not isinstance(v, bool)
+                or isinstance(v, torch.Tensor)
+                and v.numel() == 1
+                and v.dtype.is_floating_point
+            ):
+                vals.append(float(v))
+            else:
+                raise TypeError(
+                    f"values must be real numbers (NaN or None for a failed evaluation), "
+                    f"got {v!r} ({type(v).__name__})"
+                )
+        arr = np.asarray(vals, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"expected {n} values of shape ({n},), got shape {tuple(arr.shape)}")
+    limit = value_limit(dtype)
+    with np.errstate(invalid="ignore"):
+        huge = np.isfinite(arr) & (np.abs(arr) > limit)
+    if huge.any():
+        k = int(np.flatnonzero(huge)[0])
+        raise ValueError(
+            f"value {float(arr[k])!r} (position {k}) is too large for the model's {dtype} "
+            f"arithmetic: values must lie within ±{limit:.3g} (the square root of the "
+            "largest float, so that their squares stay finite); rescale the oracle's "
+            "output, or tell NaN to record a failed evaluation"
+        )
+    return arr.copy()
+
+
+def as_designs(
+    x: Any,
+    shape: tuple[int, ...],
+    device: torch.device,
+    dtype: torch.dtype,
+    what: str = "x",
+) -> torch.Tensor:
+    """Designs given by a user (tensor or numpy array) as a finite ``(n, *shape)`` tensor on
+    ``device`` with ``dtype``, ``n >= 1`` (``what`` names the argument in errors)."""
+    if isinstance(x, np.ndarray):
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise TypeError(f"{what} must hold real numbers, got an array of dtype {x.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    if x.dtype.is_complex or x.dtype == torch.bool:
+        raise TypeError(f"{what} must hold real numbers, got dtype {x.dtype}")
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise ValueError(
+            f"{what} must have shape (n, {', '.join(map(str, shape))}), got {tuple(x.shape)}"
+        )
+    if x.shape[0] < 1:
+        raise ValueError(f"{what} holds no designs")
+    x = x.detach().to(device, dtype)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{what} contains NaN or inf")
+    return x
+
+
+def check_designs(
+    name: str,
+    x: Any,
+    trajectories: Any,
+    n: int,
+    shape: tuple[int, ...],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """What the algorithm ``name`` proposed: finite designs ``x (n, *shape)`` and optional
+    trajectories ``(n, K+1, *shape)``; returns ``x`` on ``device`` with ``dtype``
+    (``RuntimeError`` naming ``name._propose`` otherwise)."""
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *shape):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise RuntimeError(f"{name}._propose({n}) returned x of shape {got}")
+    if not bool(torch.isfinite(x).all()):
+        raise RuntimeError(f"{name}._propose returned non-finite designs")
+    t = trajectories
+    if t is not None and (
+        not isinstance(t, torch.Tensor)
+        or t.ndim != len(shape) + 2
+        or t.shape[0] != n
+        or tuple(t.shape[2:]) != shape
+    ):
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise RuntimeError(
+            f"{name}._propose returned trajectories of shape {got}; expected (n, K+1, *shape)"
+        )
+    return x.detach().to(device, dtype)
