@@ -27,7 +27,7 @@ from sqdf_bbo.optimizers.sqdf import SQDF, SQDFOptimizerConfig
 torch.manual_seed(0)
 prior = DiffusionPrior(MLPDenoiser(2, hidden=16, depth=2), DDIMScheduler(clip_sample=False),
                        shape=(2,), num_inference_steps=4, value_range=None)
-cfg = SQDFOptimizerConfig(steps_per_round=2, finetune_batch_size=8, rollouts_per_step=2,
+cfg = SQDFOptimizerConfig(finetune={"steps": 2, "transitions_per_step": 8, "rollouts_per_step": 2},
                           progress=False, surrogate_options={"steps": 20, "n_heads": 2})
 opt = SQDF(prior, batch_size=4, seed=0, config=cfg, study=sys.argv[1])
 rng = np.random.default_rng(123)

@@ -1,8 +1,10 @@
-"""One point of a study: the record the optimizer keeps in memory and the store writes.
+"""One point of a study, and the views built from points.
 
-The store encodes a :class:`Point` into its table's columns itself (designs as raw bytes,
-NaN-safe values, a row checksum: :mod:`sqdf_bbo.study.store`) and decodes rows back into
-points; nobody else sees the columns.
+:class:`Point` is the record the optimizer keeps in memory and the store writes; the store
+encodes it into its table's columns itself (designs as raw bytes, NaN-safe values, a row
+checksum: :mod:`sqdf_bbo.study.store`) and decodes rows back into points; nobody else sees
+the columns. :class:`Observations`, :class:`Best` and :func:`history_frame` are what
+``Optimizer.observations()``, ``best()`` and ``history`` return.
 """
 
 from __future__ import annotations
