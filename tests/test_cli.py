@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,10 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.skipif(
+    "bench" not in {ep.name for ep in entry_points(group=plugins.GROUP)},
+    reason="the benchmarks commands' entry points are not installed (pip install -e .)",
+)
 def test_bench_and_demo_come_from_the_benchmarks_entry_points(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

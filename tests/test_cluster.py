@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pandas as pd
@@ -196,6 +197,10 @@ def test_frontier_on_dask_equals_the_local_run(tmp_path: Path, capsys) -> None:
     pd.testing.assert_frame_equal(frontier_a, frontier_b, check_exact=True)
 
 
+@pytest.mark.skipif(
+    "bench" not in {ep.name for ep in entry_points(group="sqdf_bbo.commands")},
+    reason="the benchmarks commands' entry points are not installed (pip install -e .)",
+)
 def test_bench_cli_on_a_scheduler_address(client, tmp_path: Path, capsys) -> None:
     """``sqdf-bbo bench --dask ADDRESS``: runs land in OUT, a second call resumes (runs none)."""
     from benchmarks.layout import is_done, run_dir

@@ -96,7 +96,8 @@ def discover(reserved: Iterable[str] = ()) -> dict[str, Command]:
             found[ep.name] = ep  # an editable install may list its entry points twice
     missing = (
         "needs the benchmarks package (the sqdf_bbo.commands entry points of this repository), "
-        "which is not available in this installation"
+        "which is not available in this installation (pip install -e . in the repository "
+        "declares them)"
     )
     out = {
         name: _load(found[name]) if name in found else unavailable(name, missing)
