@@ -36,6 +36,6 @@ def progress_bar(iterable: Iterable[T] | None = None, *, progress: bool, **kwarg
     """
     if "disable" in kwargs:
         raise TypeError("progress_bar decides 'disable' from 'progress'; do not pass it")
-    from tqdm.auto import tqdm  # imported on use: tqdm.auto probes for IPython
+    from tqdm.auto import tqdm  # lazy: tqdm.auto probes for IPython on import
 
     return tqdm(iterable, disable=None if progress else True, **kwargs)
