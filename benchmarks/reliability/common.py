@@ -36,9 +36,6 @@ CLI_TELLS = 24  # category 2: sequential CLI tell calls while another process po
 # (hostile.py; every case runs)
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
-CREATING_GRACE_S = (
-    60.0  # sqdf_bbo.study.store._CREATING_GRACE_S: leftovers younger are never touched
-)
 FAST = {
     "steps_per_round": 2,
     "finetune_batch_size": 8,

@@ -17,7 +17,6 @@ from pathlib import Path
 from benchmarks.reliability.common import (
     CALL_ENDS,
     CALLS,
-    CREATING_GRACE_S,
     KILL_WORKERS,
     STEP_LABELS,
     Probe,
@@ -32,6 +31,7 @@ from benchmarks.reliability.common import (
     told_problems,
 )
 from benchmarks.reliability.processes import ChildRun, Event, run_and_kill
+from sqdf_bbo.study.folder import CREATING_GRACE_S
 from sqdf_bbo.study.store import StudyError
 
 
