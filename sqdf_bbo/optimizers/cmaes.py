@@ -112,18 +112,19 @@ class CMAES(Optimizer):
         popsize = config.popsize or int(batch_size)
         if popsize < 4:
             raise ValueError(f"CMA-ES needs a population of at least 4, got {popsize}")
+        seed = self.check_seed(seed)  # the strategy is seeded from it before the base runs
         self.box = (low, high)
         self.x0 = start
         self.config = config
         self.popsize = popsize
+        self._reset_strategy(seed)
         super().__init__(shape, batch_size=batch_size, seed=seed, study=study)
-        self._reset_strategy()
 
     # ------------------------------------------------------------------ strategy
-    def _reset_strategy(self) -> None:
+    def _reset_strategy(self, seed: int) -> None:
         """A fresh pycma strategy with its own generator (seed + offset)."""
         cma = _require_cma()
-        self._cma_rng = np.random.default_rng(self.seed + _RNG_OFFSET)
+        self._cma_rng = np.random.default_rng(seed + _RNG_OFFSET)
         rng = self._cma_rng
         low, high = self.box
         opts: dict[str, Any] = {
@@ -206,7 +207,7 @@ class CMAES(Optimizer):
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         """Rebuild pycma by replaying the saved iterations with a freshly seeded generator."""
-        self._reset_strategy()
+        self._reset_strategy(self.seed)
         for it in state.get("history", []):
             asked = [s for size in it["ask_sizes"] for s in self._ask_strategy(int(size))]
             by_id = dict(zip(it["ids"], asked))
