@@ -26,8 +26,7 @@ from __future__ import annotations
 from sqdf_bbo.finetuning.seiko import SEIKOTrainConfig, SEIKOTrainer
 from sqdf_bbo.optimizers.base import Optimizer
 from sqdf_bbo.optimizers.cmaes import CMAES, CMAESConfig
-from sqdf_bbo.optimizers.gp_bo import GPBO
-from sqdf_bbo.optimizers.gp_bo_core import GPBOConfig
+from sqdf_bbo.optimizers.gp_bo import GPBO, GPBOConfig
 from sqdf_bbo.optimizers.prior_sampler import PriorSampler
 from sqdf_bbo.optimizers.seiko import SEIKO, SEIKOConfig
 from sqdf_bbo.optimizers.sqdf import SQDF, SQDFOptimizerConfig
