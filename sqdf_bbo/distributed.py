@@ -9,9 +9,9 @@ The rule of one data-parallel SQDF step over W processes (rank r of W):
 1. each rank samples ``rollouts_per_step / W`` fresh trajectories with its own noise
    generator (:func:`shard_generator_seed`); they are gathered (:func:`all_gather_cat`,
    rank order) so every rank adds the *same* trajectories to its replay buffer;
-2. every rank draws the *same* global batch of ``batch_size`` transitions (the buffers,
+2. every rank draws the *same* global batch of ``transitions_per_step`` transitions (the buffers,
    their generators and the trainer's index generator are identical on every rank) and
-   keeps its slice :func:`shard_slice` of ``batch_size / W`` transitions;
+   keeps its slice :func:`shard_slice` of ``transitions_per_step / W`` transitions;
 3. each rank computes the mean loss over its slice (fresh noise from its own generator)
    and its gradients; :func:`all_reduce_mean_` averages them, so every rank holds the
    gradient of the mean loss over the whole batch (the slices are equal-sized);
@@ -99,7 +99,9 @@ def shard_generator_seed(seed: int, rank: int, step: int = 0) -> int:
     return int(seq.generate_state(1, np.uint64)[0]) & (2**63 - 1)
 
 
-def shard_slice(total: int, rank: int, world_size: int, what: str = "batch_size") -> slice:
+def shard_slice(
+    total: int, rank: int, world_size: int, what: str = "transitions_per_step"
+) -> slice:
     """Rank ``rank``'s equal share of ``total`` items (``total / world_size`` of them).
 
     Raises:
