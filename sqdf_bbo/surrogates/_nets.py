@@ -7,13 +7,14 @@ surrogate (H = 1, penultimate features).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
 from sqdf_bbo.progress import progress_bar
 
-__all__ = ["HeadsMLP", "train_heads"]
+__all__ = ["HeadsMLP", "train_heads", "fit_heads"]
 
 
 class HeadsMLP(nn.Module):
@@ -112,3 +113,33 @@ def train_heads(
         sched.step()
         losses.append(loss.detach())
     return torch.stack(losses).tolist() if losses else []
+
+
+def fit_heads(
+    config: Any,
+    n_heads: int,
+    z: torch.Tensor,
+    y: torch.Tensor,
+    index: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[HeadsMLP, list[float]]:
+    """A frozen :class:`HeadsMLP` of ``n_heads`` heads with ``config``'s ``hidden`` and
+    ``depth``, trained by :func:`train_heads` with its ``steps``, ``batch_size``, ``lr``,
+    ``weight_decay`` and ``progress`` on the rows ``index (H, m)`` of ``(z (n, F), y (n,))``.
+
+    Returns the network (no gradients, eval mode) and its training losses.
+    """
+    net = HeadsMLP(n_heads, z.shape[1], config.hidden, config.depth, generator, z.device, z.dtype)
+    losses = train_heads(
+        net,
+        z,
+        y,
+        index,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        generator=generator,
+        progress=config.progress,
+    )
+    return net.requires_grad_(False).eval(), losses

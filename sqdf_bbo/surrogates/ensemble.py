@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from sqdf_bbo.config import check_fields
-from sqdf_bbo.surrogates._nets import HeadsMLP, train_heads
+from sqdf_bbo.surrogates._nets import HeadsMLP, fit_heads
 from sqdf_bbo.surrogates.base import Surrogate, SurrogateConfig, check_positive
 
 __all__ = ["EnsembleConfig", "EnsembleSurrogate"]
@@ -87,20 +87,7 @@ class EnsembleSurrogate(Surrogate):
         else:
             index = torch.arange(n, device=z.device).expand(c.n_heads, n)
         # 2. independent heads, trained together
-        self.net = HeadsMLP(c.n_heads, z.shape[1], c.hidden, c.depth, gen, z.device, z.dtype)
-        self.losses = train_heads(
-            self.net,
-            z,
-            y,
-            index,
-            steps=c.steps,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            weight_decay=c.weight_decay,
-            generator=gen,
-            progress=c.progress,
-        )
-        self.net.requires_grad_(False).eval()
+        self.net, self.losses = fit_heads(c, c.n_heads, z, y, index, gen)
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         """Per-head predictions in the data's units, shape ``(H, n)``."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from sqdf_bbo.config import check_fields
-from sqdf_bbo.surrogates._nets import HeadsMLP, train_heads
+from sqdf_bbo.surrogates._nets import HeadsMLP, fit_heads
 from sqdf_bbo.surrogates.base import Surrogate, SurrogateConfig, check_positive
 
 __all__ = ["UCBConfig", "UCBSurrogate", "BONUS_FORMS", "official_ucb_bonus"]
@@ -163,21 +163,8 @@ class UCBSurrogate(Surrogate):
         gen = self._new_generator(z.device)
         n = z.shape[0]
         # 1. one MLP on all rows
-        self.net = HeadsMLP(1, z.shape[1], c.hidden, c.depth, gen, z.device, z.dtype)
         index = torch.arange(n, device=z.device)[None]
-        self.losses = train_heads(
-            self.net,
-            z,
-            y,
-            index,
-            steps=c.steps,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            weight_decay=c.weight_decay,
-            generator=gen,
-            progress=c.progress,
-        )
-        self.net.requires_grad_(False).eval()
+        self.net, self.losses = fit_heads(c, 1, z, y, index, gen)
         with torch.no_grad():
             phi = self._phi(z).double()
             eye = torch.eye(phi.shape[1], dtype=phi.dtype, device=phi.device)
