@@ -1,11 +1,5 @@
 """The ask/tell optimizer base: the base owns the observations, algorithms implement hooks.
 
-Length: the public ask/tell API every optimizer shares (ask, tell, tell_external,
-mark_failed, run, the history views, save/load), documented for users and for algorithm
-writers in one place; input checks, point records and persistence live in
-:mod:`sqdf_bbo.optimizers.inputs`, :mod:`sqdf_bbo.study.points` and
-:mod:`sqdf_bbo.study.persist`.
-
 Usage (any optimizer)::
 
     batch = opt.ask()                 # Batch(ids: list[int], x: (n, *shape))
@@ -17,46 +11,10 @@ Usage (any optimizer)::
 Values are **maximized**.
 
 Writing an algorithm (Nevergrad-style: public ``ask``/``tell`` live here, algorithms
-override private hooks; the base does the bookkeeping — ids, pending points, partial
-tells in any order, failed points, external points, persistence)::
-
-    class MyOptimizer(Optimizer):
-        method = "mine"                       # unique name, used by save/load
-
-        def __init__(self, prior, batch_size=64, seed=0, study=None):
-            self.prior = prior                # set every attribute first ...
-            super().__init__(prior.shape, batch_size=batch_size, seed=seed, study=study)
-                                              # ... and call super().__init__ LAST
-
-        def _propose(self, n):                # REQUIRED
-            out = self.prior.sample(n, self.generator, return_trajectory=True)
-            return Proposal(out.x, out.trajectory)
-
-        def _fit(self, observations): ...     # optional: new data arrived (a new round)
-        def _metrics(self): return {}         # optional: e.g. {"kl_to_prior": ...}
-        def _spec(self): return {"prior": self.prior}   # constructor kwargs, for load
-        def _extra_state(self): return {...}  # tensors / arrays / JSON values
-        def _load_extra_state(self, state): ...
-
-Hooks in detail:
-
-- ``_propose(n) -> Proposal(x (n, *shape), trajectories (n, K+1, *shape) | None)``: the next
-  ``n`` designs. Draw randomness only from ``self.generator`` (a ``torch.Generator`` on
-  ``self.device``) or ``self.np_rng``; both are saved and restored by the base.
-- ``_fit(observations)``: called by the base at the start of ``ask`` when successful
-  observations arrived since the last fit; receives **all** successful observations
-  (asked and external; failed points are excluded) as one :class:`Observations`: designs
-  ``x (m, *shape)``, values ``y (m,)`` float64, sources, rounds and the sampling chains of
-  asked points (``observations.chains(K+1)``). ``self.round`` is incremented right after it
-  returns.
-- ``_metrics() -> dict[str, float]``: diagnostics for benchmarks (public via ``metrics()``).
-- ``_spec() -> dict``: the constructor keyword arguments other than ``batch_size``, ``seed``
-  and ``study``, JSON values or ``DiffusionPrior`` objects (saved once into the study folder).
-  ``_from_spec(spec, batch_size=, seed=)`` (classmethod) rebuilds the object; the default
-  calls ``cls(**spec, batch_size=..., seed=...)``.
-- ``_extra_state()`` / ``_load_extra_state(state)``: everything else that changes while the
-  optimizer runs (weights, buffers, RNGs of sub-objects): nested dicts/lists of tensors,
-  numpy arrays and JSON values. Never pickled (safetensors + JSON).
+override private hooks; the base does the bookkeeping — ids, pending points, partial tells in
+any order, failed points, external points, persistence): subclass :class:`Optimizer`, set a
+unique ``method`` and implement ``_propose``; the other hooks are optional. Each hook's
+docstring below states its contract; docs/ask_tell.md has a complete example.
 
 **Call ``super().__init__`` last** in a subclass's ``__init__``: with ``study=DIR`` the base
 ``__init__`` ends by creating the study folder, which saves ``_spec()`` and a first snapshot
@@ -78,7 +36,6 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -88,6 +45,7 @@ import pandas as pd
 import torch
 
 from sqdf_bbo.optimizers import inputs
+from sqdf_bbo.optimizers.batch import Batch, Proposal
 from sqdf_bbo.optimizers.registry import class_for_study, register, registered_methods
 from sqdf_bbo.progress import progress_bar
 from sqdf_bbo.study import persist
@@ -114,36 +72,6 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound="Optimizer")
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Designs to evaluate.
-
-    Attributes:
-        ids: unique integer ids, one per design (pass them back to ``tell``).
-        x: designs, shape ``(n, *shape)``.
-    """
-
-    ids: list[int]
-    x: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """What an algorithm's ``_propose(n)`` returns.
-
-    Attributes:
-        x: designs, shape ``(n, *shape)``.
-        trajectories: the sampling chains x_T … x_0 that produced them,
-            shape ``(n, K+1, *shape)``, or ``None``.
-    """
-
-    x: torch.Tensor
-    trajectories: torch.Tensor | None = None
 
 
 class Optimizer(ABC):
@@ -213,17 +141,25 @@ class Optimizer(ABC):
     # ------------------------------------------------------------------ hooks
     @abstractmethod
     def _propose(self, n: int) -> Proposal:
-        """Return ``n`` new designs ``(n, *shape)`` (and optionally their trajectories)."""
+        """REQUIRED: the next ``n`` designs, ``Proposal(x (n, *shape), trajectories (n, K+1,
+        *shape) | None)``. Draw randomness only from ``self.generator`` (a ``torch.Generator``
+        on ``self.device``) or ``self.np_rng``; the base saves and restores both."""
 
     def _fit(self, observations: Observations) -> None:  # noqa: B027 - optional hook
-        """Learn from all successful observations (designs, values, rounds, chains)."""
+        """Learn from **all** successful observations (asked and external; failed points are
+        excluded): designs ``x (m, *shape)``, values ``y (m,)`` float64, sources, rounds and
+        the sampling chains of asked points (``observations.chains(K+1)``). Called at the start
+        of ``ask`` when successful values arrived since the last fit; ``self.round`` is
+        incremented right after it returns."""
 
     def _metrics(self) -> dict[str, float]:
-        """Diagnostics (e.g. estimated KL of the sampler to the prior)."""
+        """Diagnostics for benchmarks, public via ``metrics()`` (e.g. the KL to the prior)."""
         return {}
 
     def _spec(self) -> dict[str, Any]:
-        """Constructor kwargs besides batch_size/seed/study (JSON values or DiffusionPriors)."""
+        """The constructor's keyword arguments other than ``batch_size``, ``seed`` and
+        ``study``: JSON values or ``DiffusionPrior`` objects (saved once into the study
+        folder). ``_from_spec`` rebuilds the object from them."""
         return {}
 
     @classmethod
@@ -233,7 +169,9 @@ class Optimizer(ABC):
         return cls(**spec, **runtime, batch_size=batch_size, seed=seed)
 
     def _extra_state(self) -> dict[str, Any]:
-        """Algorithm state to save: nested dicts/lists of tensors, arrays, JSON values."""
+        """Everything else that changes while the optimizer runs (weights, buffers, RNGs of
+        sub-objects): nested dicts/lists of tensors, numpy arrays and JSON values; never
+        pickled (safetensors + JSON)."""
         return {}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
