@@ -308,9 +308,9 @@ def parse_field(config_class: type, name: str, text: str) -> Any:
     Raises:
         ConfigError: unknown field (the message lists the valid ones) or a bad value.
     """
-    new = getattr(config_class, "RENAMED", {}).get(name, name)
-    owner, leaf = config_class, new
-    while True:
+    owner, leaf, path = config_class, name, []
+    while True:  # at each level an old name (RENAMED) becomes the (dotted) key it became
+        leaf = getattr(owner, "RENAMED", {}).get(leaf, leaf)
         head, dot, rest = leaf.partition(".")
         fields = {f.name: f for f in dataclasses.fields(owner)}
         if head not in fields:
@@ -322,7 +322,9 @@ def parse_field(config_class: type, name: str, text: str) -> Any:
         nested = _nested_class(owner, head)
         if nested is None:
             raise ConfigError(f"{owner.__name__}.{head} is not a nested config: {name!r}")
+        path.append(head)
         owner, leaf = nested, rest
+    new = ".".join([*path, leaf])
     tp = _hints(owner).get(leaf, Any)
     try:
         return _parse(text, tp, _allows_nonfinite(fields[leaf]))

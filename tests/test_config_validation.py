@@ -280,3 +280,14 @@ def test_parse_unknown_key_lists_the_valid_ones() -> None:
         parse_field(SQDFOptimizerConfig, "finetune.stepz", "3")
     with pytest.raises(ConfigError, match=r"expected one of 'a', 'b'"):
         parse_field(_Toy, "mode", "c")
+
+
+def test_old_names_inside_a_dotted_key_are_migrated_too() -> None:
+    # the CLI's --set finetune.batch_size=8 means what config_from_dict makes of it
+    assert parse_field(SQDFOptimizerConfig, "finetune.batch_size", "8") == 8
+    via_dict = config_from_dict(SQDFOptimizerConfig, {"finetune.batch_size": 8})
+    assert via_dict.finetune.transitions_per_step == 8
+    with pytest.raises(ConfigError, match=r"finetune.batch_size is now finetune.transitions_per"):
+        parse_field(SQDFOptimizerConfig, "finetune.batch_size", "2.5")
+    with pytest.raises(ConfigError, match="unknown SQDFConfig field 'nope'"):
+        parse_field(SQDFOptimizerConfig, "finetune.nope", "1")

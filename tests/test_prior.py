@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
 
+from sqdf_bbo.diffusion import io
+from sqdf_bbo.diffusion.io import builtin_classes, load_module, register_network, save_module
 from sqdf_bbo.diffusion.networks import MLPDenoiser
 from sqdf_bbo.diffusion.prior import DiffusionPrior, call_denoiser
 
@@ -145,3 +148,23 @@ def test_bad_input_errors() -> None:
         prior.x0_estimate(torch.randn(2, 2), 0, method="consistency")
     with pytest.raises(ValueError, match="eta"):
         DiffusionPrior(net, shape=(2,), eta=2.0)
+
+
+def test_a_registered_network_without_config_saves_its_weights(tmp_path) -> None:
+    class NoConfigNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+    try:
+        register_network(NoConfigNet)
+        net = NoConfigNet()
+        meta = save_module(net, tmp_path)
+        assert meta["kind"] == "state_dict"  # nothing to rebuild it from: weights only
+        with pytest.raises(ValueError, match="pass an instance"):
+            load_module(meta, tmp_path)
+        back = load_module(meta, tmp_path, instance=NoConfigNet())
+        assert torch.equal(back.lin.weight, net.lin.weight)
+    finally:
+        io._NETWORKS.pop("NoConfigNet", None)
+    assert "NoConfigNet" not in builtin_classes()

@@ -27,8 +27,10 @@ _NETWORKS: dict[str, type[nn.Module]] = {}
 
 
 def register_network(cls: type[nn.Module]) -> type[nn.Module]:
-    """Class decorator: this package's networks register themselves so that :func:`load_module`
-    can rebuild them as ``cls(**config)`` (or ``cls.load_parts``) by class name."""
+    """Class decorator: a network registers itself so that :func:`load_module` can rebuild it
+    by class name, as ``cls(**module.config)`` (``config``: a JSON-able dict of constructor
+    arguments) or through ``cls.save_parts`` / ``cls.load_parts``. A registered network with
+    neither is saved as weights only and loads into an instance the caller passes."""
     _NETWORKS[cls.__name__] = cls
     return cls
 
@@ -59,7 +61,7 @@ def save_module(module: nn.Module, directory: Path) -> dict[str, Any]:
         return {"kind": "builtin", "class": name, "config": module.save_parts(directory)}
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     save_file(state, str(directory / _WEIGHTS))
-    if name in builtin_classes():
+    if name in builtin_classes() and isinstance(getattr(module, "config", None), dict):
         return {"kind": "builtin", "class": name, "config": module.config}
     return {"kind": "state_dict", "class": f"{type(module).__module__}.{name}"}
 
