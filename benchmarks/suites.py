@@ -6,7 +6,7 @@ Methods (``METHODS``), all driven through the public ask/tell API:
 ``prior``             :class:`~sqdf_bbo.optimizers.PriorSampler` (no fine-tuning)
 ``sqdf``              :class:`sqdf_bbo.SQDF`, official BBO setup: bootstrap-ensemble
                       surrogate, ``x0_method="auto"`` (consistency model when the prior has
-                      one), prioritized ``reward+gamma`` buffer, γ = 0.9, α_official = 1
+                      one), prioritized ``reward+gamma`` buffer, γ = 0.9, α_official = 2
 ``sqdf-ucb``          SQDF with the neural-linear UCB surrogate
 ``sqdf-gp``           SQDF with the GP surrogate
 ``sqdf-tweedie``      SQDF with Tweedie's x0 estimate instead of the consistency model

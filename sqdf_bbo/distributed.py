@@ -99,10 +99,9 @@ def shard_generator_seed(seed: int, rank: int, step: int = 0) -> int:
     return int(seq.generate_state(1, np.uint64)[0]) & (2**63 - 1)
 
 
-def shard_slice(
-    total: int, rank: int, world_size: int, what: str = "transitions_per_step"
-) -> slice:
-    """Rank ``rank``'s equal share of ``total`` items (``total / world_size`` of them).
+def shard_slice(total: int, rank: int, world_size: int, what: str = "items") -> slice:
+    """Rank ``rank``'s equal share of ``total`` items (``total / world_size`` of them);
+    ``what`` names the setting ``total`` came from in the error.
 
     Raises:
         ValueError: if ``total`` is not a multiple of ``world_size`` (unequal shards

@@ -1,4 +1,4 @@
-"""The diffusion prior: an ε-network plus a DDIM sampler, in the conventions of DESIGN.md §1.
+"""The diffusion prior: an ε-network plus a DDIM sampler, in the conventions of docs/design.md §1.
 
 Length: one class, whose sampler, x0 estimators and save/load share the schedule and the
 notation below; the networks and their files are in ``networks`` and ``io``.

@@ -57,6 +57,7 @@ class FineTuner(Protocol):
         self,
         reward_fn: Callable[[torch.Tensor], torch.Tensor],
         steps: int | None = None,
+        *,
         progress: bool = False,
     ) -> list[dict[str, float]]:
         """``steps`` (default ``config.steps``) gradient steps; per-step logs with ``loss``,

@@ -166,6 +166,7 @@ class SEIKOTrainer:
         self,
         reward_fn: Callable[[torch.Tensor], torch.Tensor],
         steps: int | None = None,
+        *,
         progress: bool = False,
     ) -> list[dict[str, float]]:
         """Run ``steps`` (default ``config.steps``) gradient steps; per-step metric dicts."""

@@ -1,4 +1,4 @@
-"""SQDF: Soft Q-based Diffusion Finetuning (Kang et al., arXiv 2512.04559), in the conventions of DESIGN.md §1.
+"""SQDF: Soft Q-based Diffusion Finetuning (Kang et al., arXiv 2512.04559), in the conventions of docs/design.md §1.
 
 Length: one class, the trainer, whose loss, data-parallel training step and checkpoint
 share its private state; its settings are in :mod:`~sqdf_bbo.finetuning.configs` and the KL

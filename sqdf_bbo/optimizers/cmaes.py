@@ -63,7 +63,7 @@ class CMAESConfig:
 
 def _require_cma() -> Any:
     try:
-        import cma  # optional: the cma extra
+        import cma  # optional: part of the airfoil extra
     except ImportError as err:
         raise ImportError(
             'the cma-es baseline needs pycma; install the extra: pip install -e ".[airfoil]"'

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pandas as pd
 import torch
 
 from sqdf_bbo.config import as_config, check_fields, config_from_dict, config_to_dict
@@ -271,8 +272,6 @@ class FinetunedPriorOptimizer(Optimizer):
         """One row per fine-tuning round (``pandas.DataFrame``): training size, steps, loss,
         reward, KL, time and, once its batch was told, the batch's ``pred_gap`` and
         ``optimism_gap`` (target standard deviations)."""
-        import pandas as pd  # lazy: slow to import, needed only for this table
-
         return pd.DataFrame(self.round_log)
 
     def _score_last_batch(self) -> None:

@@ -1,6 +1,6 @@
 """The :class:`Surrogate` base: a regression model of the oracle with optimism.
 
-Notation (DESIGN.md §1): ``r̂(x)`` is the surrogate's optimistic value, the
+Notation (docs/design.md §1): ``r̂(x)`` is the surrogate's optimistic value, the
 reward SQDF fine-tunes against; ``μ(x)`` its plain mean.
 
 The base does the bookkeeping every surrogate shares, so an implementation
