@@ -23,8 +23,9 @@ from sqdf_bbo.config import (
     migrate,
     parse_field,
 )
+from sqdf_bbo.finetuning.configs import SEIKOTrainConfig
 from sqdf_bbo.finetuning.sqdf import SQDFConfig
-from sqdf_bbo.optimizers import GPBOConfig, SEIKOConfig, SEIKOTrainConfig
+from sqdf_bbo.optimizers import GPBOConfig, SEIKOConfig
 from sqdf_bbo.optimizers.sqdf import SQDFOptimizerConfig
 from sqdf_bbo.surrogates import EnsembleConfig, GPConfig, UCBConfig
 

@@ -10,8 +10,9 @@ finite; they are left out of the sum, and ``chain_kl`` reports how many steps
 were counted.
 
 It also holds the KL conventions of the fine-tuners: :func:`gaussian_step_kl`, the exact
-step KL both weigh with α, and :func:`official_alpha_to_ours`, the one conversion of the
-official codes' KL weights to α.
+step KL that SQDF weighs with α (SEIKO's loss and :func:`chain_kl` compute the same
+‖μ − μ'‖² / (2σ²) inline, with σ a Python float, so that their numbers stay as they were),
+and :func:`official_alpha_to_ours`, the one conversion of the official codes' KL weights to α.
 """
 
 from __future__ import annotations

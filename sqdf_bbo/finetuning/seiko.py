@@ -38,12 +38,12 @@ SQDF scores a single transition with a training-free soft-Q value.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
 
 from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.finetuning.checkpoint import frozen_copy, load_optimizer_tensors, optimizer_tensors
 from sqdf_bbo.finetuning.configs import TRUNCATIONS, SEIKOTrainConfig
 from sqdf_bbo.progress import progress_bar
 
@@ -81,16 +81,9 @@ class SEIKOTrainer:
         self.policy = prior.clone()
         for p in self.policy.denoiser.parameters():
             p.requires_grad_(True)
-        self.previous: torch.nn.Module = self._frozen_copy(self.policy.denoiser)
+        self.previous: torch.nn.Module = frozen_copy(self.policy.denoiser)
         self.generator = torch.Generator(device=prior.device).manual_seed(int(seed))
         self._opt = torch.optim.Adam(self.policy.denoiser.parameters(), lr=config.lr)
-
-    @staticmethod
-    def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
-        out = copy.deepcopy(module).eval()
-        for p in out.parameters():
-            p.requires_grad_(False)
-        return out
 
     @property
     def num_inference_steps(self) -> int:
@@ -107,7 +100,7 @@ class SEIKOTrainer:
         SEIKO samples fresh chains at every step: the round's number and the queried chains
         and values are accepted (the fine-tuner contract) and not used.
         """
-        self.previous = self._frozen_copy(self.policy.denoiser)
+        self.previous = frozen_copy(self.policy.denoiser)
         return {}
 
     def _keep(self, i: int, num_steps: int, k_bp: int) -> bool:
@@ -203,9 +196,7 @@ class SEIKOTrainer:
         """Policy and previous-round weights, Adam moments and the generator (tensors only)."""
         out = {f"policy/{k}": v for k, v in self.policy.denoiser.state_dict().items()}
         out.update({f"previous/{k}": v for k, v in self.previous.state_dict().items()})
-        for idx, st in self._opt.state_dict()["state"].items():
-            for key, val in st.items():
-                out[f"optim/{idx}/{key}"] = torch.as_tensor(val).detach().cpu().clone()
+        out.update({f"optim/{k}": v for k, v in optimizer_tensors(self._opt).items()})
         out["generator"] = self.generator.get_state().clone()
         return {k: v.detach().cpu().clone() for k, v in out.items()}
 
@@ -217,11 +208,5 @@ class SEIKOTrainer:
 
         self.policy.denoiser.load_state_dict(part("policy/"))
         self.previous.load_state_dict(part("previous/"))
-        opt_state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in part("optim/").items():
-            idx, key = k.split("/", 1)
-            opt_state.setdefault(int(idx), {})[key] = v
-        if opt_state:
-            groups = self._opt.state_dict()["param_groups"]
-            self._opt.load_state_dict({"state": opt_state, "param_groups": groups})
+        load_optimizer_tensors(self._opt, part("optim/"))
         self.generator.set_state(d["generator"])

@@ -61,6 +61,7 @@ from sqdf_bbo.distributed import (
     world,
 )
 from sqdf_bbo.finetuning.buffer import ReplayBuffer
+from sqdf_bbo.finetuning.checkpoint import frozen_copy, load_optimizer_tensors, optimizer_tensors
 from sqdf_bbo.finetuning.configs import SQDFConfig
 from sqdf_bbo.finetuning.kl import gaussian_step_kl, official_alpha_to_ours, ours_alpha_to_official
 from sqdf_bbo.finetuning.lora import add_lora, merge_lora
@@ -83,8 +84,7 @@ def _frozen_copy(prior: DiffusionPrior) -> DiffusionPrior:
     """A deep copy of ``prior`` (denoiser and consistency model) with every parameter frozen."""
     ref = prior.clone()
     if prior.consistency is not None:
-        ref.consistency = copy.deepcopy(prior.consistency)
-        ref.consistency.requires_grad_(False).eval()
+        ref.consistency = frozen_copy(prior.consistency)
     ref.denoiser.requires_grad_(False).eval()
     return ref
 
@@ -492,9 +492,7 @@ class SQDFTrainer:
         d: dict[str, torch.Tensor] = {}
         for k, v in _tensor_state(self.policy.denoiser, only).items():
             d[f"policy/{k}"] = v
-        for idx, st in self.optimizer.state_dict()["state"].items():
-            for key, val in st.items():
-                d[f"optim/{idx}/{key}"] = torch.as_tensor(val).detach().cpu().clone()
+        d.update({f"optim/{k}": v for k, v in optimizer_tensors(self.optimizer).items()})
         d["generator"] = self.generator.get_state().clone()
         d["index_generator"] = self.index_generator.get_state().clone()
         d["round"] = torch.tensor(self.round, dtype=torch.long)
@@ -529,13 +527,7 @@ class SQDFTrainer:
                 "trainer state has a 'kl_reference/...' snapshot: SQDF's KL reference "
                 "is the pretrained prior (kl_reference='previous' was removed)"
             )
-        opt: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in sub("optim/").items():
-            idx, _, key = k.partition("/")
-            opt.setdefault(int(idx), {})[key] = v
-        osd = self.optimizer.state_dict()
-        osd["state"] = opt
-        self.optimizer.load_state_dict(osd)
+        load_optimizer_tensors(self.optimizer, sub("optim/"))
         try:
             self.generator.set_state(state["generator"].to(torch.uint8))
         except (RuntimeError, KeyError):  # a state saved on another device kind

@@ -23,7 +23,6 @@ is the round shared by SQDF and SEIKO.
 
 from __future__ import annotations
 
-from sqdf_bbo.finetuning.seiko import SEIKOTrainConfig, SEIKOTrainer
 from sqdf_bbo.optimizers.base import Optimizer
 from sqdf_bbo.optimizers.cmaes import CMAES, CMAESConfig
 from sqdf_bbo.optimizers.gp_bo import GPBO, GPBOConfig
@@ -38,8 +37,6 @@ __all__ = [
     "PriorSampler",
     "SEIKO",
     "SEIKOConfig",
-    "SEIKOTrainer",
-    "SEIKOTrainConfig",
     "GPBO",
     "GPBOConfig",
     "CMAES",
