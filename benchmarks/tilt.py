@@ -212,6 +212,7 @@ def digits_benchmark(
         cfg = SQDFConfig(
             alpha=official_alpha_to_ours(a_off, prior.dim),
             gamma=0.9,
+            x0_method="tweedie",
             steps=steps,
             transitions_per_step=64,
             rollouts_per_step=8,

@@ -183,7 +183,8 @@ def test_seiko_config_validation() -> None:
         SEIKOConfig(finetune={"bp_min": 3, "bp_max": 2})
     # official kl_weight / loss_coeff = 1 on a dimension-mean KL with the ½: α = 1/D
     assert SEIKOConfig().finetune.resolved_alpha(64) == 1 / 64
-    assert SEIKOTrainConfig().resolved_alpha(64) == 0.01  # the trainer's own default
+    assert SEIKOTrainConfig() == SEIKOConfig().finetune  # one default, trainer and optimizer
+    assert SEIKOTrainConfig(alpha_official=None).resolved_alpha(64) == 0.01  # neither given
     finetune = SEIKOConfig().finetune
     assert finetune.steps == 10 and finetune.truncation == "official" and finetune.lr == 1e-4
     with pytest.raises(ValueError, match="truncation"):

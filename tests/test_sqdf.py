@@ -95,10 +95,13 @@ def test_config_validation() -> None:
     assert SQDFConfig().lr is None and SQDFConfig().resolve(prior).lr == 1e-4
     assert SQDFConfig(train="lora").resolve(prior).lr == 1e-3
     assert SQDFConfig(lr=3e-4, train="lora").resolve(prior).lr == 3e-4
-    assert SQDFConfig().resolve(prior).alpha == 1.0 and SQDFConfig().alpha is None
-    resolved = SQDFConfig(alpha_official=2.0, x0_method="auto").resolve(prior)
+    # the defaults (the optimizer's too): alpha_official 2, eta 1, x0 auto
+    default = SQDFConfig()
+    assert (default.alpha, default.alpha_official, default.eta) == (None, 2.0, 1.0)
+    resolved = default.resolve(prior)
     assert resolved.alpha == official_alpha_to_ours(2.0, prior.dim)
-    assert resolved.alpha_official is None and resolved.x0_method == "tweedie"
+    assert resolved.alpha_official is None and resolved.x0_method == "tweedie"  # no consistency
+    assert SQDFConfig(alpha_official=None).resolve(prior).alpha == 1.0  # neither given
     assert SQDFConfig(alpha=0.3, alpha_official=2.0).resolved_alpha(64) == 0.3
     cfg = SQDFConfig(lora_targets=["to_q"])
     assert cfg.lora_targets == ("to_q",)
@@ -126,7 +129,7 @@ def test_config_validation() -> None:
 def test_trainer_rejects_deterministic_sampler_and_missing_consistency() -> None:
     prior = gaussian_prior(K=4)
     with pytest.raises(ValueError, match="deterministic"):
-        SQDFTrainer(prior.with_settings(eta=0.0), SQDFConfig())
+        SQDFTrainer(prior.with_settings(eta=0.0), SQDFConfig(eta=None))  # keep the prior's
     with pytest.raises(ValueError, match="consistency"):
         SQDFTrainer(prior, SQDFConfig(x0_method="consistency"))
 
@@ -282,7 +285,7 @@ def test_estimator_choice_changes_only_the_x0_estimate(flat_prior, monkeypatch, 
     flat_prior.consistency = ConsistencyModel(
         MLPDenoiser(2, hidden=8, depth=1), flat_prior.scheduler.alphas_cumprod
     )
-    trainer = _perturbed_trainer(flat_prior, x0_method=method, ddim_m=2, gamma=0.9)
+    trainer = _perturbed_trainer(flat_prior, x0_method=method, ddim_m=2, gamma=0.9, alpha=1.0)
     K = flat_prior.num_inference_steps
     x_t = torch.randn(K, 2, generator=torch.Generator().manual_seed(1))
     step = torch.arange(K)

@@ -22,13 +22,7 @@ from sqdf_bbo.finetuning.configs import SEIKOTrainConfig
 from sqdf_bbo.finetuning.seiko import SEIKOTrainer
 from sqdf_bbo.optimizers.finetuned import FinetunedPriorConfig, FinetunedPriorOptimizer
 
-__all__ = ["SEIKO", "SEIKOConfig", "default_seiko_finetune"]
-
-
-def default_seiko_finetune() -> SEIKOTrainConfig:
-    """The fine-tuner settings of :class:`SEIKOConfig` where they differ from
-    ``SEIKOTrainConfig()``: ``alpha_official=1.0`` and ``lr=1e-4``."""
-    return SEIKOTrainConfig(alpha_official=1.0, lr=1e-4)
+__all__ = ["SEIKO", "SEIKOConfig"]
 
 
 _FINETUNE_FIELDS = ("alpha_official", "alpha", "lr", "grad_clip", "truncation", "bp_min", "bp_max")
@@ -44,13 +38,9 @@ class SEIKOConfig(FinetunedPriorConfig):
 
     Attributes:
         finetune: the fine-tuner's settings
-            (:class:`~sqdf_bbo.finetuning.configs.SEIKOTrainConfig`, documented there). A
-            mapping changes only the settings it names of the default,
-            :func:`default_seiko_finetune`: ``alpha_official=1.0`` (the official
-            ``kl_weight / loss_coeff`` = 0.01 / 0.01; α = α_official / D), ``steps=10`` per
-            round (official: 5 epochs × 2 steps, where SQDF's official code takes 40),
-            ``chains_per_step=32``, ``lr=1e-4`` (SQDF's default for full fine-tuning: a fair
-            comparison), ``truncation="official"``.
+            (:class:`~sqdf_bbo.finetuning.configs.SEIKOTrainConfig`, every one documented
+            there, with its default). A mapping changes only the settings it names;
+            ``SEIKOTrainConfig()`` is the default.
     """
 
     RENAMED: ClassVar[dict[str, str]] = {
@@ -61,7 +51,7 @@ class SEIKOConfig(FinetunedPriorConfig):
 
     surrogate: str = "ucb"
     progress: bool = False
-    finetune: SEIKOTrainConfig = field(default_factory=default_seiko_finetune)
+    finetune: SEIKOTrainConfig = field(default_factory=SEIKOTrainConfig)
 
 
 class SEIKO(FinetunedPriorOptimizer):

@@ -17,13 +17,7 @@ from sqdf_bbo.finetuning.configs import SQDFConfig
 from sqdf_bbo.finetuning.sqdf import SQDFTrainer
 from sqdf_bbo.optimizers.finetuned import FinetunedPriorConfig, FinetunedPriorOptimizer
 
-__all__ = ["SQDF", "SQDFOptimizerConfig", "default_sqdf_finetune"]
-
-
-def default_sqdf_finetune() -> SQDFConfig:
-    """The fine-tuner settings of :class:`SQDFOptimizerConfig` where they differ from
-    ``SQDFConfig()``: ``alpha_official=2.0``, ``eta=1.0`` and ``x0_method="auto"``."""
-    return SQDFConfig(alpha_official=2.0, eta=1.0, x0_method="auto")
+__all__ = ["SQDF", "SQDFOptimizerConfig"]
 
 
 _FINETUNE_FIELDS = (
@@ -42,22 +36,9 @@ class SQDFOptimizerConfig(FinetunedPriorConfig):
 
     Attributes:
         finetune: the fine-tuner's settings (:class:`~sqdf_bbo.finetuning.configs.SQDFConfig`,
-            every one documented there). A mapping changes only the settings it names of the
-            default, :func:`default_sqdf_finetune` (an ``SQDFConfig`` instance is taken as
-            is, so ``SQDFConfig(steps=3)`` has α = 1 and the prior's η). The defaults:
-
-            - ``alpha_official=2.0``: the official config's default (its aesthetic BBO script
-              uses 1.0), chosen here by the frontier benchmark: the α with the most reward
-              whose final batches stay as natural as the prior's (≥ 0.95 × its natural
-              fraction) on both digits tasks (docs/results/frontier; α = 1 kept 88 % natural
-              on digits-ink). α = α_official · 2 / D (digits D = 64 → α = 1/16).
-            - ``eta=1.0`` (official; SQDF needs η > 0), ``x0_method="auto"`` (the
-              consistency model when the prior has one, else Tweedie), ``gamma=0.9``,
-              ``steps=40`` per round (official, with batches of hundreds of images on a GPU;
-              our priors are small enough on a CPU), ``transitions_per_step=64``,
-              ``lr=None`` (1e-4 full, 1e-3 LoRA), ``onpolicy_fraction=0`` (official; v0.1
-              used 0.5), ``buffer_capacity=1024`` (official), ``buffer_method="reward+gamma"``
-              (official), ``clear_buffer_each_round=True`` (official BBO).
+            every one documented there, with its default and why). A mapping changes only
+            the settings it names (``finetune={"steps": 20}``); ``SQDFConfig()`` is the
+            default, so a mapping and an instance with the same settings are the same config.
     """
 
     RENAMED: ClassVar[dict[str, str]] = {
@@ -66,7 +47,7 @@ class SQDFOptimizerConfig(FinetunedPriorConfig):
         "finetune_batch_size": "finetune.transitions_per_step",
     }
 
-    finetune: SQDFConfig = field(default_factory=default_sqdf_finetune)
+    finetune: SQDFConfig = field(default_factory=SQDFConfig)
 
 
 class SQDF(FinetunedPriorOptimizer):
