@@ -31,6 +31,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.plotting import pyplot
+from benchmarks.runner import run_one
+from benchmarks.suites import SUITES
+from benchmarks.tasks import AIRFOIL_CONFIDENCE, AIRFOIL_JUDGE_MODEL, get_task
+from oracles.airfoil import kulfan_coordinates
+from sqdf_bbo.data import KULFAN_NAMES, kulfan_from_database
+from sqdf_bbo.diffusion.priors import load_standardization
+
 __all__ = ["run_airfoil_demo", "describe_designs", "best_designs", "plot_best", "main"]
 
 REFERENCES = ("naca2412", "fx76mp120")
@@ -38,9 +46,6 @@ REFERENCES = ("naca2412", "fx76mp120")
 
 def describe_designs(z: torch.Tensor) -> pd.DataFrame:
     """Oracle and validation numbers and Kulfan vectors of standardized designs ``z (n, 18)``."""
-    from benchmarks.tasks import AIRFOIL_CONFIDENCE, AIRFOIL_JUDGE_MODEL, get_task
-    from sqdf_bbo.data import KULFAN_NAMES
-
     oracle = get_task("airfoil-ld").oracle(0)
     res = oracle.analyze(z)
     big = oracle.analyze(z, model_size=AIRFOIL_JUDGE_MODEL)
@@ -72,9 +77,6 @@ def best_designs(x: torch.Tensor, top: int) -> pd.DataFrame:
 
 
 def _reference_rows() -> pd.DataFrame:
-    from sqdf_bbo.data import kulfan_from_database
-    from sqdf_bbo.diffusion.priors import load_standardization
-
     k = np.stack([kulfan_from_database(n) for n in REFERENCES])
     z = torch.as_tensor(load_standardization("airfoil").from_kulfan(k))
     return describe_designs(z).assign(label=list(REFERENCES))
@@ -82,13 +84,7 @@ def _reference_rows() -> pd.DataFrame:
 
 def plot_best(best: dict[str, pd.DataFrame], refs: pd.DataFrame, path: Path) -> Path:
     """One row per method (plus a reference row) of airfoil outlines with their numbers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from oracles.airfoil import kulfan_coordinates
-    from sqdf_bbo.data import KULFAN_NAMES
+    plt = pyplot()
 
     rows = [("database", refs)] + list(best.items())
     cols = max(len(df) for _, df in rows)
@@ -135,11 +131,6 @@ def run_airfoil_demo(
     top: int = 6,
 ) -> dict[str, pd.DataFrame]:
     """Run ``methods`` once each on ``airfoil-ld`` and write the demo files to ``out``."""
-    from benchmarks.runner import run_one
-    from benchmarks.suites import SUITES
-    from oracles.airfoil import kulfan_coordinates
-    from sqdf_bbo.data import KULFAN_NAMES
-
     out.mkdir(parents=True, exist_ok=True)
     best: dict[str, pd.DataFrame] = {}
     for entry in methods:

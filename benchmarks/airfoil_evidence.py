@@ -29,6 +29,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.plotting import pyplot
+from benchmarks.tasks import get_task
+from oracles.airfoil import geometry_failures, kulfan_coordinates, kulfan_thickness, neuralfoil_aero
+from sqdf_bbo.data import airfoil_split
+from sqdf_bbo.diffusion.priors import load_standardization
+
 __all__ = ["evidence_sets", "evidence_table", "plot_histograms", "plot_shapes", "main"]
 
 SEED = 0
@@ -36,10 +42,6 @@ SEED = 0
 
 def evidence_sets(seed: int = SEED) -> dict[str, np.ndarray]:
     """Standardized designs ``(n, 18)`` (float64) of each compared set."""
-    from benchmarks.tasks import get_task
-    from sqdf_bbo.data import airfoil_split
-    from sqdf_bbo.diffusion.priors import load_standardization
-
     task = get_task("airfoil-ld")
     st = load_standardization("airfoil")
     split = airfoil_split()
@@ -60,9 +62,6 @@ def evidence_sets(seed: int = SEED) -> dict[str, np.ndarray]:
 
 def _measures(z: np.ndarray, train_z: np.ndarray) -> dict[str, np.ndarray]:
     """Per-design measures of standardized designs ``z (n, 18)``."""
-    from oracles.airfoil import geometry_failures, kulfan_thickness, neuralfoil_aero
-    from sqdf_bbo.diffusion.priors import load_standardization
-
     k = load_standardization("airfoil").to_kulfan(z)
     big = neuralfoil_aero(k, model_size="xxxlarge")
     mid = neuralfoil_aero(k, model_size="xlarge")
@@ -82,8 +81,6 @@ def _measures(z: np.ndarray, train_z: np.ndarray) -> dict[str, np.ndarray]:
 
 def evidence_table(sets: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict[str, dict]]:
     """One row of summary numbers per set; also the per-design measures of each set."""
-    from benchmarks.tasks import get_task
-
     task = get_task("airfoil-ld")
     train_z = sets["train real"]
     rows, per = [], {}
@@ -120,10 +117,7 @@ def evidence_table(sets: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict[str,
 
 def plot_histograms(per: dict[str, dict], path: Path) -> Path:
     """Confidence, t_max and L/D histograms: held-out real vs prior samples."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [
         ("conf_xlarge", "NeuralFoil confidence (xlarge)", np.linspace(0, 1, 26)),
@@ -156,13 +150,7 @@ def plot_histograms(per: dict[str, dict], path: Path) -> Path:
 
 def plot_shapes(sets: dict[str, np.ndarray], path: Path, n: int = 12) -> Path:
     """``n`` held-out real airfoils (top rows) next to ``n`` prior samples (bottom rows)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from oracles.airfoil import kulfan_coordinates
-    from sqdf_bbo.diffusion.priors import load_standardization
+    plt = pyplot()
 
     st = load_standardization("airfoil")
     cols = 6

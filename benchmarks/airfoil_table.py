@@ -33,6 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.plotting import pyplot
+from benchmarks.suites import METHODS
+
 __all__ = ["per_run", "per_method", "markdown", "plot_curves", "main"]
 
 TASK = "airfoil-ld"
@@ -111,8 +114,6 @@ def per_method(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _order(label: str) -> int:
     """Rank of a method label in the suites' method order (other suites' runs last)."""
-    from benchmarks.suites import METHODS
-
     method, _, suite = label.partition(" (")
     return (METHODS.index(method) if method in METHODS else len(METHODS)) + (100 if suite else 0)
 
@@ -136,10 +137,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def plot_curves(rounds: pd.DataFrame, path: Path) -> Path:
     """Best raw L/D, best validated L/D and the confident share vs queries (mean over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     r = rounds.sort_values(["method", "seed", "round"]).copy()
     r["best_validated"] = r.groupby(["method", "seed"])["validated_ld_max"].cummax()

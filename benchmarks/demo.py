@@ -24,6 +24,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from benchmarks.plotting import pyplot
+from benchmarks.report import image_grid
+from benchmarks.runner import run_one
 from benchmarks.suites import Suite
 from benchmarks.tasks import DIGITS_TARGET
 
@@ -70,10 +73,7 @@ def _line(row: dict) -> str:
 
 
 def _plot_curves(df: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
     panels = [
@@ -98,9 +98,6 @@ def _plot_curves(df: pd.DataFrame, path: Path) -> None:
 
 def run_demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Run the demo, print the table, write the files; returns the per-round rows."""
-    from benchmarks.report import image_grid
-    from benchmarks.runner import run_one
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -109,8 +109,8 @@ class PCAGMMDensity(NaturalnessModel):
 
     def fit(self, x_train: torch.Tensor) -> PCAGMMDensity:
         """Fit on training designs ``(n, *shape)`` (n > n_pca)."""
-        from sklearn.decomposition import PCA
-        from sklearn.mixture import GaussianMixture
+        from sklearn.decomposition import PCA  # lazy: sklearn is slow to import
+        from sklearn.mixture import GaussianMixture  # lazy
 
         X = torch.as_tensor(x_train).detach().cpu().reshape(len(x_train), -1).double().numpy()
         n, D = X.shape

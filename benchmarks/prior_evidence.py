@@ -36,6 +36,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.plotting import pyplot
+from sqdf_bbo.classifier import load_digits_classifier
+from sqdf_bbo.data import RingsDistribution, digits_split
+from sqdf_bbo.diffusion.priors import load_prior
+
 __all__ = ["digits_evidence", "rings_evidence", "main"]
 
 
@@ -52,10 +57,6 @@ def _nn_rmse(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 def digits_evidence(n: int = 360, seed: int = 0) -> tuple[dict[str, float], torch.Tensor]:
     """Numbers for the digits prior; returns (metrics, prior samples ``(n, 1, 8, 8)``)."""
-    from sqdf_bbo.classifier import load_digits_classifier
-    from sqdf_bbo.data import digits_split
-    from sqdf_bbo.diffusion.priors import load_prior
-
     split = digits_split()
     clf = load_digits_classifier()
     prior = load_prior("digits")
@@ -94,9 +95,6 @@ def digits_evidence(n: int = 360, seed: int = 0) -> tuple[dict[str, float], torc
 
 def rings_evidence(n: int = 2000, seed: int = 0) -> tuple[dict[str, float], torch.Tensor]:
     """Numbers for the rings prior; returns (metrics, prior samples ``(n, 2)``)."""
-    from sqdf_bbo.data import RingsDistribution
-    from sqdf_bbo.diffusion.priors import load_prior
-
     dist = RingsDistribution()
     prior = load_prior("rings")
     gen = torch.Generator().manual_seed(seed)
@@ -116,12 +114,7 @@ def rings_evidence(n: int = 2000, seed: int = 0) -> tuple[dict[str, float], torc
 
 
 def _plot(digits: torch.Tensor, real: torch.Tensor, rings: torch.Tensor, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sqdf_bbo.data import RingsDistribution
+    plt = pyplot()
 
     def grid(x: torch.Tensor, rows: int = 8, cols: int = 8) -> torch.Tensor:
         x = x[: rows * cols, 0]
@@ -152,8 +145,6 @@ def _plot(digits: torch.Tensor, real: torch.Tensor, rings: torch.Tensor, path: P
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sqdf_bbo.data import digits_split
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--out", type=Path, default=Path("docs"), help="folder for prior_samples.png"

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from benchmarks.layout import run_dir
+from benchmarks.plotting import pyplot
 from benchmarks.tasks import get_task, naturalness_reference
 
 __all__ = [
@@ -115,10 +116,7 @@ def plot_curves(summary: pd.DataFrame, task: str, path: Path) -> Path:
     """Four panels vs. cumulative queries: reward (batch mean), naturalness, Vendi and the
     optimism gap (the surrogate's optimistic prediction of each batch minus what the oracle
     returned, in target std; fine-tuned methods only); shaded SE."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sub = summary[summary["task"] == task]
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
@@ -155,10 +153,7 @@ def plot_curves(summary: pd.DataFrame, task: str, path: Path) -> Path:
 
 def image_grid(rows: list[torch.Tensor], labels: list[str], path: Path, title: str = "") -> Path:
     """One row of images per entry of ``rows`` (each ``(n, 1, H, W)`` in [-1, 1])."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n_cols = max(int(r.shape[0]) for r in rows)
     fig, axes = plt.subplots(
@@ -204,10 +199,7 @@ def scatter_samples(out: Path, task: str, methods: list[str], seed: int, path: P
     Each panel shows held-out real designs (grey), the method's last batch (blue) and the
     oracle's maximizer when it has one (red star).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t = get_task(task)
     real = t.heldout_designs.reshape(t.heldout_designs.shape[0], -1)[:1000].numpy()

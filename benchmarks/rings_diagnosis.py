@@ -28,6 +28,11 @@ from typing import Any
 
 import torch
 
+from benchmarks.tasks import get_task
+from sqdf_bbo.finetuning.kl import chain_kl
+from sqdf_bbo.finetuning.sqdf import SQDFConfig, SQDFTrainer
+from sqdf_bbo.surrogates import make_surrogate
+
 __all__ = ["mode_centres", "tilted_target", "surrogate_check", "offline_sqdf", "main"]
 
 _NEAREST_MODE = (math.sqrt(2.0), math.sqrt(2.0))  # ring mode closest to the bump at (3, 3)
@@ -71,8 +76,6 @@ def tilted_target(
 
 def surrogate_check(task, n: int = 32, seed: int = 0, steps: int = 200) -> list[dict[str, float]]:
     """Fit the ensemble surrogate on ``n`` prior samples; its values and gradients at the modes."""
-    from sqdf_bbo.surrogates import make_surrogate
-
     prior = task.prior()
     x = prior.sample(n, torch.Generator(device=prior.device).manual_seed(seed)).x.detach()
     oracle = task.oracle(seed)
@@ -107,9 +110,6 @@ def offline_sqdf(
     seed: int = 0,
 ) -> dict[str, float]:
     """SQDF fine-tuned offline against the true reward, standardized with prior statistics."""
-    from sqdf_bbo.finetuning.kl import chain_kl
-    from sqdf_bbo.finetuning.sqdf import SQDFConfig, SQDFTrainer
-
     prior = task.prior()
     oracle = task.oracle(seed)
     g = torch.Generator(device=prior.device).manual_seed(seed + 100)
@@ -149,8 +149,6 @@ def offline_sqdf(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Print the three tables and the JSON line; returns the JSON object."""
-    from benchmarks.tasks import get_task
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=600, help="offline SQDF steps")
     ap.add_argument("--n", type=int, default=20000, help="prior samples for the targets")

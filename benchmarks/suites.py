@@ -50,11 +50,21 @@ the same 2,000 queries).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from benchmarks.tasks import Task
 from sqdf_bbo.config import check_fields
+from sqdf_bbo.optimizers import (
+    CMAES,
+    GPBO,
+    SEIKO,
+    SQDF,
+    GPBOConfig,
+    PriorSampler,
+    SEIKOConfig,
+    SQDFOptimizerConfig,
+)
 
 __all__ = ["Suite", "SUITES", "METHODS", "MAIN_METHODS", "get_suite", "make_optimizer"]
 
@@ -119,8 +129,6 @@ class Suite:
         seeds: list[int] | None = None,
     ) -> Suite:
         """The same suite on a sub-grid (or other seeds / methods)."""
-        from dataclasses import replace
-
         return replace(
             self,
             tasks=tuple(tasks) if tasks else self.tasks,
@@ -232,9 +240,6 @@ def make_optimizer(
     ``seiko*`` configs (default: their config default, 1); the unregularized methods
     ``prior`` and ``gp-bo`` refuse it.
     """
-    from sqdf_bbo import SQDF, SQDFOptimizerConfig
-    from sqdf_bbo.optimizers import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
-
     batch = int(suite.budgets[0])
     if alpha_official is not None and not method.startswith(("sqdf", "seiko-")):
         raise ValueError(f"method {method!r} has no KL weight; alpha_official must be None")
@@ -242,8 +247,6 @@ def make_optimizer(
     if method == "prior":
         return PriorSampler(task.prior(), batch_size=batch, seed=seed)
     if method == "cma-es":
-        from sqdf_bbo.optimizers import CMAES
-
         return CMAES(
             task.prior().shape, task.box, x0=task.start_design(), batch_size=batch, seed=seed
         )

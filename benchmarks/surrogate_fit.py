@@ -34,6 +34,11 @@ from typing import Any
 
 import torch
 
+from oracles.digits import DigitsClassOracle
+from sqdf_bbo.classifier import load_digits_classifier
+from sqdf_bbo.data import digits_split
+from sqdf_bbo.surrogates import make_surrogate
+
 __all__ = [
     "SURROGATE_NAMES",
     "OLD_SETTINGS",
@@ -99,9 +104,6 @@ def dataset_image(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 def dataset_digits(n: int, seed: int = 0, noise: float = 0.1) -> Dataset:
     """``n`` random training-split digits with the noisy class-3 logit; the 360 held-out ones noise-free."""
-    from oracles import DigitsClassOracle
-    from sqdf_bbo.data import digits_split
-
     split = digits_split()
     order = torch.randperm(split.x_train.shape[0], generator=torch.Generator().manual_seed(seed))
     x = split.x_train[order[:n]]
@@ -138,8 +140,6 @@ def measure(
     **options: Any,
 ) -> dict[str, float]:
     """Fit ``make_surrogate(name, seed=0, **options)`` on the training part; fit seconds and R²."""
-    from sqdf_bbo.surrogates import make_surrogate
-
     x, y, xt, yt = data
     sur = make_surrogate(name, seed=0, feature_map=feature_map, **options)
     start = time.perf_counter()
@@ -197,8 +197,6 @@ def digits_rows(
 
     Raw pixels also get the ``PIXEL_VARIANTS`` rows (settings ``"variant"``).
     """
-    from sqdf_bbo.classifier import load_digits_classifier
-
     data = dataset_digits(n)
     maps = {"digits pixels": None, "digits classifier": load_digits_classifier().features}
     rows = []

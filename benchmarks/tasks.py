@@ -55,6 +55,12 @@ import pandas as pd
 import torch
 
 from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
+from oracles.airfoil import NeuralFoilOracle, geometry_failures, neuralfoil_aero
+from oracles.digits import DigitsClassOracle, DigitsInkOracle
+from oracles.toy import RingsOracle
+from sqdf_bbo import load_prior
+from sqdf_bbo.data import RingsDistribution, airfoil_split, digits_split, kulfan_from_database
+from sqdf_bbo.diffusion.priors import load_standardization
 from sqdf_bbo.metrics import mean_pairwise_distance, median_pairwise_distance, vendi_score
 
 __all__ = [
@@ -192,28 +198,19 @@ def _flatten(x: torch.Tensor) -> torch.Tensor:
 
 
 def _load_prior(name: str):
-    from sqdf_bbo import load_prior
-
     return load_prior(name)
 
 
 def _digits_heldout() -> torch.Tensor:
-    from sqdf_bbo.data import digits_split
-
     return digits_split().x_heldout
 
 
 @lru_cache(maxsize=1)
 def _digits_naturalness() -> NaturalnessModel:
-    from sqdf_bbo.data import digits_split
-
     return PCAGMMDensity(n_pca=16, n_components=10, seed=0).fit(digits_split().x_train)
 
 
 def _rings_task() -> Task:
-    from oracles.toy import RingsOracle
-    from sqdf_bbo.data import RingsDistribution
-
     dist = RingsDistribution()
     return Task(
         name="rings",
@@ -229,8 +226,6 @@ def _rings_task() -> Task:
 
 
 def _digits_logit_task() -> Task:
-    from oracles.digits import DigitsClassOracle
-
     return Task(
         name="digits-logit",
         description=f"8x8 digits; reward = classifier logit of class {DIGITS_TARGET}",
@@ -265,8 +260,6 @@ def naturalness_reference(name: str, n: int = 256, seed: int = 0) -> pd.DataFram
     low, high = task.box
     sets: dict[str, torch.Tensor] = {"held-out real": held[:n]}
     if task.is_image:
-        from sqdf_bbo.data import digits_split
-
         sets["train real"] = digits_split().x_train[:n]
     prior = task.prior()
     x_prior = prior.sample(n, torch.Generator(device=prior.device).manual_seed(int(seed))).x
@@ -285,8 +278,6 @@ def naturalness_reference(name: str, n: int = 256, seed: int = 0) -> pd.DataFram
 
 
 def _digits_ink_task() -> Task:
-    from oracles.digits import DigitsInkOracle
-
     return Task(
         name="digits-ink",
         description="8x8 digits; reward = mean ink (maximum = all-ink square, not a digit)",
@@ -310,9 +301,6 @@ AIRFOIL_JUDGE_MODEL = "xxxlarge"  # the larger NeuralFoil model that validates L
 
 
 def _airfoil_oracle(seed: int, model_size: str = "xlarge"):
-    from oracles.airfoil import NeuralFoilOracle
-    from sqdf_bbo.diffusion.priors import load_standardization
-
     return NeuralFoilOracle(
         model_size=model_size,
         alpha=5.0,
@@ -335,8 +323,6 @@ def airfoil_extra_metrics(x: torch.Tensor) -> dict[str, float]:
       0 elsewhere (the optimized model is xlarge; a larger model and its confidence are a
       check no method sees).
     """
-    from oracles.airfoil import geometry_failures, neuralfoil_aero
-
     judge = _airfoil_judge()
     k = judge.kulfan(x)
     n = k.shape[0]
@@ -367,28 +353,20 @@ def _airfoil_judge():
 
 
 def _airfoil_standardized(kulfan: np.ndarray) -> torch.Tensor:
-    from sqdf_bbo.diffusion.priors import load_standardization
-
     return torch.as_tensor(load_standardization("airfoil").from_kulfan(kulfan), dtype=torch.float32)
 
 
 @lru_cache(maxsize=1)
 def _airfoil_naturalness() -> NaturalnessModel:
-    from sqdf_bbo.data import airfoil_split
-
     x = _airfoil_standardized(airfoil_split().kulfan_train)
     return PCAGMMDensity(n_pca=10, n_components=8, seed=0).fit(x)
 
 
 def _airfoil_start() -> torch.Tensor:
-    from sqdf_bbo.data import kulfan_from_database
-
     return _airfoil_standardized(kulfan_from_database("naca2412")[None])[0]
 
 
 def _airfoil_ld_task() -> Task:
-    from sqdf_bbo.data import airfoil_split
-
     return Task(
         name="airfoil-ld",
         description=(

@@ -31,8 +31,11 @@ from typing import Any
 
 import torch
 
+from sqdf_bbo.classifier import load_digits_classifier
+from sqdf_bbo.diffusion.networks import GaussianDenoiser
 from sqdf_bbo.diffusion.prior import DiffusionPrior
-from sqdf_bbo.finetuning.kl import official_alpha_to_ours
+from sqdf_bbo.diffusion.priors import load_prior
+from sqdf_bbo.finetuning.kl import chain_kl, official_alpha_to_ours
 from sqdf_bbo.finetuning.sqdf import RewardFn, SQDFConfig, SQDFTrainer
 
 __all__ = ["gaussian_tilt", "step_timing", "rollout_timing", "digits_benchmark", "main"]
@@ -50,9 +53,7 @@ def _sync(device: torch.device) -> None:
 
 def gaussian_prior(device: torch.device, K: int = 10) -> DiffusionPrior:
     """The analytic 2-D prior N(MEAN, COV) with an exact ε-network and K DDIM steps."""
-    from diffusers import DDIMScheduler
-
-    from sqdf_bbo.diffusion.networks import GaussianDenoiser
+    from diffusers import DDIMScheduler  # lazy: diffusers is slow to import
 
     sched = DDIMScheduler(clip_sample=False)
     net = GaussianDenoiser(torch.tensor(MEAN), torch.tensor(COV), sched.alphas_cumprod)
@@ -172,8 +173,6 @@ def gaussian_tilt(device: torch.device, steps: int = 80, n_eval: int = 200_000) 
 
 def _digits_reward(device: torch.device) -> tuple[RewardFn, Callable[[torch.Tensor], float]]:
     """(classifier logit of the target digit, fraction of designs classified as it)."""
-    from sqdf_bbo.classifier import load_digits_classifier
-
     clf = load_digits_classifier(device=device)
 
     def logit(x: torch.Tensor) -> torch.Tensor:
@@ -198,9 +197,6 @@ def digits_benchmark(
     the reward and the target-class rate of 256 samples before / after, and the
     exact chain KL of the fine-tuned sampler to the prior (``sqdf_bbo.finetuning.kl.chain_kl``).
     """
-    from sqdf_bbo.diffusion.priors import load_prior
-    from sqdf_bbo.finetuning.kl import chain_kl
-
     prior = load_prior("digits", device=device)
     reward, hit_rate = _digits_reward(device)
     n_eval = 256

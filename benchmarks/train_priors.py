@@ -39,15 +39,29 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import pandas as pd
 import torch
 from torch import nn
 
+from sqdf_bbo.classifier import (
+    ClassifierTrainConfig,
+    save_digits_classifier,
+    train_digits_classifier,
+)
 from sqdf_bbo.config import check_fields
-
-if TYPE_CHECKING:
-    from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.data import (
+    KULFAN_DIM,
+    KulfanStandardization,
+    RingsDistribution,
+    airfoil_split,
+    digits_split,
+)
+from sqdf_bbo.diffusion.consistency import consistency_error_report, distill_consistency
+from sqdf_bbo.diffusion.networks import MLPDenoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior, call_denoiser
+from sqdf_bbo.diffusion.priors import STANDARDIZATION_FILE
+from sqdf_bbo.progress import progress_bar
 
 __all__ = [
     "DenoiserTrainConfig",
@@ -144,7 +158,7 @@ RECIPES = {"digits": DIGITS_RECIPE, "rings": RINGS_RECIPE, "airfoil": AIRFOIL_RE
 
 def make_scheduler():
     """The DDIM scheduler both shipped priors use (1000 train steps, cosine ᾱ, leading spacing)."""
-    from diffusers import DDIMScheduler
+    from diffusers import DDIMScheduler  # lazy: diffusers is slow to import
 
     return DDIMScheduler(
         num_train_timesteps=1000,
@@ -157,7 +171,7 @@ def make_scheduler():
 
 def digits_unet(seed: int = 0) -> nn.Module:
     """The digits ε-network: ``UNet2DModel`` 1×8×8, channels (16, 32), 2 layers per block."""
-    from diffusers import UNet2DModel
+    from diffusers import UNet2DModel  # lazy: diffusers is slow to import
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -175,8 +189,6 @@ def digits_unet(seed: int = 0) -> nn.Module:
 
 def rings_mlp(seed: int = 0) -> nn.Module:
     """The rings ε-network: ``MLPDenoiser(2, hidden=128, depth=3)``."""
-    from sqdf_bbo.diffusion.networks import MLPDenoiser
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MLPDenoiser(2, hidden=128, depth=3, time_dim=32)
@@ -184,9 +196,6 @@ def rings_mlp(seed: int = 0) -> nn.Module:
 
 def airfoil_mlp(seed: int = 0) -> nn.Module:
     """The airfoil ε-network: ``MLPDenoiser(18, hidden=256, depth=3)``."""
-    from sqdf_bbo.data import KULFAN_DIM
-    from sqdf_bbo.diffusion.networks import MLPDenoiser
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MLPDenoiser(KULFAN_DIM, hidden=256, depth=3, time_dim=32)
@@ -194,8 +203,6 @@ def airfoil_mlp(seed: int = 0) -> nn.Module:
 
 def airfoil_standardization():
     """The :class:`~sqdf_bbo.data.KulfanStandardization` of the training airfoils."""
-    from sqdf_bbo.data import KulfanStandardization, airfoil_split
-
     return KulfanStandardization.fit(airfoil_split().kulfan_train)
 
 
@@ -213,9 +220,6 @@ def train_denoiser(
     ``data(batch_size, generator)`` returns clean examples x_0, shape ``(b, *shape)``.
     Loss: ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t ~ U{0, …, T−1}.
     """
-    from sqdf_bbo.diffusion.prior import call_denoiser
-    from sqdf_bbo.progress import progress_bar
-
     device = next(net.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     ab_all = scheduler.alphas_cumprod.float().to(device)
@@ -265,8 +269,6 @@ def train_denoiser(
 
 
 def _digits_data() -> Callable[[int, torch.Generator], torch.Tensor]:
-    from sqdf_bbo.data import digits_split
-
     x = digits_split().x_train
 
     def draw(b: int, gen: torch.Generator) -> torch.Tensor:
@@ -276,15 +278,11 @@ def _digits_data() -> Callable[[int, torch.Generator], torch.Tensor]:
 
 
 def _rings_data() -> Callable[[int, torch.Generator], torch.Tensor]:
-    from sqdf_bbo.data import RingsDistribution
-
     dist = RingsDistribution()
     return lambda b, gen: dist.sample(b, gen)
 
 
 def _airfoil_data() -> Callable[[int, torch.Generator], torch.Tensor]:
-    from sqdf_bbo.data import airfoil_split
-
     z = airfoil_standardization().from_kulfan(airfoil_split().kulfan_train)
     x = torch.as_tensor(z, dtype=torch.float32)  # (1739, 18)
 
@@ -298,8 +296,6 @@ def train_prior_denoiser(
     recipe: PriorRecipe, *, device: str = "cpu", progress: bool = True
 ) -> DiffusionPrior:
     """Train the ε-network of one prior; returns the prior without a consistency model."""
-    from sqdf_bbo.diffusion.prior import DiffusionPrior
-
     scheduler = make_scheduler()
     if recipe.name == "digits":
         net, data, shape, vr = (
@@ -341,8 +337,6 @@ def state_error_report(prior: DiffusionPrior, *, n: int = 256, seed: int = 12345
     SQDF evaluates its x0 estimate at states 1 … K−1 (after a transition), so
     row j = 1 is the noisiest state that matters for it.
     """
-    import pandas as pd
-
     K = prior.num_inference_steps
     gen = torch.Generator(device=prior.device).manual_seed(seed)
     traj = prior.with_settings(eta=0.0).sample(n, gen, return_trajectory=True).trajectory
@@ -366,8 +360,6 @@ def attach_consistency(
     prior: DiffusionPrior, recipe: PriorRecipe, *, progress: bool = True
 ) -> DiffusionPrior:
     """Distill the prior's consistency model (in place) and print both error reports."""
-    from sqdf_bbo.diffusion.consistency import consistency_error_report, distill_consistency
-
     t0 = time.perf_counter()
     prior.denoiser.requires_grad_(False)
     prior.consistency = distill_consistency(
@@ -435,12 +427,6 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     for name in names:
         if name == "classifier":
-            from sqdf_bbo.classifier import (
-                ClassifierTrainConfig,
-                save_digits_classifier,
-                train_digits_classifier,
-            )
-
             t0 = time.perf_counter()
             cfg = ClassifierTrainConfig(epochs=2) if args.quick else ClassifierTrainConfig()
             if args.distill_only:
@@ -455,14 +441,10 @@ def main(argv: list[str] | None = None) -> None:
         recipe = RECIPES[name]
         recipe = _quick(recipe) if args.quick else recipe
         if name == "airfoil":
-            from sqdf_bbo.diffusion.priors import STANDARDIZATION_FILE
-
             # written first, so that the prior's checksums.json covers it
             (out / name).mkdir(parents=True, exist_ok=True)
             airfoil_standardization().save(out / name / STANDARDIZATION_FILE)
         if args.distill_only:
-            from sqdf_bbo.diffusion.prior import DiffusionPrior
-
             prior = DiffusionPrior.load(out / name, device=args.device)
         else:
             prior = train_prior_denoiser(recipe, device=args.device, progress=progress)

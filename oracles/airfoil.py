@@ -171,7 +171,7 @@ def neuralfoil_aero(
     CL / CD, ``confidence`` = NeuralFoil's ``analysis_confidence``). Needs ``neuralfoil``.
     """
     try:
-        import neuralfoil
+        import neuralfoil  # optional: the airfoil extra
     except ImportError as err:
         raise ImportError(
             'the NeuralFoil oracle needs neuralfoil; install the extra: pip install -e ".[airfoil]"'

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import importlib
 import os
+import pickle
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -57,8 +59,6 @@ class WorkerDied(RuntimeError):
 
 def _require(module: str, extra: str) -> Any:
     """Import ``module`` or raise an ImportError with the one-line install instruction."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -78,8 +78,6 @@ def _payload_runner() -> Callable[[bytes], Any]:
     """
 
     def run_payload(payload: bytes) -> Any:
-        import pickle
-
         fn, args, kwargs = pickle.loads(payload)
         return fn(*args, **kwargs)
 
@@ -142,7 +140,7 @@ class _DaskExecutor(cf.Executor):
     """A ``concurrent.futures`` view of a Dask client whose futures name dead workers clearly."""
 
     def __init__(self, client: Any, retries: int, pure: bool, **submit_kwargs: Any) -> None:
-        import cloudpickle
+        import cloudpickle  # optional: comes with the dask extra (Dask's own pickler)
 
         self.client = client
         self._pure = pure

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sqdf_bbo.classifier import load_digits_classifier
+
 from .base import DifferentiableOracle
 
 __all__ = ["DigitsClassOracle", "DigitsMarginOracle", "DigitsInkOracle"]
@@ -44,8 +46,6 @@ class _ClassifierOracle(DifferentiableOracle):
     def classifier(self) -> nn.Module:
         """The frozen classifier (the shipped one is loaded on first use)."""
         if self._classifier is None:
-            from sqdf_bbo.classifier import load_digits_classifier
-
             self._classifier = load_digits_classifier(device=self.device)
         return self._classifier
 

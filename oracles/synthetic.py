@@ -22,7 +22,7 @@ __all__ = ["BoTorchOracle", "botorch_functions"]
 
 def botorch_functions() -> dict[str, type]:
     """Accepted names of :class:`BoTorchOracle` → BoTorch classes (lower-case keys)."""
-    from botorch.test_functions import synthetic as s
+    from botorch.test_functions import synthetic as s  # lazy: botorch is slow to import
 
     classes = (
         s.Ackley, s.Beale, s.Branin, s.Bukin, s.Cosine8, s.DixonPrice, s.DropWave,
@@ -59,7 +59,7 @@ class BoTorchOracle(DifferentiableOracle):
         function_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        from botorch.test_functions.synthetic import SyntheticTestFunction
+        from botorch.test_functions.synthetic import SyntheticTestFunction  # lazy: slow import
 
         if isinstance(function, str):
             table = botorch_functions()

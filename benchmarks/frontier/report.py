@@ -14,6 +14,7 @@ import torch
 
 from benchmarks.frontier.grid import FrontierSuite
 from benchmarks.frontier.summary import NATURAL_RATIO, VENDI_REFERENCE
+from benchmarks.plotting import pyplot
 from benchmarks.rings_diagnosis import tilted_target
 from benchmarks.tasks import get_task
 from sqdf_bbo.finetuning.sqdf import official_alpha_to_ours
@@ -180,10 +181,7 @@ def plot_frontier(
     means: pd.DataFrame, task: str, path: Path, targets: pd.DataFrame | None = None
 ) -> Path:
     """Two panels for ``task``: final reward vs. natural_frac and vs. Vendi (α annotated)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sub = means[means["task"] == task]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
