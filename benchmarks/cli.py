@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 from importlib.util import find_spec
 
-from benchmarks.demo import demo_cli
+from benchmarks import demo, runner
 from benchmarks.options import add_grid_arguments
-from benchmarks.runner import bench_cli
 from sqdf_bbo.cli.errors import CLIError
 from sqdf_bbo.cli.plugins import EXPECTED, Command
 
@@ -35,7 +34,7 @@ def run_bench(args: argparse.Namespace) -> int:
     """Run ``sqdf-bbo bench`` (:func:`benchmarks.runner.bench_cli`)."""
     if getattr(args, "dask", None) and find_spec("distributed") is None:
         raise CLIError('--dask needs the optional dependency dask: pip install -e ".[dask]"')
-    return bench_cli(args)
+    return runner.bench_cli(args)  # looked up when called (tests patch runner.bench_cli)
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +47,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``sqdf-bbo demo`` (:func:`benchmarks.demo.demo_cli`)."""
-    return demo_cli(args)
+    return demo.demo_cli(args)
 
 
 bench_command = Command(EXPECTED["bench"], add_bench_arguments, run_bench)
