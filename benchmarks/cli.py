@@ -18,7 +18,7 @@ from benchmarks.options import add_grid_arguments
 from sqdf_bbo.cli.errors import CLIError
 from sqdf_bbo.cli.plugins import EXPECTED, Command
 
-__all__ = ["BENCH_SUITES", "bench_command", "demo_command", "add_demo_arguments"]
+__all__ = ["BENCH_SUITES", "bench_command", "demo_command"]
 
 BENCH_SUITES = ("smoke", "quick", "paper")  # the suites sqdf-bbo bench offers
 
@@ -37,18 +37,10 @@ def run_bench(args: argparse.Namespace) -> int:
     return runner.bench_cli(args)  # looked up when called (tests patch runner.bench_cli)
 
 
-def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    """``sqdf-bbo demo`` options."""
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-
-
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``sqdf-bbo demo`` (:func:`benchmarks.demo.demo_cli`)."""
     return demo.demo_cli(args)
 
 
 bench_command = Command(EXPECTED["bench"], add_bench_arguments, run_bench)
-demo_command = Command(EXPECTED["demo"], add_demo_arguments, run_demo)
+demo_command = Command(EXPECTED["demo"], demo.add_demo_arguments, run_demo)

@@ -134,6 +134,14 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True
     return df
 
 
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    """The demo's options (``python -m benchmarks.demo`` and ``sqdf-bbo demo``)."""
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
 def demo_cli(args: argparse.Namespace) -> int:
     """Entry of ``sqdf-bbo demo`` (args: out, seed, progress, optional threads — torch threads,
     default 1: the models are tiny and oversubscribed threads on shared cores are very slow)."""
@@ -146,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.demo", description="the SQDF digits demo"
     )
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_demo_arguments(p)
     return demo_cli(p.parse_args(argv))
 
 
