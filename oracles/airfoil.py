@@ -18,6 +18,15 @@ upper surface lies more than ``intersection_tol`` chord below the lower one anyw
 (self-intersection, including a negative trailing-edge gap), when t_max is below
 ``min_thickness``, or when NeuralFoil's output is not finite.
 
+The same two geometry rules as known constraints for the optimizers
+(:func:`airfoil_constraints`, torch, differentiable in the design, feasible where ≥ 0):
+
+    thickness margin       t_max(k) − min_thickness
+    intersection margin    min_x t(x) + intersection_tol
+
+evaluated on the same stations, so a design is feasible for them exactly when the oracle
+finds neither failure (tested on database airfoils and random designs).
+
 NeuralFoil also returns ``analysis_confidence`` ∈ [0, 1]: it falls toward 0 away from its
 training data, where its CL / CD can be fooled (an optimizer may find L/D that a larger
 NeuralFoil model and XFoil disagree with). The oracle does not use it; benchmarks report it
@@ -34,6 +43,7 @@ import numpy as np
 import torch
 
 from sqdf_bbo.config import check_fields
+from sqdf_bbo.constraints import Constraint
 from sqdf_bbo.data import KULFAN_DIM, KulfanStandardization
 
 from .base import Evaluation, Oracle
@@ -48,6 +58,8 @@ __all__ = [
     "kulfan_coordinates",
     "geometry_failures",
     "neuralfoil_aero",
+    "kulfan_thickness_torch",
+    "airfoil_constraints",
 ]
 
 ModelSize = Literal[
@@ -155,6 +167,57 @@ def geometry_failures(
         elif min_thickness is not None and t_max[j] < min_thickness:
             reasons[int(r)] = f"t_max {t_max[j]:.4f} < {min_thickness:g}"
     return reasons
+
+
+def kulfan_thickness_torch(k: torch.Tensor, x: np.ndarray = THICKNESS_GRID) -> torch.Tensor:
+    """t(x) = y_u − y_l of Kulfan vectors ``k (n, 18)`` at stations ``x (m,)``: ``(n, m)``,
+    differentiable in ``k``, in ``k``'s dtype (the leading-edge terms cancel:
+    t = C(x) Σ_i (w_u,i − w_l,i) B_i(x) + x τ)."""
+    xs = torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=k.dtype, device=k.device)
+    i = torch.arange(8, dtype=k.dtype, device=k.device)
+    binom = torch.tensor([math.comb(7, j) for j in range(8)], dtype=k.dtype, device=k.device)
+    basis = binom[:, None] * xs[None] ** i[:, None] * (1 - xs[None]) ** (7 - i)[:, None]
+    cls = torch.sqrt(xs) * (1 - xs)
+    return cls[None] * ((k[:, :8] - k[:, 8:16]) @ basis) + xs[None] * k[:, 17:18]
+
+
+def airfoil_constraints(
+    standardization: KulfanStandardization | None = None,
+    min_thickness: float | None = 0.12,
+    intersection_tol: float = 1e-3,
+) -> list[Constraint]:
+    """The oracle's geometry rules as known constraints on designs ``(n, 18)``.
+
+    Args:
+        standardization: designs are standardized vectors z (the airfoil prior's), mapped to
+            Kulfan vectors first; ``None``: designs are Kulfan vectors.
+        min_thickness: the thickness bound (``None``: no thickness constraint).
+        intersection_tol: how far the upper surface may dip below the lower one.
+
+    Returns ``[Constraint("no_self_intersection"), Constraint("t_max")]`` (the second only
+    with a thickness bound), each mapping designs to ``(n,)`` margins in chord units,
+    computed in float64 on :data:`THICKNESS_GRID`, ≥ 0 exactly where
+    :func:`geometry_failures` finds no failure of that kind.
+    """
+
+    def thickness(z: torch.Tensor) -> torch.Tensor:
+        k = z.double()
+        if standardization is not None:
+            k = standardization.to_kulfan(k)
+        return kulfan_thickness_torch(k)
+
+    def no_self_intersection(z: torch.Tensor) -> torch.Tensor:
+        return thickness(z).min(1).values + intersection_tol
+
+    out = [Constraint(no_self_intersection, "no_self_intersection")]
+    if min_thickness is not None:
+        bound = float(min_thickness)
+
+        def t_max(z: torch.Tensor) -> torch.Tensor:
+            return thickness(z).max(1).values - bound
+
+        out.append(Constraint(t_max, "t_max"))
+    return out
 
 
 def neuralfoil_aero(

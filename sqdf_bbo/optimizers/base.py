@@ -44,8 +44,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sqdf_bbo.constraints import Constraint, Constraints, as_constraints
 from sqdf_bbo.optimizers import inputs
 from sqdf_bbo.optimizers.batch import Batch, Proposal
+from sqdf_bbo.optimizers.feasible import propose_feasible
 from sqdf_bbo.optimizers.registry import class_for_study, register, registered_methods
 from sqdf_bbo.progress import progress_bar
 from sqdf_bbo.study import persist
@@ -86,6 +88,11 @@ class Optimizer(ABC):
             until ``save``. A subclass calls ``super().__init__`` last (module docstring).
         device: where designs and ``self.generator`` live.
         dtype: design dtype.
+        constraints: known constraints, callables ``c(x (n, *shape)) -> (n,) | (n, m)``
+            feasible where ≥ 0, or :class:`~sqdf_bbo.constraints.Constraint` objects, or a
+            :class:`~sqdf_bbo.constraints.Constraints`: ``ask`` never returns a design that
+            violates one (:mod:`sqdf_bbo.optimizers.feasible`). They are code, so a study
+            records only their names: pass them again to ``load(path, constraints=...)``.
     """
 
     method: ClassVar[str] = ""
@@ -93,6 +100,9 @@ class Optimizer(ABC):
     max_ask: ClassVar[int] = 100_000
     #: ``seed`` as a valid int, or ``ValueError`` (for subclasses that need it early).
     check_seed = staticmethod(inputs.check_seed)
+    #: ``False`` for algorithms whose ``_propose`` makes its designs feasible itself (and
+    #: must not be called again for the rows a known constraint rejects), e.g. CMA-ES.
+    redraws_for_constraints: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,6 +119,7 @@ class Optimizer(ABC):
         study: str | Path | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        constraints: Constraints | Sequence[Callable[..., Any] | Constraint] | None = None,
     ) -> None:
         shape = tuple(int(s) for s in shape)
         if not shape or any(s < 1 for s in shape):
@@ -123,6 +134,7 @@ class Optimizer(ABC):
             )
         self.shape: tuple[int, ...] = shape
         self.seed = int(seed)
+        self.constraints: Constraints | None = as_constraints(constraints)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
         self.generator = torch.Generator(device=self.device)
@@ -151,6 +163,11 @@ class Optimizer(ABC):
         the sampling chains of asked points (``observations.chains(K+1)``). Called at the start
         of ``ask`` when successful values arrived since the last fit; ``self.round`` is
         incremented right after it returns."""
+
+    def _refit_needed(self) -> bool:
+        """Whether ``ask`` should refit although no new successful value arrived (e.g. new
+        failures that teach a feasibility model). Default ``False``."""
+        return False
 
     def _metrics(self) -> dict[str, float]:
         """Diagnostics for benchmarks, public via ``metrics()`` (e.g. the KL to the prior)."""
@@ -188,7 +205,9 @@ class Optimizer(ABC):
         """Propose ``n`` designs (default ``batch_size``); they are pending until told.
 
         Refits first (``_fit``, a new round) when successful observations arrived since
-        the last fit.
+        the last fit. With known constraints the batch holds only designs that satisfy
+        them; it is shorter (with a ``RuntimeWarning``) when the sampler could not find n
+        feasible designs within ``max_draws_factor · n`` draws.
         """
         n = self.batch_size if n is None else inputs.check_count(n, "n")
         if n > self.max_ask:
@@ -198,18 +217,25 @@ class Optimizer(ABC):
             )
         # 1. A new round when new successful observations exist.
         n_ok = self._count("complete")
-        if n_ok > 0 and (n_ok > self._fitted_count or self._refit_pending):
+        if n_ok > 0 and (n_ok > self._fitted_count or self._refit_pending or self._refit_needed()):
             self._fit(self.observations())
             self.round += 1
             self._fitted_count = n_ok
             self._refit_pending = False
-        # 2. Proposal, checked before it is recorded.
-        prop = self._propose(n)
-        name = type(self).__name__
-        if not isinstance(prop, Proposal):
-            raise TypeError(f"{name}._propose must return a Proposal, got {type(prop).__name__}")
-        traj = prop.trajectories
-        x = inputs.check_designs(name, prop.x, traj, n, self.shape, self.device, self.dtype)
+        # 2. Proposal, checked before it is recorded (and, with known constraints, redrawn
+        #    until its designs satisfy them).
+        if self.constraints is None:
+            x, traj = self._checked_proposal(n)
+        else:
+            prop = propose_feasible(
+                self._checked_proposal,
+                n,
+                self.constraints,
+                type(self).__name__,
+                redraw=self.redraws_for_constraints,
+            )
+            x, traj = prop.x, prop.trajectories
+            n = x.shape[0]
         # 3. Record (durably first, then in memory): one pending point per design.
         now = time.time()
         ids = list(range(self._next_id, self._next_id + n))
@@ -223,6 +249,16 @@ class Optimizer(ABC):
         ]
         self._add(points, snapshot_state=True)
         return Batch(ids=ids, x=x.clone())
+
+    def _checked_proposal(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``_propose(n)``'s designs ``(n, *shape)`` and trajectories, checked."""
+        prop = self._propose(n)
+        name = type(self).__name__
+        if not isinstance(prop, Proposal):
+            raise TypeError(f"{name}._propose must return a Proposal, got {type(prop).__name__}")
+        traj = prop.trajectories
+        x = inputs.check_designs(name, prop.x, traj, n, self.shape, self.device, self.dtype)
+        return x, traj
 
     def _add(self, points: list[Point], snapshot_state: bool) -> None:
         """Record new points: durably first (with a snapshot after an ask), then in memory."""

@@ -9,6 +9,12 @@ are left out of the update), provided at least μ = ⌊popsize/2⌋ were. Values
 successful point of its iteration (all failed: a flat population). Observations told with
 ``tell_external`` are not part of any population and are ignored.
 
+Known constraints (``constraints=``) are handled the way pycma handles them (its
+``ask_and_eval(..., is_feasible=...)``): a drawn solution that violates one is replaced by a
+fresh draw ``ask(1)`` from the same distribution, at most ``max_draws_factor`` times per
+slot (then ``ask`` raises: the search distribution has left the feasible set); rejected
+draws are never evaluated nor told to pycma.
+
 Reproducibility: pycma draws its normal numbers through the ``randn`` option, here a
 ``numpy.random.Generator`` owned by the optimizer (seeded from ``seed``; pycma never seeds
 or touches numpy's global generator). Persistence: the state saved is the history of
@@ -82,9 +88,12 @@ class CMAES(Optimizer):
         seed: seeds the strategy's generator.
         config: :class:`CMAESConfig`.
         study: folder to write the study through to.
+        constraints: known constraints (see :class:`~sqdf_bbo.optimizers.base.Optimizer`),
+            handled by resampling (module docstring).
     """
 
     method = "cma-es"
+    redraws_for_constraints = False  # _propose resamples infeasible draws itself
 
     def __init__(
         self,
@@ -95,6 +104,7 @@ class CMAES(Optimizer):
         seed: int = 0,
         config: CMAESConfig | Mapping[str, Any] | None = None,
         study: str | Path | None = None,
+        constraints: Any = None,
     ) -> None:
         low, high = (float(b) for b in box)
         if not low < high:
@@ -118,7 +128,9 @@ class CMAES(Optimizer):
         self.config = config
         self.popsize = popsize
         self._reset_strategy(seed)
-        super().__init__(shape, batch_size=batch_size, seed=seed, study=study)
+        super().__init__(
+            shape, batch_size=batch_size, seed=seed, study=study, constraints=constraints
+        )
 
     # ------------------------------------------------------------------ strategy
     def _reset_strategy(self, seed: int) -> None:
@@ -143,9 +155,52 @@ class CMAES(Optimizer):
             self._es = cma.CMAEvolutionStrategy(self.x0.tolist(), sigma0, opts)
         self._mu = int(self._es.sp.weights.mu)
         self._history: list[dict[str, Any]] = []  # closed iterations
+        # the open iteration: its asks, ids and, with constraints, every draw ("draws": the
+        # sizes of pycma's asks, "kept": which drawn solutions became the ids, in order)
         self._open: dict[str, Any] = {"ask_sizes": [], "ids": []}
         self._solutions: dict[int, np.ndarray] = {}  # float64 solutions of the open iteration
         self._replayed: dict[int, np.ndarray] = {}  # rebuilt by a load, checked at the next ask
+
+    def _replay(self, it: dict[str, Any]) -> list[np.ndarray]:
+        """Redraw an iteration's solutions in the order of its ids (same calls to pycma)."""
+        if "draws" in it:
+            drawn = [s for size in it["draws"] for s in self._ask_strategy(int(size))]
+            return [drawn[int(k)] for k in it["kept"]]
+        return [s for size in it["ask_sizes"] for s in self._ask_strategy(int(size))]
+
+    def _draw_feasible(self, n: int) -> list[np.ndarray]:
+        """n solutions satisfying the known constraints: infeasible draws are replaced by
+        ``ask(1)`` draws, at most ``max_draws_factor`` per slot (module docstring)."""
+        assert self.constraints is not None
+        opened = self._open
+        opened.setdefault("draws", [])
+        opened.setdefault("kept", [])
+        start = sum(int(d) for d in opened["draws"])
+        sols = self._ask_strategy(n)
+        opened["draws"].append(n)
+        index = list(range(start, start + n))
+        ok = self._feasible(sols)
+        for slot in range(n):
+            tries = 1
+            while not ok[slot] and tries < self.constraints.max_draws_factor:
+                sols[slot] = self._ask_strategy(1)[0]
+                index[slot] = sum(int(d) for d in opened["draws"])
+                opened["draws"].append(1)
+                ok[slot] = self._feasible([sols[slot]])[0]
+                tries += 1
+        if not all(ok):
+            raise RuntimeError(
+                f"CMA-ES: {ok.count(False)} of {n} designs still violate the known constraints "
+                f"{self.constraints.names} after {self.constraints.max_draws_factor} draws "
+                "each; the search distribution has left the feasible set"
+            )
+        opened["kept"].extend(index)
+        return sols
+
+    def _feasible(self, sols: list[np.ndarray]) -> list[bool]:
+        assert self.constraints is not None
+        x = torch.as_tensor(np.stack(sols), dtype=self.dtype).reshape(len(sols), *self.shape)
+        return [bool(v) for v in self.constraints.feasible(x.to(self.device))]
 
     def _ask_strategy(self, n: int) -> list[np.ndarray]:
         with warnings.catch_warnings():
@@ -174,7 +229,7 @@ class CMAES(Optimizer):
         # 2. One pycma update with the told members of the population.
         self._tell_strategy([self._solutions[i] for i in told], f)
         self._history.append(
-            {"ask_sizes": list(self._open["ask_sizes"]), "ids": list(ids), "told": told, "f": f}
+            {**self._open, "ids": list(ids), "told": told, "f": f}
         )
         self._open = {"ask_sizes": [], "ids": []}
         self._solutions = {}
@@ -183,7 +238,7 @@ class CMAES(Optimizer):
     def _propose(self, n: int) -> Proposal:
         self._check_replay()
         self._close_iteration_if_told()
-        sols = self._ask_strategy(n)
+        sols = self._ask_strategy(n) if self.constraints is None else self._draw_feasible(n)
         ids = list(range(self._next_id, self._next_id + n))  # the ids the base assigns next
         self._open["ask_sizes"].append(n)
         self._open["ids"].extend(ids)
@@ -209,16 +264,14 @@ class CMAES(Optimizer):
         """Rebuild pycma by replaying the saved iterations with a freshly seeded generator."""
         self._reset_strategy(self.seed)
         for it in state.get("history", []):
-            asked = [s for size in it["ask_sizes"] for s in self._ask_strategy(int(size))]
-            by_id = dict(zip(it["ids"], asked))
+            by_id = dict(zip(it["ids"], self._replay(it)))
             self._replayed.update(by_id)
             self._tell_strategy([by_id[i] for i in it["told"]], [float(v) for v in it["f"]])
             self._history.append(it)
-        opened = state.get("open", {"ask_sizes": [], "ids": []})
-        asked = [s for size in opened["ask_sizes"] for s in self._ask_strategy(int(size))]
-        self._solutions = dict(zip(opened["ids"], asked))
+        opened = dict(state.get("open", {"ask_sizes": [], "ids": []}))
+        self._solutions = dict(zip(opened["ids"], self._replay(opened)))
         self._replayed.update(self._solutions)
-        self._open = {"ask_sizes": list(opened["ask_sizes"]), "ids": list(opened["ids"])}
+        self._open = {k: list(v) for k, v in opened.items()}
 
     def _check_replay(self) -> None:
         """After a load: the replayed draws must equal the stored designs."""

@@ -23,12 +23,14 @@ import pandas as pd
 import torch
 
 from sqdf_bbo.config import as_config, check_fields, config_from_dict, config_to_dict
+from sqdf_bbo.constraints import Constraints
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning import FineTuner
 from sqdf_bbo.finetuning.kl import chain_kl
 from sqdf_bbo.optimizers.base import Observations, Optimizer, Proposal
 from sqdf_bbo.study.store import StudyError
 from sqdf_bbo.surrogates import SURROGATES, make_surrogate
+from sqdf_bbo.surrogates.feasibility import FeasibilityConfig, FeasibilityModel
 
 __all__ = [
     "FinetunedPriorOptimizer",
@@ -91,6 +93,13 @@ class FinetunedPriorConfig(RewardGuards):
         surrogate_options: keyword overrides of the surrogate's config (JSON values), e.g.
             ``{"n_heads": 8}``.
         standardize_reward: fine-tune against (r̂ − ȳ)/s_y instead of raw r̂ (scale-free α).
+        learn_feasibility: once design failures were told, fit a feasibility model
+            P(feasible | x) on the told points (complete = 1, failed = 0; transient failures
+            left out) and fine-tune against r + α · log P (docs/constraints.md). On by
+            default; it changes nothing while no design has failed.
+        feasibility_options: overrides of
+            :class:`~sqdf_bbo.surrogates.feasibility.FeasibilityConfig` (JSON values), e.g.
+            ``{"objective": "optimistic"}``.
         clip_designs: map sampler outputs to designs with ``prior.to_design`` (clamp to the
             prior's ``value_range``, if any), both for asked designs and inside every reward
             path (the soft-Q estimate f(x_prev) and rollouts are scored as the oracle would
@@ -107,6 +116,8 @@ class FinetunedPriorConfig(RewardGuards):
     surrogate: str = "ensemble"
     surrogate_options: Mapping[str, Any] = field(default_factory=dict)
     standardize_reward: bool = True
+    learn_feasibility: bool = True
+    feasibility_options: Mapping[str, Any] = field(default_factory=dict)
     clip_designs: bool = True
     progress: bool = True
 
@@ -119,6 +130,8 @@ class FinetunedPriorConfig(RewardGuards):
         check_fields(self)
         super().__post_init__()
         object.__setattr__(self, "surrogate_options", dict(self.surrogate_options))
+        object.__setattr__(self, "feasibility_options", dict(self.feasibility_options))
+        FeasibilityConfig(**self.feasibility_options)  # unknown names and bad values fail here
         if self.surrogate not in SURROGATES:
             raise ValueError(
                 f"surrogate {self.surrogate!r} is unknown; accepted values: {', '.join(SURROGATES)}"
@@ -174,6 +187,9 @@ class FinetunedPriorOptimizer(Optimizer):
         feature_map: optional ``(n, *shape) -> (n, F)`` map the surrogate sees instead of the
             flattened designs (e.g. a classifier's features). It is code, so a study folder
             records only that one was used: pass it again to ``load(path, feature_map=...)``.
+        constraints: known constraints (see :class:`~sqdf_bbo.optimizers.base.Optimizer`);
+            besides keeping every asked design feasible they enter the reward as
+            α · Σ_j log σ(c_j/τ_j) (:mod:`sqdf_bbo.constraints`).
     """
 
     config_class: ClassVar[type[FinetunedPriorConfig]]
@@ -188,6 +204,7 @@ class FinetunedPriorOptimizer(Optimizer):
         config: Any = None,
         study: str | Path | None = None,
         feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        constraints: Any = None,
     ) -> None:
         if not isinstance(prior, DiffusionPrior):
             raise TypeError(
@@ -206,6 +223,12 @@ class FinetunedPriorOptimizer(Optimizer):
             feature_map=feature_map,
             **dict(config.surrogate_options),
         )
+        self.feasibility = FeasibilityModel(
+            seed=int(seed) + 4, feature_map=feature_map, **dict(config.feasibility_options)
+        )
+        self.use_feasibility = False  # whether the reward holds α · log P(feasible | x)
+        self.fitted_failures: int | None = 0  # design failures the last fit learned from
+        self.constraint_tau: torch.Tensor | None = None  # τ (m,) of the known constraints
         self.reward_shift = 0.0
         self.reward_scale = 1.0
         self.value_scale = 1.0  # observed std of the values (target std units of the gaps)
@@ -218,14 +241,18 @@ class FinetunedPriorOptimizer(Optimizer):
             study=study,
             device=prior.device,
             dtype=prior.dtype,
+            constraints=constraints,
         )
 
     # ------------------------------------------------------------------ the round
     def reward(self, x: torch.Tensor) -> torch.Tensor:
         """The reward fine-tuned against, ``(n,)`` for sampler outputs ``x (n, *shape)``:
-        ``min((v(g(x)) − shift) / scale, cap)`` with g = ``prior.to_design`` (when
-        ``clip_designs``), v the surrogate objective and cap = the best observed value
-        + ``reward_cap`` (standardized; no cap when ``reward_cap`` is ``None``)."""
+        ``min((v(g(x)) − shift) / scale, cap) + α · Σ_j log σ(c_j(g(x))/τ_j) + α · log P(g(x))``
+        with g = ``prior.to_design`` (when ``clip_designs``), v the surrogate objective,
+        cap = the best observed value + ``reward_cap`` (standardized; no cap when
+        ``reward_cap`` is ``None``), α the fine-tuner's KL weight, the barrier of the known
+        constraints (when given) and the learned feasibility (once design failures were
+        told; docs/constraints.md)."""
         cfg = self.config
         d = self.prior.to_design(x) if cfg.clip_designs else x
         if cfg.surrogate_objective == "mean":
@@ -239,7 +266,41 @@ class FinetunedPriorOptimizer(Optimizer):
         if cfg.reward_cap is not None and math.isfinite(self.best_value):
             cap = (self.best_value - self.reward_shift) / self.reward_scale + cfg.reward_cap
             r = r.clamp(max=cap)
+        alpha = float(self.trainer.config.alpha)
+        if self.constraints is not None and self.constraint_tau is not None:
+            r = r + alpha * self.constraints.log_barrier(d, self.constraint_tau)
+        if self.use_feasibility:
+            r = r + alpha * self.feasibility.log_feasibility(d)
         return r
+
+    def _design_failures(self) -> int:
+        """Told points (asked or external) that failed for a reason about the design."""
+        return sum(1 for p in self._points.values() if p.state == "failed" and not p.transient)
+
+    def _refit_needed(self) -> bool:
+        """New design failures teach the feasibility model: refit (when it is on)."""
+        if self.fitted_failures is None:  # a study saved before failures taught: as then
+            self.fitted_failures = self._design_failures()
+        return self.config.learn_feasibility and self._design_failures() != self.fitted_failures
+
+    def _fit_constraint_models(self) -> dict[str, float]:
+        """Step 3 of a round (:meth:`_fit`): the feasibility model and the barrier's τ."""
+        told = self.observations(include_failed=True)
+        failed = [s == "failed" and not t for s, t in zip(told.states, told.transient)]
+        n_failed = sum(failed)
+        # 3a. Learned feasibility: complete = 1, design failure = 0 (transient ones left out).
+        self.use_feasibility = self.config.learn_feasibility and n_failed > 0
+        self.fitted_failures = self._design_failures()
+        if self.use_feasibility:
+            keep = [s == "complete" or f for s, f in zip(told.states, failed)]
+            rows = torch.tensor(keep, device=told.x.device)
+            labels = torch.tensor([s == "complete" for s, k in zip(told.states, keep) if k])
+            d = self.prior.to_design(told.x[rows]) if self.config.clip_designs else told.x[rows]
+            self.feasibility.fit(d, labels)
+        # 3b. Known constraints: τ_j from the spread of c_j over every told design.
+        if self.constraints is not None:
+            self.constraint_tau = self.constraints.temperatures(told.x)
+        return {"n_design_failures": float(n_failed)}
 
     def batch_optimism(self, round: int) -> dict[str, float]:
         """How far the current surrogate's predictions of round ``round``'s asked batch lie
@@ -304,7 +365,10 @@ class FinetunedPriorOptimizer(Optimizer):
         self._score_last_batch()
         # 2. Fit the surrogate on every successful observation (asked and external).
         self.surrogate.fit(x, y)
-        # 3. The reward's scale (see reward()): standardized with the observed values, so that
+        # 3. What the reward knows of feasibility: the feasibility model on the told points
+        #    (design failures included) and the known constraints' temperatures.
+        constraint_log = self._fit_constraint_models()
+        # 4. The reward's scale (see reward()): standardized with the observed values, so that
         #    α means the same thing for any scale of the oracle; the best value for reward_cap.
         mean_y = float(y.mean())
         spread = float(y.std(unbiased=False)) if y.numel() > 1 else 0.0
@@ -312,20 +376,21 @@ class FinetunedPriorOptimizer(Optimizer):
         self.best_value = float(y.max())
         if self.config.standardize_reward:
             self.reward_shift, self.reward_scale = mean_y, self.value_scale
-        # 4. Start the fine-tuner's round with the queried chains and their values on the
+        # 5. Start the fine-tuner's round with the queried chains and their values on the
         #    reward's scale (SQDF refills its replay buffer with them; SEIKO snapshots its KL
         #    reference). External observations have no chain: they shape the surrogate only.
         chains, values, _ = observations.chains(self.trainer.num_inference_steps + 1)
         values = (values - self.reward_shift) / self.reward_scale
         extra = self.trainer.start_round(new_round, chains, values)
-        # 5. Fine-tune the sampler against reward() (the surrogate objective). The next ask()
+        # 6. Fine-tune the sampler against reward() (the surrogate objective). The next ask()
         #    samples its batch from the fine-tuned policy (_propose), keeping each chain for
-        #    step 4 of the next round.
+        #    step 5 of the next round.
         logs = self.trainer.train(self.reward, progress=self.config.progress)
         self.round_log.append(
             {
                 "round": float(new_round),
                 "n_train": float(x.shape[0]),
+                **constraint_log,
                 **extra,
                 "steps": float(len(logs)),
                 "loss": tail_mean(logs, "loss"),
@@ -380,6 +445,7 @@ class FinetunedPriorOptimizer(Optimizer):
         batch_size: int,
         seed: int,
         feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        constraints: Constraints | Any = None,
     ) -> FinetunedPriorOptimizer:
         if spec.get("uses_feature_map") and feature_map is None:
             raise StudyError(
@@ -392,6 +458,7 @@ class FinetunedPriorOptimizer(Optimizer):
             seed=seed,
             config=cls.config_class.from_dict(spec["config"]),
             feature_map=feature_map,
+            constraints=constraints,
         )
 
     def _extra_state(self) -> dict[str, Any]:
@@ -403,6 +470,10 @@ class FinetunedPriorOptimizer(Optimizer):
             "value_scale": self.value_scale,
             "best_value": self.best_value,
             "round_log": self.round_log,
+            "feasibility": self.feasibility.state_dict(),
+            "use_feasibility": self.use_feasibility,
+            "fitted_failures": self.fitted_failures,
+            "constraint_tau": self.constraint_tau,
         }
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
@@ -415,3 +486,11 @@ class FinetunedPriorOptimizer(Optimizer):
         self.value_scale = float(state.get("value_scale", self.reward_scale))
         self.best_value = float(state.get("best_value", math.nan))
         self.round_log = [dict(r) for r in state["round_log"]]
+        # studies saved before failures taught anything: no feasibility model, no barrier
+        if "feasibility" in state:
+            self.feasibility.load_state_dict(dict(state["feasibility"])).to(self.device)
+        self.use_feasibility = bool(state.get("use_feasibility", False))
+        fitted = state.get("fitted_failures")
+        self.fitted_failures = None if fitted is None else int(fitted)
+        tau = state.get("constraint_tau")
+        self.constraint_tau = None if tau is None else torch.as_tensor(tau, dtype=torch.float64)

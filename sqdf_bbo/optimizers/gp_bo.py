@@ -10,6 +10,17 @@ random draw of the rest), and the q-batch is optimized jointly with ``optimize_a
 (``num_restarts`` L-BFGS-B restarts from the best of ``raw_samples`` random starts,
 ``maxiter`` iterations each). Everything runs in float64. For digits the box is
 [-1, 1]^64, for the 2-D toy [-4, 4]^2.
+
+Known constraints (``constraints=``): the acquisition function is penalized with the same
+log-barrier the fine-tuners use (BoTorch's ``PenalizedAcquisitionFunction``):
+
+    α_c(X) = qLogEI(X) + Σ_{x ∈ X} Σ_j log σ(c_j(x) / τ_j)
+
+i.e. log(EI × Π σ(c/τ)), the analogue of expected improvement times the probability of
+feasibility (Gardner et al. 2014) for a constraint known exactly; τ_j is calibrated on the
+told designs (:meth:`~sqdf_bbo.constraints.Constraints.temperatures`). The base then keeps
+only feasible designs, redrawing (round 0: uniform designs in the box; later: another
+acquisition optimization from new restarts) for the rows that still violate one.
 """
 
 from __future__ import annotations
@@ -23,9 +34,10 @@ from typing import Any
 import torch
 
 from sqdf_bbo.config import as_config, check_fields, config_to_dict
+from sqdf_bbo.constraints import Constraints
 from sqdf_bbo.optimizers.base import Optimizer, Proposal
 
-__all__ = ["GPBO", "GPBOConfig", "select_training_set", "propose_qlogei"]
+__all__ = ["GPBO", "GPBOConfig", "select_training_set", "propose_qlogei", "BarrierPenalty"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,34 @@ def select_training_set(
     return torch.cat([order[:n_top], pick])
 
 
+class BarrierPenalty(torch.nn.Module):
+    """−Σ_{x ∈ X} Σ_j log σ(c_j(x)/τ_j) of unit-cube q-batches ``X (b, q, D)`` → ``(b,)``
+    (the penalty of :class:`PenalizedAcquisitionFunction`; module docstring).
+
+    Args:
+        constraints: the known constraints, on designs of shape ``shape``.
+        tau: their temperatures ``(m,)``.
+        box: ``(low, high)`` of the design box the unit cube maps to.
+        shape: design shape.
+    """
+
+    def __init__(
+        self,
+        constraints: Constraints,
+        tau: torch.Tensor,
+        box: tuple[float, float],
+        shape: tuple[int, ...],
+    ) -> None:
+        super().__init__()
+        self.constraints, self.tau, self.box, self.shape = constraints, tau, box, shape
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        low, high = self.box
+        b, q, _ = X.shape
+        x = (low + (high - low) * X).reshape(b * q, *self.shape)
+        return -self.constraints.log_barrier(x, self.tau).reshape(b, q).sum(1)
+
+
 def propose_qlogei(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -85,13 +125,17 @@ def propose_qlogei(
     q: int,
     config: GPBOConfig,
     seed: int,
+    penalty: torch.nn.Module | None = None,
 ) -> torch.Tensor:
     """Propose ``q`` points ``(q, D)`` in the box from observations x ``(n, D)``, y ``(n,)``.
 
-    ``seed`` fixes the training-set draw, the QMC sampler and the restarts.
+    ``seed`` fixes the training-set draw, the QMC sampler and the restarts; ``penalty``
+    (unit-cube ``(b, q, D) -> (b,)``, e.g. :class:`BarrierPenalty`) is subtracted from the
+    acquisition value.
     """
     # lazy: botorch and gpytorch are slow to import, and only GP-BO needs them
     from botorch.acquisition.logei import qLogExpectedImprovement
+    from botorch.acquisition.penalized import PenalizedAcquisitionFunction  # lazy
     from botorch.exceptions.errors import ModelFittingError  # lazy
     from botorch.fit import fit_gpytorch_mll  # lazy
     from botorch.models import SingleTaskGP  # lazy
@@ -125,6 +169,8 @@ def propose_qlogei(
             best_f=Y.max(),
             sampler=SobolQMCNormalSampler(torch.Size([config.mc_samples]), seed=int(seed)),
         )
+        if penalty is not None:  # known constraints: log(EI · Π σ(c/τ))
+            acqf = PenalizedAcquisitionFunction(acqf, penalty, regularization_parameter=1.0)
         bounds = torch.stack([torch.zeros(D), torch.ones(D)]).double()
         cand, _ = optimize_acqf(
             acqf,
@@ -148,6 +194,8 @@ class GPBO(Optimizer):
         seed: seeds the random designs and the acquisition optimization.
         config: :class:`GPBOConfig` (cost controls).
         study: folder to write the study through to.
+        constraints: known constraints (see :class:`~sqdf_bbo.optimizers.base.Optimizer`),
+            a barrier on the acquisition function (module docstring).
     """
 
     method = "gp-bo"
@@ -160,6 +208,7 @@ class GPBO(Optimizer):
         seed: int = 0,
         config: GPBOConfig | Mapping[str, Any] | None = None,
         study: str | Path | None = None,
+        constraints: Any = None,
     ) -> None:
         low, high = (float(b) for b in box)
         if not low < high:
@@ -167,7 +216,9 @@ class GPBO(Optimizer):
         config = as_config(config, GPBOConfig)
         self.box = (low, high)
         self.config = config
-        super().__init__(shape, batch_size=batch_size, seed=seed, study=study)
+        super().__init__(
+            shape, batch_size=batch_size, seed=seed, study=study, constraints=constraints
+        )
 
     def _propose(self, n: int) -> Proposal:
         low, high = self.box
@@ -176,7 +227,13 @@ class GPBO(Optimizer):
             u = torch.rand((n, *self.shape), generator=self.generator, device=self.device)
             return Proposal((low + (high - low) * u).to(self.dtype))
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
-        flat = propose_qlogei(obs.x.reshape(len(obs), -1), obs.y, self.box, n, self.config, seed)
+        penalty = None
+        if self.constraints is not None:
+            tau = self.constraints.temperatures(obs.x)
+            penalty = BarrierPenalty(self.constraints, tau, self.box, self.shape)
+        flat = propose_qlogei(
+            obs.x.reshape(len(obs), -1), obs.y, self.box, n, self.config, seed, penalty
+        )
         x = flat.reshape(n, *self.shape).to(self.device, self.dtype).clamp(low, high)
         return Proposal(x)
 

@@ -21,6 +21,8 @@ class PriorSampler(Optimizer):
         seed: seeds the sampling generator.
         clip_designs: clamp designs to the prior's ``value_range`` (as SQDF does).
         study: folder to write the study through to.
+        constraints: known constraints: the batches are prior samples that satisfy them
+            (rejection sampling; see :class:`~sqdf_bbo.optimizers.base.Optimizer`).
     """
 
     method = "prior"
@@ -32,6 +34,7 @@ class PriorSampler(Optimizer):
         seed: int = 0,
         clip_designs: bool = True,
         study: str | Path | None = None,
+        constraints: Any = None,
     ) -> None:
         if not isinstance(prior, DiffusionPrior):
             raise TypeError(f"prior must be a DiffusionPrior, got {type(prior).__name__}")
@@ -44,6 +47,7 @@ class PriorSampler(Optimizer):
             study=study,
             device=prior.device,
             dtype=prior.dtype,
+            constraints=constraints,
         )
 
     def _propose(self, n: int) -> Proposal:

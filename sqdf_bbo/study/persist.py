@@ -52,6 +52,7 @@ class Persistable(Protocol):
     _refit_pending: bool
     _study_uid: str
     _store: StudyStore | None
+    constraints: Any  # sqdf_bbo.constraints.Constraints | None (names are stored)
 
     def _spec(self) -> dict[str, Any]: ...
     def _extra_state(self) -> dict[str, Any]: ...
@@ -91,7 +92,13 @@ def header(opt: Persistable) -> dict[str, Any]:
         "batch_size": opt.batch_size,
         "seed": opt.seed,
         "study_uid": opt._study_uid,
+        "constraints": constraint_names(opt),
     }
+
+
+def constraint_names(opt: Persistable) -> list[str]:
+    """The names of ``opt``'s known constraints (code is not stored, names are)."""
+    return [] if opt.constraints is None else list(opt.constraints.names)
 
 
 def encoded_spec(opt: Persistable) -> tuple[dict[str, Any], dict[str, DiffusionPrior]]:
@@ -332,6 +339,13 @@ def _rebuild(
     if list(obj.shape) != list(meta["shape"]):
         raise StudyError(
             f"{store.path}: stored shape {meta['shape']} differs from the optimizer's {obj.shape}"
+        )
+    stored, given = list(meta.get("constraints") or []), constraint_names(obj)
+    if stored != given:
+        raise StudyError(
+            f"{store.path}: this study was made with the known constraints {stored} but "
+            f"{given} were given; constraints are code, which a study does not store: load "
+            "it with the same ones, e.g. SQDF.load(path, constraints=[...])"
         )
     return obj
 

@@ -82,14 +82,16 @@ def train_heads(
     weight_decay: float,
     generator: torch.Generator,
     progress: bool = False,
+    loss: str = "mse",
 ) -> list[float]:
-    """Train every head on its own rows of ``(z (n, F), y (n,))`` with AdamW (MSE).
+    """Train every head on its own rows of ``(z (n, F), y (n,))`` with AdamW.
 
     Args:
         index: ``(H, m)`` long rows each head trains on (bootstrap resamples
             for an ensemble; ``arange(n)`` for a single net).
         steps: optimizer steps; cosine learning-rate decay to 0.
         batch_size: rows per head per step (all ``m`` rows if ``m ≤ batch_size``).
+        loss: ``"mse"`` (regression) or ``"bce"`` (the heads output logits of 0/1 labels ``y``).
 
     Returns:
         The training loss (mean over heads) per step.
@@ -106,12 +108,15 @@ def train_heads(
             cols = torch.randint(m, (n_heads, batch_size), generator=generator, device=index.device)
             rows = index[heads, cols]
         pred = net(z[rows])  # (H, b)
-        loss = ((pred - y[rows]) ** 2).mean()
+        if loss == "bce":
+            value = torch.nn.functional.binary_cross_entropy_with_logits(pred, y[rows])
+        else:
+            value = ((pred - y[rows]) ** 2).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
         sched.step()
-        losses.append(loss.detach())
+        losses.append(value.detach())
     return torch.stack(losses).tolist() if losses else []
 
 
@@ -122,10 +127,12 @@ def fit_heads(
     y: torch.Tensor,
     index: torch.Tensor,
     generator: torch.Generator,
+    loss: str = "mse",
 ) -> tuple[HeadsMLP, list[float]]:
     """A frozen :class:`HeadsMLP` of ``n_heads`` heads with ``config``'s ``hidden`` and
     ``depth``, trained by :func:`train_heads` with its ``steps``, ``batch_size``, ``lr``,
-    ``weight_decay`` and ``progress`` on the rows ``index (H, m)`` of ``(z (n, F), y (n,))``.
+    ``weight_decay`` and ``progress`` on the rows ``index (H, m)`` of ``(z (n, F), y (n,))``
+    with ``loss`` (``"mse"`` or ``"bce"``).
 
     Returns the network (no gradients, eval mode) and its training losses.
     """
@@ -141,5 +148,6 @@ def fit_heads(
         weight_decay=config.weight_decay,
         generator=generator,
         progress=config.progress,
+        loss=loss,
     )
     return net.requires_grad_(False).eval(), losses

@@ -36,6 +36,7 @@ __all__ = [
     "SurrogateConfig",
     "FeatureMap",
     "flatten_features",
+    "feature_scales",
     "SurrogateState",
     "SURROGATES",
     "make_surrogate",
@@ -70,6 +71,16 @@ class SurrogateConfig:
         value = self.feature_std_floor
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"feature_std_floor must be finite and >= 0, got {value}")
+
+
+def feature_scales(z: torch.Tensor, std_floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and scale ``(F,)`` of training features ``z (n, F)``: each scale is the feature's
+    std floored at ``std_floor`` × the mean std (see :class:`SurrogateConfig`); features
+    without any spread keep scale 1."""
+    z_mean = z.mean(0)
+    z_std = z.std(0, unbiased=False) if z.shape[0] > 1 else torch.ones_like(z[0])
+    z_std = z_std.clamp_min(float(std_floor) * float(z_std.mean()))
+    return z_mean, torch.where(z_std > _STD_FLOOR, z_std, torch.ones_like(z_std))
 
 
 def flatten_features(x: torch.Tensor) -> torch.Tensor:
@@ -213,11 +224,7 @@ class Surrogate(ABC):
             # 1. standardize features with the training statistics; each scale is floored at
             #    feature_std_floor × the mean scale (near-constant features are not blown
             #    up), and all-constant features keep scale 1
-            z_mean = z.mean(0)
-            z_std = z.std(0, unbiased=False) if z.shape[0] > 1 else torch.ones_like(z[0])
-            floor = float(self.config.feature_std_floor) * float(z_std.mean())
-            z_std = z_std.clamp_min(floor)
-            z_std = torch.where(z_std > _STD_FLOOR, z_std, torch.ones_like(z_std))
+            z_mean, z_std = feature_scales(z, self.config.feature_std_floor)
             # 2. standardize targets: y_s = (y − ȳ) / s
             y64 = y.double()
             y_mean = float(y64.mean())
