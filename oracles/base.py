@@ -11,7 +11,10 @@ evaluation itself (BoTorch ``test_functions/base.py`` style):
    whole batch is retried point by point to isolate the failing points; a
    non-finite value, or a reason reported through :class:`Evaluation`, marks
    that point failed; the reasons land in ``oracle.failures`` (last call) and
-   ``oracle.failure_log`` (all calls) — a point's failure never raises;
+   ``oracle.failure_log`` (all calls) — a point's failure never raises. A failure of the
+   executor itself (a worker died, the chunk could not be pickled) says nothing about the
+   design: such points are also listed in ``oracle.transient_failures``; reasons from
+   ``_evaluate`` and non-finite values are design failures;
 4. adds observation noise ``N(0, noise_std²)`` from the oracle's own seeded
    generator (one draw per point, failed or not, so the stream does not depend
    on which points failed);
@@ -118,7 +121,10 @@ class Oracle(ABC):
 
     Attributes:
         failures: ``{index in the last batch: reason}`` of the last call.
-        failure_log: every failure so far as ``(call number, index, reason)``.
+        transient_failures: the indices of the last call's failures that say nothing about
+            the design (executor failures: ``"executor: ..."`` reasons); the others are
+            design failures. ``Optimizer.run`` tells both with the values.
+        failure_log: every failure so far as ``(call number, index, reason, transient)``.
         n_calls, n_evaluations: batches and points evaluated so far.
     """
 
@@ -162,7 +168,8 @@ class Oracle(ABC):
         self.progress = bool(progress)
         self.generator = torch.Generator().manual_seed(seed)
         self.failures: dict[int, str] = {}
-        self.failure_log: list[tuple[int, int, str]] = []
+        self.transient_failures: set[int] = set()
+        self.failure_log: list[tuple[int, int, str, bool]] = []
         self.n_calls = 0
         self.n_evaluations = 0
 
@@ -215,6 +222,7 @@ class Oracle(ABC):
         n = x.shape[0]
         values = np.full(n, np.nan)
         reasons: dict[int, str] = {}
+        transient: set[int] = set()
         if n:
             # 1. evaluate, serially or chunk by chunk on the executor
             size = self.chunk_size or (1 if self.executor is not None else n)
@@ -244,6 +252,7 @@ class Oracle(ABC):
                                 dict.fromkeys(range(m), f"executor: {_describe(exc)}"),
                             )
                         )
+                        transient.update(range(s, s + m))
                     bar.update(results[-1][0].shape[0])
             bar.close()
             for s, (v, r) in zip(starts, results):
@@ -261,7 +270,10 @@ class Oracle(ABC):
         self.n_calls += 1
         self.n_evaluations += n
         self.failures = dict(sorted(reasons.items()))
-        self.failure_log.extend((self.n_calls, i, msg) for i, msg in self.failures.items())
+        self.transient_failures = transient
+        self.failure_log.extend(
+            (self.n_calls, i, msg, i in transient) for i, msg in self.failures.items()
+        )
         return torch.as_tensor(values, dtype=torch.float64).to(x.device)
 
     @abstractmethod

@@ -78,7 +78,8 @@ def test_failures_become_nan_with_reasons() -> None:
     assert oracle.last_failures is oracle.failures
     oracle(x[[0]])
     assert oracle.failures == {}
-    assert [(c, i) for c, i, _ in oracle.failure_log] == [(1, 1), (1, 2)]
+    assert [(c, i, t) for c, i, _, t in oracle.failure_log] == [(1, 1, False), (1, 2, False)]
+    assert oracle.transient_failures == set()
     assert oracle.n_calls == 2 and oracle.n_evaluations == 5
 
 

@@ -65,8 +65,8 @@ def test_values_are_stored_bit_exactly(tmp_path: Path) -> None:
     store.insert_points(points)
     failed = [math.nan, math.inf, -math.inf]
     store.record_tells(
-        [(i, "complete", v, 1.0) for i, v in enumerate(values)]
-        + [(len(values) + j, "failed", v, 1.0) for j, v in enumerate(failed)]
+        [(i, "complete", v, 1.0, None, False) for i, v in enumerate(values)]
+        + [(len(values) + j, "failed", v, 1.0, "why", j == 1) for j, v in enumerate(failed)]
     )
     store.close()
     back = StudyStore.open(tmp_path / "s", read_only=True).read_points()
@@ -74,6 +74,11 @@ def test_values_are_stored_bit_exactly(tmp_path: Path) -> None:
         assert struct.pack("<d", r.value) == struct.pack("<d", v)
     assert math.isnan(back[-3].value) and back[-2].value == math.inf and back[-1].value == -math.inf
     assert [r.state for r in back[-3:]] == ["failed"] * 3
+    assert [(r.reason, r.transient) for r in back[-3:]] == [
+        ("why", False),
+        ("why", True),
+        ("why", False),
+    ]
 
 
 def test_tell_on_non_pending_point_rolls_back(tmp_path: Path) -> None:
@@ -81,9 +86,11 @@ def test_tell_on_non_pending_point_rolls_back(tmp_path: Path) -> None:
     store.insert_points(
         [Point(i, 0, "asked", "pending", math.nan, 0.0, None, torch.zeros(1)) for i in (0, 1)]
     )
-    store.record_tells([(0, "complete", 1.0, 1.0)])
+    store.record_tells([(0, "complete", 1.0, 1.0, None, False)])
     with pytest.raises(StudyError, match="not pending"):
-        store.record_tells([(1, "complete", 2.0, 1.0), (0, "complete", 3.0, 1.0)])
+        store.record_tells(
+            [(1, "complete", 2.0, 1.0, None, False), (0, "complete", 3.0, 1.0, None, False)]
+        )
     states = {r.id: (r.state, r.value) for r in store.read_points()}
     assert states[0] == ("complete", 1.0)
     assert states[1][0] == "pending", "a failed tell transaction must not half-apply"

@@ -2,9 +2,9 @@
 
     sqdf-bbo init   --study DIR --prior digits [--batch-size 64 --seed 0 --method sqdf --set k=v]
     sqdf-bbo ask    --study DIR [--n 96] --out batch.csv        # + batch.npy (n, *shape) beside it
-    sqdf-bbo tell   --study DIR results.csv                     # columns id,value; empty/nan = failed
+    sqdf-bbo tell   --study DIR results.csv                     # id,value[,reason,transient]; empty/nan = failed
     sqdf-bbo add    --study DIR data.csv                        # external data: x0..x{D-1},value
-    sqdf-bbo fail   --study DIR --ids 3,7 [--reason TEXT]       # or --ids-file CSV (an id column)
+    sqdf-bbo fail   --study DIR --ids 3,7 [--reason TEXT] [--design-failure]   # or --ids-file CSV
     sqdf-bbo status --study DIR [--json]
     sqdf-bbo export --study DIR --out history.csv [--state pending]
     sqdf-bbo bench  --suite quick --out runs/bench               # benchmarks (entry point)

@@ -21,6 +21,7 @@ from sqdf_bbo.cli.csvio import (
     design_columns,
     ids_from_file,
     parse_designs,
+    parse_flag,
     parse_id,
     parse_id_list,
     parse_value,
@@ -120,23 +121,27 @@ def cmd_tell(args: argparse.Namespace) -> int:
     require_columns(header, ("id", "value"), args.results)
     if not rows:
         raise CLIError(f"{args.results} has no rows")
-    ids, values = [], []
+    ids, values, reasons, transient = [], [], [], []
     for line, r in rows:
         where = f"{args.results} line {line}"
         ids.append(parse_id(r["id"], where))
         values.append(parse_value(r["value"], where))
+        reasons.append(r.get("reason") or None)
+        transient.append(parse_flag(r.get("transient", ""), where))
     opt = load_study(args.study)
     try:
         check_study_column(header, rows, opt, args.results)
         check_told_designs(header, rows, ids, opt, args.results)
-        opt.tell(ids, values)  # validates everything before writing anything
+        # validates everything before writing anything
+        opt.tell(ids, values, reasons=reasons, transient=transient)
     finally:
         opt.close()
     n_failed = sum(1 for v in values if not math.isfinite(v))
+    n_transient = sum(transient)
     c = opt.counts()
     print(
-        f"told {len(ids)} values ({n_failed} failed) to {args.study}; "
-        f"pending {c['pending']}, complete {c['complete']}, failed {c['failed']}"
+        f"told {len(ids)} values ({n_failed} failed, {n_transient} of them transient) to "
+        f"{args.study}; pending {c['pending']}, complete {c['complete']}, failed {c['failed']}"
     )
     return 0
 
@@ -171,13 +176,15 @@ def cmd_fail(args: argparse.Namespace) -> int:
     try:
         check_study_column(header, rows, opt, args.ids_file)
         check_told_designs(header, rows, ids, opt, args.ids_file)
-        opt.mark_failed(ids, args.reason)  # validates everything before writing anything
+        # validates everything before writing anything
+        opt.mark_failed(ids, args.reason, transient=not args.design_failure)
         c = opt.counts()
     finally:
         opt.close()
     why = f" ({args.reason})" if args.reason else ""
+    kind = "design failures" if args.design_failure else "transient failures"
     print(
-        f"marked {len(ids)} points failed{why} in {args.study}; "
+        f"marked {len(ids)} points failed{why} as {kind} in {args.study}; "
         f"pending {c['pending']}, complete {c['complete']}, failed {c['failed']}"
     )
     return 0
@@ -196,7 +203,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"rounds   {st['round']} fitted; batch size {st['batch_size']}; seed {st['seed']}")
     print(
         f"points   {st['points']}: pending {st['pending']}, complete {st['complete']}, "
-        f"failed {st['failed']} (external {st['external']})"
+        f"failed {st['failed']} (design {st['failed_design']}, transient "
+        f"{st['failed_transient']}; external {st['external']})"
     )
     if st["best_value"] is None:
         print("best     - (no successful evaluation yet)")
@@ -241,6 +249,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "state": h["state"].tolist(),
         "value": ["" if math.isnan(v) else repr(v) for v in h["value"].tolist()],
         "source": h["source"].tolist(),
+        "reason": ["" if r is None else r for r in h["reason"].tolist()],
+        "transient": ["true" if t else "false" for t in h["transient"].tolist()],
         "study": [study_uid(opt)] * len(ids),
     }
     write_designs_csv(out, ids, x, extra)

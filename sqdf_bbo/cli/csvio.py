@@ -26,6 +26,7 @@ __all__ = [
     "parse_id_list",
     "ids_from_file",
     "parse_value",
+    "parse_flag",
     "design_columns",
     "check_design_columns",
     "parse_designs",
@@ -160,6 +161,16 @@ def parse_value(raw: str, where: str) -> float:
         raise CLIError(
             f"{where}: value {raw!r} is not a number (leave it empty or write nan for a failed evaluation)"
         ) from None
+
+
+def parse_flag(raw: str, where: str) -> bool:
+    """A yes/no field (the ``transient`` column): ``true/1/yes`` or ``false/0/no/`` (empty)."""
+    low = raw.strip().lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("", "false", "0", "no"):
+        return False
+    raise CLIError(f"{where}: {raw!r} is not true/false (also 1/0, yes/no, or empty for false)")
 
 
 def design_columns(header: list[str]) -> list[str]:

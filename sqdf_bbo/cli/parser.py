@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     study_arg(sp)
     sp.add_argument(
         "results",
-        help="CSV with columns id,value (empty or nan = failed); optional study and x0.. "
-        "columns (as asked) are checked against the study",
+        help="CSV with columns id,value (empty or nan = failed: a design failure); optional "
+        "reason and transient (true: the failure says nothing about the design) columns for "
+        "failed rows; optional study and x0.. columns (as asked) are checked against the study",
     )
     sp.set_defaults(func=cmd_tell)
 
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--ids", help="comma-separated ids, e.g. 3,7,9")
     which.add_argument("--ids-file", metavar="CSV", help="CSV with an id column")
     sp.add_argument("--reason", default="", help="why (shown in history's reason column)")
+    sp.add_argument(
+        "--design-failure",
+        action="store_true",
+        help="the designs themselves failed (infeasible); default: a transient failure that "
+        "says nothing about the design (a mistake, a lost sample, a bad assay)",
+    )
     sp.set_defaults(func=cmd_fail)
 
     sp = sub.add_parser("status", help="rounds, counts and best value")

@@ -157,6 +157,8 @@ def status_of(opt: Optimizer) -> dict[str, Any]:
         "pending": c["pending"],
         "complete": c["complete"],
         "failed": c["failed"],
+        "failed_transient": int(h["transient"].sum()) if len(h) else 0,
+        "failed_design": c["failed"] - (int(h["transient"].sum()) if len(h) else 0),
         "external": int((h["source"] == "external").sum()) if len(h) else 0,
         "best_value": None if best is None else best.value,
         "best_id": None if best is None else best.id,

@@ -267,40 +267,41 @@ class Optimizer(ABC):
             self._points[p.id] = p
         self._next_id += len(points)
 
-    def tell(self, ids: Any, y: Any) -> None:
+    def tell(self, ids: Any, y: Any, *, reasons: Any = None, transient: Any = None) -> None:
         """Report values for asked points, in any order and in any subsets.
 
         Args:
             ids: ids from ``ask`` (a list, array, tensor, or one int).
             y: values ``(n,)``; NaN, ±inf or ``None`` mark a failed evaluation (recorded,
-               excluded from fitting, state "failed").
+               excluded from fitting, state "failed"). By default a failed evaluation is a
+               **design failure** (``transient=False``): the oracle said the design failed.
+            reasons: why the failed points failed (``history["reason"]``): a sequence with one
+               ``str`` or ``None`` per id, or a mapping ``{id: reason}``.
+            transient: which failed points failed for reasons that say nothing about the
+               design (a worker died, a job timed out, a sample was dropped): ``True`` for
+               all, a sequence of bools (one per id) or a collection of ids.
 
         Raises ``KeyError`` (unknown id), ``ValueError`` (already told, duplicates, wrong
-        length) or ``TypeError`` (non-numeric); the state is unchanged when it raises.
+        length, a reason or a transient flag given for a finite value) or ``TypeError``
+        (non-numeric); the state is unchanged when it raises.
         """
         id_list = inputs.as_ids(ids)
         if not id_list:
             raise ValueError("tell needs at least one id")
         values = inputs.as_values(y, len(id_list), self.dtype)
-        seen: set[int] = set()
-        for i in id_list:
-            if i in seen:
-                raise ValueError(f"id {i} appears twice in this tell")
-            seen.add(i)
-            p = self._points.get(i)
-            if p is None:
-                raise KeyError(f"unknown id {i}: it was never returned by ask()")
-            if p.source != "asked":
-                raise ValueError(f"id {i} is an external observation and cannot be told again")
-            if p.state != "pending":
-                raise ValueError(f"id {i} was already told (state {p.state!r}, value {p.value!r})")
+        why = inputs.as_reasons(reasons, id_list)
+        flags = inputs.as_transient(transient, id_list)
+        inputs.check_tell(self._points, id_list, values, why, flags)
         now = time.time()
-        updates = [(i, state_of(v), float(v), now) for i, v in zip(id_list, values.tolist())]
+        updates = [
+            (i, state_of(v), float(v), now, r, t)
+            for i, v, r, t in zip(id_list, values.tolist(), why, flags)
+        ]
         if self._store is not None:
             self._store.record_tells(updates)
-        for i, state, v, t in updates:
+        for i, state, v, t, r, flag in updates:
             p = self._points[i]
-            p.state, p.value, p.told_at = state, v, t
+            p.state, p.value, p.told_at, p.reason, p.transient = state, v, t, r, flag
 
     def tell_external(self, x: Any, y: Any) -> list[int]:
         """Add observations the optimizer did not ask for (e.g. historical lab data).
@@ -325,7 +326,7 @@ class Optimizer(ABC):
         self._add(points, snapshot_state=False)
         return ids
 
-    def mark_failed(self, ids: Any, reason: str = "") -> None:
+    def mark_failed(self, ids: Any, reason: str = "", *, transient: bool = True) -> None:
         """Mark points failed after the fact (a bad assay, a mistyped value, a broken run).
 
         Complete points keep their told value (shown in ``history``) but leave the
@@ -335,33 +336,28 @@ class Optimizer(ABC):
         Args:
             ids: ids of pending or complete points (asked or external).
             reason: why, stored with each point (``history["reason"]``).
+            transient: ``True`` (default): the failure says nothing about the design (it was
+                a mistake, a lost sample, a contaminated plate: exclude the value);
+                ``False``: the design itself failed (it is infeasible).
 
         Raises ``KeyError`` (unknown id), ``ValueError`` (already failed, duplicates) or
         ``TypeError``; nothing changes when it raises.
         """
         if not isinstance(reason, str):
             raise TypeError(f"reason must be a string, got {type(reason).__name__}")
-        id_list = inputs.as_ids(ids)
-        if not id_list:
-            raise ValueError("mark_failed needs at least one id")
-        if len(set(id_list)) != len(id_list):
-            raise ValueError("an id appears twice in this mark_failed call")
-        for i in id_list:
-            p = self._points.get(i)
-            if p is None:
-                raise KeyError(f"unknown id {i}")
-            if p.state == "failed":
-                why = f" ({p.reason})" if p.reason else ""
-                raise ValueError(f"id {i} is already failed{why}")
+        if not isinstance(transient, (bool, np.bool_)):
+            raise TypeError(f"transient must be a bool, got {type(transient).__name__}")
+        transient = bool(transient)
+        id_list = inputs.check_mark_failed(self._points, inputs.as_ids(ids))
         refit = self._refit_pending or any(self._points[i].state == "complete" for i in id_list)
         why = reason or None
         now = time.time()
-        updates = [(i, self._points[i].value, why, now) for i in id_list]
+        updates = [(i, self._points[i].value, why, now, transient) for i in id_list]
         if self._store is not None:
             self._store.mark_failed(updates, {**persist.counters(self), "refit_pending": refit})
         for i in id_list:
             p = self._points[i]
-            p.state, p.reason = "failed", why
+            p.state, p.reason, p.transient = "failed", why, transient
             if p.told_at is None:
                 p.told_at = now
         self._refit_pending = refit
@@ -377,6 +373,11 @@ class Optimizer(ABC):
     ) -> pd.DataFrame:
         """Ask, evaluate with ``oracle(x (n, *shape)) -> (n,)`` and tell until ``budget`` evaluations.
 
+        When the oracle says why points failed (an :class:`oracles.Oracle`'s ``failures``
+        ``{index: reason}`` and ``transient_failures`` ``{index}`` of its last call), the
+        reasons and transient flags are told with the values; a plain callable's failed
+        points are design failures without a reason.
+
         Returns ``history``. If the oracle raises, its batch stays pending and the error
         propagates (nothing told is lost).
         """
@@ -387,7 +388,8 @@ class Optimizer(ABC):
             while used < budget:
                 batch = self.ask(min(bs, budget - used))
                 y = oracle(batch.x)
-                self.tell(batch.ids, y)
+                values, reasons, transient = inputs.oracle_output(oracle, y, batch.ids)
+                self.tell(batch.ids, values, reasons=reasons, transient=transient)
                 used += len(batch)
                 bar.update(len(batch))
                 best = self.best()
@@ -417,11 +419,12 @@ class Optimizer(ABC):
     @property
     def history(self) -> pd.DataFrame:
         """One row per point: id, round, state, value, source, asked_at, told_at (UTC times),
-        reason.
+        reason, transient.
 
         ``value`` is NaN while pending and the told value for failed points (NaN/±inf, or
         the value a point had when :meth:`mark_failed` excluded it); ``reason`` says why a
-        point failed when someone said (``None`` otherwise).
+        point failed when someone said (``None`` otherwise); ``transient`` is ``True`` for
+        failed points whose failure says nothing about the design (``False`` otherwise).
         """
         return history_frame(self._points.values())
 
@@ -444,7 +447,8 @@ class Optimizer(ABC):
         return self.designs()
 
     def observations(self, include_failed: bool = False) -> Observations:
-        """Told points (complete, plus failed if asked) with their designs and values."""
+        """Told points (complete, plus failed if asked) with their designs and values;
+        ``states`` and ``transient`` tell complete, design-failed and transient-failed apart."""
         keep = ("complete", "failed") if include_failed else ("complete",)
         return observations_of(self._points.values(), keep, self.shape, self.dtype, self.device)
 

@@ -20,6 +20,11 @@ __all__ = [
     "as_ids",
     "value_limit",
     "as_values",
+    "as_reasons",
+    "as_transient",
+    "check_tell",
+    "check_mark_failed",
+    "oracle_output",
     "as_designs",
     "check_designs",
 ]
@@ -128,6 +133,143 @@ def as_values(y: Any, n: int, dtype: torch.dtype) -> np.ndarray:
             "output, or tell NaN to record a failed evaluation"
         )
     return arr.copy()
+
+
+def as_reasons(reasons: Any, ids: list[int]) -> list[str | None]:
+    """Failure reasons for the points ``ids`` of one tell, one per id (``None``: none given).
+
+    ``reasons`` is ``None``, a sequence with one ``str`` or ``None`` per id, or a mapping
+    ``{id: reason}`` over some of ``ids``. An empty string counts as no reason.
+    """
+    if reasons is None:
+        return [None] * len(ids)
+    if isinstance(reasons, Mapping):
+        told = set(ids)
+        unknown = [k for k in reasons if k not in told]
+        if unknown:
+            raise ValueError(f"reasons names id {unknown[0]!r}, which is not told in this call")
+        given = [reasons.get(i) for i in ids]
+    elif isinstance(reasons, (str, bytes, Set)) or not isinstance(reasons, Iterable):
+        raise TypeError(
+            "reasons must be a sequence (one str or None per id) or a mapping {id: reason}, "
+            f"got {type(reasons).__name__}"
+        )
+    else:
+        given = list(reasons)
+        if len(given) != len(ids):
+            raise ValueError(f"expected {len(ids)} reasons (one per id), got {len(given)}")
+    for r in given:
+        if r is not None and not isinstance(r, str):
+            raise TypeError(f"a reason must be a str or None, got {r!r} ({type(r).__name__})")
+    return [r or None for r in given]
+
+
+def as_transient(transient: Any, ids: list[int]) -> list[bool]:
+    """Transient flags for the points ``ids`` of one tell, one per id.
+
+    ``transient`` is ``None`` (none), a bool (for every point), a sequence of bools (one per
+    id; a bool array or tensor too) or a collection of ids (a set, or a sequence or array
+    of ints) naming the transient points.
+    """
+    if transient is None:
+        return [False] * len(ids)
+    if isinstance(transient, (bool, np.bool_)):
+        return [bool(transient)] * len(ids)
+    if isinstance(transient, torch.Tensor):
+        transient = transient.detach().cpu().numpy()
+    if isinstance(transient, np.ndarray):
+        if transient.dtype == np.bool_:
+            transient = [bool(t) for t in transient.reshape(-1)]
+        elif np.issubdtype(transient.dtype, np.integer):
+            transient = [int(t) for t in transient.reshape(-1)]
+        else:
+            raise TypeError(f"transient must hold bools or ids, got dtype {transient.dtype}")
+    if isinstance(transient, (str, bytes, Mapping)) or not isinstance(transient, Iterable):
+        raise TypeError(
+            "transient must be a bool, a sequence of bools (one per id) or a collection of "
+            f"ids, got {type(transient).__name__}"
+        )
+    items = list(transient)
+    if items and not isinstance(transient, Set) and all(isinstance(t, bool) for t in items):
+        if len(items) != len(ids):
+            raise ValueError(f"expected {len(ids)} transient flags (one per id), got {len(items)}")
+        return items
+    chosen = set(as_ids(items))
+    unknown = sorted(chosen - set(ids))
+    if unknown:
+        raise ValueError(f"transient names id {unknown[0]}, which is not told in this call")
+    return [i in chosen for i in ids]
+
+
+def check_tell(
+    points: Mapping[int, Any],
+    ids: list[int],
+    values: np.ndarray,
+    reasons: list[str | None],
+    transient: list[bool],
+) -> None:
+    """Whether ``tell(ids, values, reasons, transient)`` may record: every id known, asked,
+    pending and given once, and reasons and transient flags only for failed (non-finite)
+    values; ``KeyError`` / ``ValueError`` naming the first problem. ``points``: the
+    optimizer's points by id."""
+    seen: set[int] = set()
+    for k, i in enumerate(ids):
+        if i in seen:
+            raise ValueError(f"id {i} appears twice in this tell")
+        seen.add(i)
+        p = points.get(i)
+        if p is None:
+            raise KeyError(f"unknown id {i}: it was never returned by ask()")
+        if p.source != "asked":
+            raise ValueError(f"id {i} is an external observation and cannot be told again")
+        if p.state != "pending":
+            raise ValueError(f"id {i} was already told (state {p.state!r}, value {p.value!r})")
+        if (reasons[k] is not None or transient[k]) and math.isfinite(values[k]):
+            given = "a reason" if reasons[k] is not None else "a transient flag"
+            raise ValueError(
+                f"id {i} has {given} but a finite value {float(values[k])!r}: reasons and "
+                "transient flags are for failed points (NaN, ±inf or None)"
+            )
+
+
+def check_mark_failed(points: Mapping[int, Any], ids: list[int]) -> list[int]:
+    """``ids`` if ``mark_failed`` may fail them (at least one, each once, known and not
+    failed yet); ``KeyError`` / ``ValueError`` naming the first problem otherwise."""
+    if not ids:
+        raise ValueError("mark_failed needs at least one id")
+    if len(set(ids)) != len(ids):
+        raise ValueError("an id appears twice in this mark_failed call")
+    for i in ids:
+        p = points.get(i)
+        if p is None:
+            raise KeyError(f"unknown id {i}")
+        if p.state == "failed":
+            why = f" ({p.reason})" if p.reason else ""
+            raise ValueError(f"id {i} is already failed{why}")
+    return ids
+
+
+def oracle_output(
+    oracle: Any, y: Any, ids: list[int]
+) -> tuple[np.ndarray, dict[int, str], set[int]]:
+    """What ``Optimizer.run`` tells for the batch ``ids`` after ``y = oracle(x)``: the values
+    ``(n,)`` float64, the reasons ``{id: reason}`` and the transient ids of its failed points.
+
+    Reasons and transient flags come from an :class:`oracles.Oracle`'s ``failures``
+    (``{index: reason}``) and ``transient_failures`` (``{index}``) of its last call, kept
+    for the points whose value is not finite; a plain callable has neither.
+    """
+    values = as_values(y, len(ids), torch.float64)
+    failed = {k for k in range(len(ids)) if not math.isfinite(values[k])}
+    failures = getattr(oracle, "failures", None)
+    flagged = getattr(oracle, "transient_failures", None)
+    reasons: dict[int, str] = {}
+    if isinstance(failures, Mapping):
+        reasons = {ids[k]: str(r) for k, r in failures.items() if k in failed and r}
+    transient: set[int] = set()
+    if isinstance(flagged, Set):
+        transient = {ids[k] for k in flagged if k in failed}
+    return values, reasons, transient
 
 
 def as_designs(

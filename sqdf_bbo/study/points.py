@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -29,7 +29,8 @@ __all__ = [
 ]
 
 #: A point's life: asked (pending) → told (complete, or failed for a non-finite value);
-#: ``mark_failed`` turns a pending or complete point failed.
+#: ``mark_failed`` turns a pending or complete point failed. A failed point is a design
+#: failure or, when :attr:`Point.transient`, a failure that says nothing about the design.
 STATES = ("pending", "complete", "failed")
 #: Who chose the design: the optimizer (``ask``) or the user (``tell_external``).
 SOURCES = ("asked", "external")
@@ -51,6 +52,11 @@ class Point:
         x: the design ``(*shape)``, CPU.
         traj: the sampling chain ``(K+1, *shape)`` that produced it, CPU, or ``None``.
         reason: why it failed, when someone said.
+        transient: for failed points only: ``True`` when the failure says nothing about the
+            design (a worker died, a job timed out, a sample was lost, a plate was
+            contaminated), ``False`` when the design itself failed (the oracle could not
+            evaluate it, or it is infeasible). Always ``False`` for pending and complete
+            points.
     """
 
     id: int
@@ -63,6 +69,7 @@ class Point:
     x: torch.Tensor
     traj: torch.Tensor | None = None
     reason: str | None = None
+    transient: bool = False
 
 
 def state_of(value: float) -> str:
@@ -82,6 +89,10 @@ class Observations:
         rounds: the round each point was asked in (external points: the round they arrived).
         trajectories: per point, the sampling chain ``(K+1, *shape)`` (CPU) that produced its
             design, or ``None``.
+        states: ``"complete"`` or ``"failed"`` per point (only complete points unless
+            failed ones were asked for; empty when built without states).
+        transient: per point, whether its failure says nothing about the design
+            (:attr:`Point.transient`; ``False`` for complete points and design failures).
     """
 
     ids: list[int]
@@ -90,6 +101,8 @@ class Observations:
     sources: list[str]
     rounds: list[int]
     trajectories: list[torch.Tensor | None]
+    states: list[str] = field(default_factory=list)
+    transient: list[bool] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -143,6 +156,8 @@ def observations_of(
         [p.source for p in pts],
         [p.round for p in pts],
         [p.traj for p in pts],
+        [p.state for p in pts],
+        [p.state == "failed" and p.transient for p in pts],
     )
 
 
@@ -157,7 +172,7 @@ def best_of(points: Iterable[Point], device: torch.device) -> Best | None:
 
 def history_frame(points: Iterable[Point]) -> pd.DataFrame:
     """One row per point in id order: id, round, state, value, source, asked_at, told_at (UTC
-    times), reason (``Optimizer.history``)."""
+    times), reason, transient (``Optimizer.history``)."""
     pts = sorted(points, key=lambda p: p.id)
     df = pd.DataFrame(
         {
@@ -178,6 +193,9 @@ def history_frame(points: Iterable[Point]) -> pd.DataFrame:
                 utc=True,
             ),
             "reason": pd.Series([p.reason for p in pts], dtype="object"),
+            "transient": pd.Series(
+                [p.state == "failed" and p.transient for p in pts], dtype="bool"
+            ),
         }
     )
     return df

@@ -4,6 +4,11 @@ Row checksums: SQLite has no page checksums and ``quick_check`` only checks stru
 flipped bit inside a stored value would load silently. Every row carries the CRC-32 of its
 columns (:func:`row_crc`), written in the same transaction and verified on every read; rows
 of studies written before checksums existed get theirs at the first writable open.
+
+A point row's checksum (:func:`point_crc`) covers its ``ROW_COLUMNS`` and, only when it is
+set, the ``transient`` flag: rows written before the flag existed (which read as not
+transient) keep the checksums they were written with, and changing the flag either way
+breaks the checksum.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ __all__ = [
     "REQUIRED_META",
     "SNAPSHOT_NAME",
     "row_crc",
+    "point_crc",
     "as_real",
     "check_meta_types",
 ]
@@ -50,6 +56,7 @@ CREATE TABLE points (
     x        BLOB NOT NULL,
     traj     BLOB,
     reason   TEXT,
+    transient INTEGER NOT NULL DEFAULT 0 CHECK (transient IN (0, 1)),
     crc      INTEGER
 );
 """
@@ -57,8 +64,8 @@ ROW_COLUMNS = (
     "id", "round", "source", "state", "value", "raw", "asked_at", "told_at", "x", "traj", "reason"
 )  # fmt: skip
 INSERT_POINT = (
-    f"INSERT INTO points ({', '.join(ROW_COLUMNS)}, crc) "
-    f"VALUES ({', '.join('?' * (len(ROW_COLUMNS) + 1))})"
+    f"INSERT INTO points ({', '.join(ROW_COLUMNS)}, transient, crc) "
+    f"VALUES ({', '.join('?' * (len(ROW_COLUMNS) + 2))})"
 )
 POINT_COLUMNS = ("id", "round", "source", "state", "value", "raw", "asked_at", "told_at")
 REQUIRED_META = ("format", "version", "method", "shape", "dtype", "study_uid", "round")
@@ -82,6 +89,12 @@ def _encode_field(value: Any) -> bytes:
 def row_crc(fields: Sequence[Any]) -> int:
     """CRC-32 of a row's columns (in ``ROW_COLUMNS`` order, or ``(key, value)`` for meta)."""
     return zlib.crc32(b"|".join(_encode_field(v) for v in fields))
+
+
+def point_crc(fields: Sequence[Any], transient: Any) -> int:
+    """CRC-32 of a points row: its ``ROW_COLUMNS`` ``fields``, plus the ``transient`` flag
+    only when it is set (see the module docstring)."""
+    return row_crc((*fields, 1) if transient else tuple(fields))
 
 
 def as_real(value: Any) -> Any:

@@ -84,6 +84,7 @@ from sqdf_bbo.study.schema import (
     STUDY_VERSION,
     as_real,
     check_meta_types,
+    point_crc,
     row_crc,
 )
 
@@ -384,28 +385,30 @@ class StudyStore:
         """All points ordered by id, each row checked against its checksum; designs are
         decoded with the study's stored ``dtype`` and ``shape``."""
         reason = "reason" if self._has_column("points", "reason") else "NULL"
+        transient = "transient" if self._has_column("points", "transient") else "0"
         crc = "crc" if self._has_column("points", "crc") else "NULL"
         rows = self.conn.execute(
             "SELECT id, round, source, state, value, raw, asked_at, told_at, x, traj, "
-            f"{reason}, {crc} FROM points ORDER BY id"
+            f"{reason}, {transient}, {crc} FROM points ORDER BY id"
         ).fetchall()
         meta = self.read_meta()
         layout = (getattr(torch, str(meta["dtype"])), tuple(int(d) for d in meta["shape"]))
         out = []
         for row in rows:
-            if row[-1] is not None and row[-1] != row_crc(row[:-1]):
+            fields, flag, crc_value = row[:-2], row[-2], row[-1]
+            if crc_value is not None and crc_value != point_crc(fields, flag):
                 raise StudyError(
                     f"{self.path}: point {row[0]} fails its checksum (the stored row was "
                     "altered: corrupted database)"
                 )
-            out.append(self._decode_point(row[:-1], *layout))
+            out.append(self._decode_point(fields, flag, *layout))
         return out
 
     def _decode_point(
-        self, row: Sequence[Any], dtype: torch.dtype, shape: tuple[int, ...]
+        self, row: Sequence[Any], transient: Any, dtype: torch.dtype, shape: tuple[int, ...]
     ) -> Point:
-        """A :class:`Point` from the columns of ``ROW_COLUMNS`` (designs ``(*shape)`` and
-        trajectories ``(K+1, *shape)`` of ``dtype``, CPU)."""
+        """A :class:`Point` from the columns of ``ROW_COLUMNS`` and the ``transient`` flag
+        (designs ``(*shape)`` and trajectories ``(K+1, *shape)`` of ``dtype``, CPU)."""
         pid, rnd, source, state, value, raw, asked_at, told_at, x, traj, why = row
         if state not in STATES or source not in SOURCES:
             raise StudyError(f"point {pid} has state {state!r} / source {source!r}")
@@ -420,7 +423,11 @@ class StudyStore:
             tt = None if traj is None else bytes_tensor(traj, dtype, (-1, *shape))
         except ValueError as err:
             raise StudyError(f"{self.path}: point {pid}: {err}") from None
-        return Point(pid, rnd, source, state, v, asked_at, told_at, xt, tt, why)
+        if transient not in (0, 1) or (transient and state != "failed"):
+            raise StudyError(
+                f"{self.path}: point {pid} has transient flag {transient!r} in state {state!r}"
+            )
+        return Point(pid, rnd, source, state, v, asked_at, told_at, xt, tt, why, bool(transient))
 
     def _migrate(self) -> None:
         """Bring an older study's schema up to date (adds columns and the row checksums of
@@ -428,6 +435,11 @@ class StudyStore:
         with self._transaction() as conn:
             if not self._has_column("points", "reason"):
                 conn.execute("ALTER TABLE points ADD COLUMN reason TEXT")
+            if not self._has_column("points", "transient"):  # old rows: not transient
+                conn.execute(
+                    "ALTER TABLE points ADD COLUMN transient INTEGER NOT NULL DEFAULT 0 "
+                    "CHECK (transient IN (0, 1))"
+                )
             for table in ("points", "meta"):
                 if not self._has_column(table, "crc"):
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN crc INTEGER")
@@ -479,27 +491,28 @@ class StudyStore:
             None if point.traj is None else tensor_bytes(point.traj),
             point.reason,
         )
-        return (*fields, row_crc(fields))
+        flag = int(bool(point.transient))
+        return (*fields, flag, point_crc(fields, flag))
 
     @staticmethod
     def _update_row(
         conn: sqlite3.Connection, pid: int, where_state: str, changes: Mapping[str, Any]
     ) -> bool:
-        """Apply ``changes`` (column → value) to point ``pid`` if its state matches the SQL
-        condition ``where_state``, recomputing the row checksum; whether a row changed."""
-        cols = ", ".join(ROW_COLUMNS)
+        """Apply ``changes`` (column of ``ROW_COLUMNS`` or ``transient`` → value) to point
+        ``pid`` if its state matches the SQL condition ``where_state``, recomputing the row
+        checksum; whether a row changed."""
+        columns = (*ROW_COLUMNS, "transient")
         row = conn.execute(
-            f"SELECT {cols} FROM points WHERE id = ? AND {where_state}", (int(pid),)
+            f"SELECT {', '.join(columns)} FROM points WHERE id = ? AND {where_state}", (int(pid),)
         ).fetchone()
         if row is None:
             return False
-        fields = dict(zip(ROW_COLUMNS, row))
+        fields = dict(zip(columns, row))
         fields.update(changes)
-        values = tuple(fields[c] for c in ROW_COLUMNS)
+        crc = point_crc(tuple(fields[c] for c in ROW_COLUMNS), fields["transient"])
         sets = ", ".join(f"{c} = ?" for c in changes)
         conn.execute(
-            f"UPDATE points SET {sets}, crc = ? WHERE id = ?",
-            (*changes.values(), row_crc(values), int(pid)),
+            f"UPDATE points SET {sets}, crc = ? WHERE id = ?", (*changes.values(), crc, int(pid))
         )
         return True
 
@@ -573,12 +586,22 @@ class StudyStore:
             conn.executemany(INSERT_POINT, [self._point_params(p) for p in points])
             self._update_meta(conn, meta or {})
 
-    def record_tells(self, updates: Iterable[tuple[int, str, float, float]]) -> None:
-        """Store told values ``(id, state, value, told_at)`` of pending points in one commit."""
+    def record_tells(
+        self, updates: Iterable[tuple[int, str, float, float, str | None, bool]]
+    ) -> None:
+        """Store told values ``(id, state, value, told_at, reason, transient)`` of pending
+        points in one commit."""
         with self._transaction() as conn:
-            for pid, state, value, told_at in updates:
+            for pid, state, value, told_at, reason, transient in updates:
                 v, raw = self._split_value(state, value)
-                changes = {"state": state, "value": v, "raw": raw, "told_at": as_real(told_at)}
+                changes = {
+                    "state": state,
+                    "value": v,
+                    "raw": raw,
+                    "told_at": as_real(told_at),
+                    "reason": reason,
+                    "transient": int(bool(transient)),
+                }
                 if not self._update_row(conn, pid, "state = 'pending'", changes):
                     raise StudyError(
                         f"point {pid} is not pending in the study at {self.path}; "
@@ -586,13 +609,15 @@ class StudyStore:
                     )
 
     def mark_failed(
-        self, updates: Iterable[tuple[int, float, str | None, float]], meta: Mapping[str, Any]
+        self,
+        updates: Iterable[tuple[int, float, str | None, float, bool]],
+        meta: Mapping[str, Any],
     ) -> None:
-        """Mark told or pending points failed ``(id, value kept, reason, now)`` and update
-        metadata, in one commit (the told value stays in ``raw``: nothing told is lost;
+        """Mark told or pending points failed ``(id, value kept, reason, now, transient)`` and
+        update metadata, in one commit (the told value stays in ``raw``: nothing told is lost;
         ``told_at`` becomes ``now`` only for points that were pending)."""
         with self._transaction() as conn:
-            for pid, value, reason, now in updates:
+            for pid, value, reason, now, transient in updates:
                 _, raw = self._split_value("failed", value)
                 told = conn.execute("SELECT told_at FROM points WHERE id = ?", (int(pid),))
                 told_at = (told.fetchone() or (None,))[0]
@@ -602,6 +627,7 @@ class StudyStore:
                     "raw": raw,
                     "reason": reason,
                     "told_at": as_real(now) if told_at is None else told_at,
+                    "transient": int(bool(transient)),
                 }
                 if not self._update_row(conn, pid, "state != 'failed'", changes):
                     raise StudyError(
