@@ -90,7 +90,9 @@ class Constraints:
                 "name them with Constraint(fn, name=...)"
             )
         if not isinstance(max_draws_factor, int) or not 1 <= max_draws_factor <= 10_000:
-            raise ValueError(f"max_draws_factor must be an int in [1, 10000], got {max_draws_factor}")
+            raise ValueError(
+                f"max_draws_factor must be an int in [1, 10000], got {max_draws_factor}"
+            )
         self.items: tuple[Constraint, ...] = tuple(items)
         self.max_draws_factor = max_draws_factor
 

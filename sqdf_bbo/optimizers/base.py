@@ -10,6 +10,10 @@ Usage (any optimizer)::
 
 Values are **maximized**.
 
+Length: one class whose public calls (ask, tell, mark_failed, run, the views, save/load) all
+share its point bookkeeping; input checks (:mod:`.inputs`), feasible proposals under known
+constraints (:mod:`.feasible`) and persistence (:mod:`sqdf_bbo.study.persist`) live apart.
+
 Writing an algorithm (Nevergrad-style: public ``ask``/``tell`` live here, algorithms
 override private hooks; the base does the bookkeeping — ids, pending points, partial tells in
 any order, failed points, external points, persistence): subclass :class:`Optimizer`, set a

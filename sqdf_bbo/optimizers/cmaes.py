@@ -228,9 +228,7 @@ class CMAES(Optimizer):
         f = [-self._points[i].value if states[i] == "complete" else worst + 1.0 for i in told]
         # 2. One pycma update with the told members of the population.
         self._tell_strategy([self._solutions[i] for i in told], f)
-        self._history.append(
-            {**self._open, "ids": list(ids), "told": told, "f": f}
-        )
+        self._history.append({**self._open, "ids": list(ids), "told": told, "f": f})
         self._open = {"ask_sizes": [], "ids": []}
         self._solutions = {}
 

@@ -119,7 +119,9 @@ class FeasibilityModel:
             fields = {f.name for f in dataclasses.fields(FeasibilityConfig)}
             unknown = sorted(set(overrides) - fields)
             if unknown:
-                raise TypeError(f"FeasibilityModel got unknown option(s) {unknown}; accepted: {sorted(fields)}")
+                raise TypeError(
+                    f"FeasibilityModel got unknown option(s) {unknown}; accepted: {sorted(fields)}"
+                )
             config = dataclasses.replace(config, **overrides)
         self.config = config
         self.seed = seed
@@ -229,7 +231,9 @@ class FeasibilityModel:
         if tensors:
             c = self.config
             n_features = int(tensors["weights.0"].shape[1])
-            self.net = HeadsMLP(c.n_heads, n_features, c.hidden, c.depth, dtype=tensors["weights.0"].dtype)
+            self.net = HeadsMLP(
+                c.n_heads, n_features, c.hidden, c.depth, dtype=tensors["weights.0"].dtype
+            )
             self.net.load_state_dict(tensors)
             self.net.requires_grad_(False).eval()
         return self
@@ -243,5 +247,7 @@ class FeasibilityModel:
         return self
 
     def __repr__(self) -> str:
-        status = f"fitted on {self.n_train} ({self.n_feasible} feasible)" if self.fitted else "unfitted"
+        status = (
+            f"fitted on {self.n_train} ({self.n_feasible} feasible)" if self.fitted else "unfitted"
+        )
         return f"FeasibilityModel({self.config}, seed={self.seed}, {status})"
