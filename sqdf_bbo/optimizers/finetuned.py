@@ -452,11 +452,14 @@ class FinetunedPriorOptimizer(Optimizer):
                 "this study's surrogate was fit on a feature map, which a study folder cannot "
                 "store: load it with the same map, e.g. SQDF.load(path, feature_map=fn)"
             )
+        stored = dict(spec["config"])
+        # a study made before failures taught anything keeps running as it was made
+        stored.setdefault("learn_feasibility", False)
         return cls(
             spec["prior"],
             batch_size=batch_size,
             seed=seed,
-            config=cls.config_class.from_dict(spec["config"]),
+            config=cls.config_class.from_dict(stored),
             feature_map=feature_map,
             constraints=constraints,
         )
