@@ -148,6 +148,8 @@ def test_prior_sampler_resamples_until_feasible() -> None:
         b = opt.ask()
         assert len(b) == 64 and bool((b.x[:, 0] >= 0.5).all())
         opt.tell(b.ids, b.x[:, 1])
+        # the share of drawn designs that were feasible, about the prior's share
+        assert abs(opt.metrics()["constraint_acceptance"] - share) < 0.2
 
 
 def test_rare_and_impossible_constraints() -> None:
@@ -197,6 +199,7 @@ def test_cma_es_resamples_and_replays_exactly(tmp_path) -> None:
         b = opt.ask()
         assert len(b) == 8 and bool((b.x[:, 0] >= 0.5).all())
         opt.tell(b.ids, -(b.x**2).sum(1))
+    assert 0 < opt.metrics()["constraint_acceptance"] <= 1
     opt.ask(4)  # an open iteration with resampled draws
     opt.close()
     with pytest.raises(StudyError, match="known constraints"):

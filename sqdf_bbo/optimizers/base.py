@@ -139,6 +139,8 @@ class Optimizer(ABC):
         self.shape: tuple[int, ...] = shape
         self.seed = int(seed)
         self.constraints: Constraints | None = as_constraints(constraints)
+        #: share of the designs drawn by the last ``ask`` that satisfied the known constraints
+        self.constraint_acceptance = math.nan
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
         self.generator = torch.Generator(device=self.device)
@@ -231,7 +233,7 @@ class Optimizer(ABC):
         if self.constraints is None:
             x, traj = self._checked_proposal(n)
         else:
-            prop = propose_feasible(
+            prop, drawn = propose_feasible(
                 self._checked_proposal,
                 n,
                 self.constraints,
@@ -240,6 +242,8 @@ class Optimizer(ABC):
             )
             x, traj = prop.x, prop.trajectories
             n = x.shape[0]
+            if self.redraws_for_constraints:
+                self.constraint_acceptance = n / drawn
         # 3. Record (durably first, then in memory): one pending point per design.
         now = time.time()
         ids = list(range(self._next_id, self._next_id + n))
@@ -464,6 +468,8 @@ class Optimizer(ABC):
         """Round, counts and the algorithm's own diagnostics (``_metrics``)."""
         out: dict[str, float] = {"round": float(self.round)}
         out.update({f"n_{k}": float(v) for k, v in self.counts().items()})
+        if self.constraints is not None:
+            out["constraint_acceptance"] = float(self.constraint_acceptance)
         out.update(self._metrics())
         return out
 

@@ -195,6 +195,7 @@ class CMAES(Optimizer):
                 "each; the search distribution has left the feasible set"
             )
         opened["kept"].extend(index)
+        self.constraint_acceptance = n / (sum(int(d) for d in opened["draws"]) - start)
         return sols
 
     def _feasible(self, sols: list[np.ndarray]) -> list[bool]:

@@ -30,8 +30,9 @@ def propose_feasible(
     constraints: Constraints,
     name: str,
     redraw: bool = True,
-) -> Proposal:
-    """Up to ``n`` feasible designs ``(m, *shape)`` (m ≤ n) with their trajectories.
+) -> tuple[Proposal, int]:
+    """Up to ``n`` feasible designs ``(m, *shape)`` (m ≤ n) with their trajectories, and the
+    number of designs drawn to find them (the acceptance rate is m / drawn).
 
     Args:
         propose: ``k -> (x (k, *shape), trajectories (k, K+1, *shape) | None)``, checked
@@ -87,4 +88,4 @@ def propose_feasible(
         raise RuntimeError(f"{name}._propose returned trajectories for some draws only")
     x = torch.cat(xs)
     traj = None if trajs[0] is None else torch.cat([t for t in trajs if t is not None])
-    return Proposal(x, traj)
+    return Proposal(x, traj), drawn
