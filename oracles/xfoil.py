@@ -25,7 +25,9 @@ exit status does not decide success: the printed, converged result does.
 A design fails (NaN and a reason, never an exception) when its geometry is invalid (no XFoil
 run; the rules of :func:`~oracles.airfoil.geometry_failures`), when XFoil does not converge,
 exits or crashes without a converged result, runs past ``timeout`` (its process group is
-killed), prints something unparsable, or returns a non-finite CL or a CD ≤ 0.
+killed), prints something unparsable, or returns a non-finite CL or a CD ≤ 0. XFoil also
+refuses outlines with an excessive angle between panels (a kink, or a leading edge too sharp
+for the points given): it warns at load and stops when it tries to plot the warning.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ _RMS = re.compile(r"^\s*\d+\s+rms:\s*(\S+)", re.MULTILINE)
 _CL = re.compile(r"\ba =\s*(\S+)\s+CL =\s*(\S+)")
 _CD = re.compile(r"\bCm =\s*(\S+)\s+CD =\s*(\S+)")
 _NOT_CONVERGED = "VISCAL:  Convergence failed"
+_PANEL_ANGLE = re.compile(r"Excessive panel angle\s+(\S+)\s+at i =\s*(\d+)")
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,18 @@ def parse_xfoil_output(
     cl = _CL.findall(text)
     cd = _CD.findall(text)
     if not rms or not cl or not cd:
+        kink = _PANEL_ANGLE.search(text)
+        if kink:  # XFoil warns at LOAD and stops when it tries to plot the outline
+            return (
+                nan,
+                nan,
+                nan,
+                False,
+                (
+                    f"outline rejected by XFoil: excessive panel angle {kink.group(1)} deg at node "
+                    f"{kink.group(2)} (a kink, or a leading edge too sharp for the points)"
+                ),
+            )
         detail = _tail(text)
         return (
             nan,
