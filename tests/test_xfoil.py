@@ -210,11 +210,40 @@ def test_parser_reasons_for_malformed_and_unphysical_output() -> None:
     stars = head + "       a =  5.000      CL =******\n      Cm = -0.0540     CD =  0.00775\n"
     assert parse_xfoil_output(stars)[3:] == (
         False,
-        "malformed XFoil output: rms '0.2E-05', CL '******', CD '0.00775', Cm '-0.0540'",
+        "malformed XFoil output: CL '******', CD '0.00775', Cm '-0.0540'",
     )
     negative = head + "       a =  5.000      CL =  0.5\n      Cm = -0.05     CD = -0.00100\n"
     assert (
         parse_xfoil_output(negative)[4] == "non-physical XFoil result CL=0.5, CD=-0.001, CM=-0.05"
+    )
+
+
+def test_parser_reasons_for_refused_outlines_crashes_and_diverged_runs() -> None:
+    kink = (
+        " WARNING: Poor input coordinate distribution\n"
+        "          Excessive panel angle  -71.1  at i =  80\n"
+        " Cannot open display...aborting\n"
+    )
+    assert parse_xfoil_output(kink, 1)[4] == (
+        "outline rejected by XFoil: excessive panel angle -71.1 deg at node 80 "
+        "(a kink, or a leading edge too sharp for the points)"
+    )
+    crash = (
+        " Calculating wake trajectory ...\n\n"
+        "Program received signal SIGFPE: Floating-point exception - erroneous arithmetic "
+        "operation.\n\nBacktrace for this error:\n#0  0x7f4138c218c2 in ???\n"
+    )
+    assert parse_xfoil_output(crash, -8)[4] == (
+        "no XFoil result (signal SIGFPE): Program received signal SIGFPE: Floating-point "
+        "exception - erroneous arithmetic operation."
+    )
+    diverged = (
+        "  58   rms: 0.2657E+06   max: 0.1E+06   D at   47  1\n"
+        "       a =  5.000      CL =*******\n      Cm = -0.0540     CD =  0.00775\n"
+        " VISCAL:  Convergence failed\n"
+    )
+    assert parse_xfoil_output(diverged, 1)[4] == (
+        "not converged after 58 iterations (VISCAL: Convergence failed); last rms 2.66e+05"
     )
 
 
