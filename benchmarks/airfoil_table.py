@@ -19,9 +19,24 @@ writes, per method (mean ± SE over seeds, after the same number of queries):
 ``Vendi``                   last batch's Vendi score (RBF, fixed held-out bandwidth)
 ==========================  ============================================================
 
+Judged by XFoil (runs made since the airfoil tasks judge their 10 best designs,
+:mod:`benchmarks.xfoil_judge`), per condition (α 5°, Re 1e6 and α 2°, Re 5e5):
+
+==========================  ============================================================
+``XFoil best``              best XFoil L/D among the run's 10 best designs by its own values
+``XFoil mean``              mean XFoil L/D of those 10 (those XFoil converged on)
+``XFoil conv``              share of the 10 that XFoil converged on
+``NeuralFoil best``         best NeuralFoil (xlarge) L/D of the same 10
+``NF − XFoil``              mean NeuralFoil − XFoil L/D over the converged
+==========================  ============================================================
+
+with the best database airfoil by XFoil at each condition as the reference row
+(:func:`benchmarks.xfoil_database.database_best`).
+
 Files: ``airfoil_table.md``, ``airfoil_table.csv`` (per method) and
 ``airfoil_runs.csv`` (per run), ``airfoil_curves.png`` (best raw and best validated L/D
-and the confident share vs queries).
+and the confident share vs queries), and with XFoil columns ``xfoil_table.md``.
+``--task airfoil-ld-a2`` (or ``airfoil-xfoil``) tabulates that task instead.
 """
 
 from __future__ import annotations
@@ -35,8 +50,10 @@ import pandas as pd
 
 from benchmarks.plotting import pyplot
 from benchmarks.suites import METHODS
+from benchmarks.xfoil_database import database_best
+from benchmarks.xfoil_judge import CONDITIONS
 
-__all__ = ["per_run", "per_method", "markdown", "plot_curves", "main"]
+__all__ = ["per_run", "per_method", "markdown", "markdown_xfoil", "plot_curves", "main"]
 
 TASK = "airfoil-ld"
 REFERENCE_LD = 189.7  # best database airfoil with t_max >= 0.12 and confidence > 0.9 (fx76mp120)
@@ -52,14 +69,25 @@ _COLUMNS = [
     ("vendi", "Vendi", 2),
     ("wall_s", "optimizer s", 0),
 ]
+_XFOIL_COLUMNS = [
+    (f"{key}_{c.label}", f"{label} ({c.describe()})", digits)
+    for c in CONDITIONS
+    for key, label, digits in (
+        ("nf_best", "NeuralFoil best", 1),
+        ("xfoil_best", "XFoil best", 1),
+        ("xfoil_mean", "XFoil mean", 1),
+        ("xfoil_conv", "XFoil conv", 2),
+        ("nf_gap", "NF − XFoil", 1),
+    )
+]
 
 
-def _rounds(runs: list[Path]) -> pd.DataFrame:
+def _rounds(runs: list[Path], task: str = TASK) -> pd.DataFrame:
     """All finished runs' rows; a run of another suite than ``airfoil`` is labelled
     ``<method> (<suite>)`` (e.g. ``cma-es (airfoil-es)``)."""
     frames = []
     for root in runs:
-        for f in sorted((root / "runs" / TASK).glob("*/seed*/rounds.csv")):
+        for f in sorted((root / "runs" / task).glob("*/seed*/rounds.csv")):
             done = f.parent / "done.json"
             if not done.is_file():
                 continue
@@ -69,7 +97,7 @@ def _rounds(runs: list[Path]) -> pd.DataFrame:
                 df["method"] = df["method"] + f" ({suite})"
             frames.append(df)
     if not frames:
-        raise FileNotFoundError(f"no finished {TASK} runs under {[str(r) for r in runs]}")
+        raise FileNotFoundError(f"no finished {task} runs under {[str(r) for r in runs]}")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -93,6 +121,7 @@ def per_run(rounds: pd.DataFrame) -> pd.DataFrame:
                 "natural_frac": float(last["natural_frac"]),
                 "vendi": float(last["vendi"]),
                 "wall_s": float(last["wall_s"]),
+                **{key: float(last[key]) for key, _, _ in _XFOIL_COLUMNS if key in last.index},
             }
         )
     return pd.DataFrame(rows)
@@ -103,7 +132,9 @@ def per_method(runs: pd.DataFrame) -> pd.DataFrame:
     g = runs.groupby("method", sort=False)
     out = g[["queries"]].min()
     out["n_seeds"] = g["seed"].nunique()
-    for key, _, _ in _COLUMNS:
+    for key, _, _ in _COLUMNS + _XFOIL_COLUMNS:
+        if key not in runs:
+            continue
         out[f"{key}_mean"] = g[key].mean()
         out[f"{key}_se"] = g[key].std(ddof=1) / np.sqrt(g[key].count())
     out = out.reset_index()
@@ -118,13 +149,13 @@ def _order(label: str) -> int:
     return (METHODS.index(method) if method in METHODS else len(METHODS)) + (100 if suite else 0)
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """The per-method table as markdown (mean ± SE)."""
-    head = ["method", "queries", "seeds"] + [label for _, label, _ in _COLUMNS]
+def markdown(table: pd.DataFrame, columns: list[tuple[str, str, int]] = _COLUMNS) -> str:
+    """The per-method table as markdown (mean ± SE) of ``columns`` (key, label, digits)."""
+    head = ["method", "queries", "seeds"] + [label for _, label, _ in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [str(r["method"]), str(int(r["queries"])), str(int(r["n_seeds"]))]
-        for key, _, d in _COLUMNS:
+        for key, _, d in columns:
             m, se = r[f"{key}_mean"], r[f"{key}_se"]
             cells.append(
                 "–"
@@ -133,6 +164,25 @@ def markdown(table: pd.DataFrame) -> str:
             )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def markdown_xfoil(table: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
+    """The XFoil judgement per method (mean ± SE), with the best database airfoil by XFoil
+    at each condition as the last row (``reference``: :func:`database_best`'s table)."""
+    md = markdown(table, _XFOIL_COLUMNS)
+    if reference is None or reference.empty:
+        return md
+    cells = ["best database airfoil", "–", "–"]
+    for key, _, d in _XFOIL_COLUMNS:
+        kind, _, label = key.rpartition("_")
+        row = reference[reference["condition"] == label]
+        if row.empty or kind not in ("xfoil_best", "nf_best"):
+            cells.append("–")
+            continue
+        r = row.iloc[0]
+        value = r["xfoil_ld"] if kind == "xfoil_best" else r["nf_ld"]
+        cells.append(f"{value:.{d}f}" + (f" ({r['name']})" if kind == "xfoil_best" else ""))
+    return md + "| " + " | ".join(cells) + " |\n"
 
 
 def plot_curves(rounds: pd.DataFrame, path: Path) -> Path:
@@ -170,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.airfoil_table")
     p.add_argument("--runs", type=Path, nargs="+", default=[Path("runs/airfoil")])
     p.add_argument("--out", type=Path, default=Path("docs/results/airfoil"))
+    p.add_argument("--task", default=TASK, help="airfoil-ld, airfoil-ld-a2 or airfoil-xfoil")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    rounds = _rounds(args.runs)
+    rounds = _rounds(args.runs, args.task)
     runs = per_run(rounds)
     table = per_method(runs)
     runs.to_csv(args.out / "airfoil_runs.csv", index=False)
@@ -181,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "airfoil_table.md").write_text(md)
     plot_curves(rounds, args.out / "airfoil_curves.png")
     print(md)
+    if any(f"{key}_mean" in table for key, _, _ in _XFOIL_COLUMNS):
+        xmd = markdown_xfoil(table, database_best())
+        (args.out / "xfoil_table.md").write_text(xmd)
+        print(xmd)
     return 0
 
 

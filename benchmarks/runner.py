@@ -25,6 +25,10 @@ One round r of a run:
    (:meth:`benchmarks.tasks.Task.extra_scores`, e.g. ``airfoil-ld``'s validated L/D) as
    extra columns after ``ROUND_COLUMNS``.
 
+After the last round, the task's numbers for the whole run (:meth:`benchmarks.tasks.Task.final_scores`
+of every told design and value, e.g. the airfoil tasks' XFoil judgement of the 10 best
+designs) are added as more extra columns of the last round's row (NaN in the others).
+
 A run with an explicit KL weight (``run_one(..., alpha_official=a)``, the frontier benchmark
 :mod:`benchmarks.frontier`) lives in ``OUT/runs/<task>/<method>/a<a>/seed<k>/`` instead.
 
@@ -208,6 +212,7 @@ def run_one(
     rows: list[dict] = []
     samples: dict[str, torch.Tensor] = {}
     told: list[float] = []
+    told_x: list[torch.Tensor] = []  # every design, for the task's final_scores
     queries = 0
     wall = time.perf_counter() - t_start
     for r, budget in enumerate(suite.budgets):
@@ -233,9 +238,14 @@ def run_one(
             }
         )
         samples[f"round{r}"] = kept_samples(batch.x)
+        if task.final_metrics is not None:
+            told_x.append(batch.x.detach().cpu())
         if on_round is not None:
             on_round(rows[-1], batch.x.detach().cpu())
-    extra_columns = [k for k in rows[0] if k not in ROUND_COLUMNS] if rows else []
+    if rows and told_x:
+        final = task.final_scores(torch.cat(told_x), np.asarray(told, dtype=np.float64))
+        rows[-1].update({k: v for k, v in final.items() if k not in ROUND_COLUMNS})
+    extra_columns = list(dict.fromkeys(k for row in rows for k in row if k not in ROUND_COLUMNS))
     df = pd.DataFrame(rows, columns=ROUND_COLUMNS + extra_columns)
     if folder is not None:
         save_run(folder, df, samples)

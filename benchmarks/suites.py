@@ -45,7 +45,9 @@ budgets in the paper's ratio 1:2:4:8, 3 seeds), ``airfoil`` (the ``airfoil-ld`` 
 the main methods and ``cma-es``, 3 seeds, 2,000 queries in rounds of 250/250/500/1000; needs
 the ``airfoil`` extra) and ``airfoil-es`` (``cma-es`` alone on ``airfoil-ld`` in rounds of 16:
 the small-population, many-generation setting an evolution strategy is usually run in, at
-the same 2,000 queries).
+the same 2,000 queries), ``airfoil-xfoil`` (``prior`` and ``sqdf`` on ``airfoil-xfoil``,
+XFoil itself as the oracle on a Dask LocalCluster of 2 workers, 2 seeds, 320 queries in
+rounds of 80; run it with ``--workers 1``: each run process starts its own cluster).
 """
 
 from __future__ import annotations
@@ -207,6 +209,23 @@ SUITES["airfoil-es"] = Suite(
     description=(
         "airfoil-ld: cma-es in its usual sequential setting at the same 2,000 queries "
         "(population 16, 125 generations)"
+    ),
+)
+
+
+SUITES["airfoil-xfoil"] = Suite(
+    name="airfoil-xfoil",
+    tasks=("airfoil-xfoil",),
+    methods=("prior", "sqdf"),
+    seeds=(0, 1),
+    budgets=(80, 80, 80, 80),
+    finetune_steps=40,
+    finetune_batch_size=64,
+    surrogate_steps=600,
+    rollouts_per_step=8,
+    description=(
+        "airfoil-xfoil: XFoil as the oracle on a Dask LocalCluster (2 workers), prior and "
+        "sqdf, 320 queries (run with --workers 1)"
     ),
 )
 

@@ -12,6 +12,9 @@ A :class:`Task` bundles what a benchmark run needs:
 * ``score_designs(x)`` — naturalness, natural_frac, Vendi and mean pairwise distance of a batch;
 * ``extra_scores(x)`` — the task's own named numbers for a batch (optional hook
   ``extra_metrics``; the runner writes them as extra rounds.csv columns);
+* ``final_scores(x, y)`` — the task's own named numbers for a whole run, from every told
+  design and its value (optional hook ``final_metrics``; the runner adds them to the last
+  round's row, e.g. the airfoil tasks' XFoil judgement, :mod:`benchmarks.xfoil_judge`);
 * ``start_design()`` — where a local search (CMA-ES) starts (optional hook ``start``;
   default the center of ``box``).
 
@@ -36,8 +39,17 @@ Registered tasks (``available_tasks()``):
                     training Kulfan vectors; extra columns ``valid_frac``,
                     ``conf_frac`` and the validated L/D (see
                     :func:`airfoil_extra_metrics`); box [-3, 3]^18 (mean ± 3 std
-                    of every Kulfan number); CMA-ES starts at NACA 2412. Needs the
-                    ``airfoil`` extra.
+                    of every Kulfan number); CMA-ES starts at NACA 2412; after
+                    the run, the 10 best designs judged by XFoil at α 5° / Re 1e6
+                    and α 2° / Re 5e5 (:mod:`benchmarks.xfoil_judge`). Needs the
+                    ``airfoil`` extra (and the ``xfoil`` program for the judge).
+``airfoil-ld-a2``   the same at α = 2°, Re = 5e5 (NeuralFoil and its validation
+                    at that condition; judged at both).
+``airfoil-xfoil``   the same designs, prior and rules, but XFoil itself is the
+                    oracle (α 5°, Re 1e6; :class:`~oracles.xfoil.XFoilOracle`),
+                    each design one job on a Dask ``LocalCluster`` of 2 worker
+                    processes started on first use in this process (the
+                    expensive-simulator workflow; ``dask`` extra, ``xfoil``).
 ==================  ==========================================================
 
 Tasks are cached per process (``get_task``): priors, density fits and bandwidths
@@ -46,18 +58,24 @@ are computed once.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 
 import numpy as np
 import pandas as pd
 import torch
 
 from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
+from benchmarks.xfoil_judge import CONDITIONS, Condition, judge_run
 from oracles.airfoil import NeuralFoilOracle, geometry_failures, neuralfoil_aero
+from oracles.cluster import dask_client, dask_executor
 from oracles.digits import DigitsClassOracle, DigitsInkOracle
 from oracles.toy import RingsOracle
+from oracles.xfoil import XFoilOracle
 from sqdf_bbo import load_prior
 from sqdf_bbo.data import RingsDistribution, airfoil_split, digits_split, kulfan_from_database
 from sqdf_bbo.diffusion.priors import load_standardization
@@ -95,6 +113,8 @@ class Task:
             for a batch (written as extra rounds.csv columns); ``None``: none.
         start: optional ``() → (*shape)``, the design a local search starts from;
             ``None``: the center of ``box``.
+        final_metrics: optional ``(x (N, *shape), y (N,)) → {name: float}`` of every design
+            a run told and its value (NaN = failed), after the last round; ``None``: none.
     """
 
     name: str
@@ -108,6 +128,7 @@ class Task:
     is_image: bool = False
     extra_metrics: Callable[[torch.Tensor], dict[str, float]] | None = None
     start: Callable[[], torch.Tensor] | None = None
+    final_metrics: Callable[[torch.Tensor, np.ndarray], dict[str, float]] | None = None
     _prior: object | None = field(default=None, repr=False)
 
     def prior(self):
@@ -159,6 +180,15 @@ class Task:
             return {}
         x = torch.as_tensor(x).detach().cpu().float()
         return {str(k): float(v) for k, v in self.extra_metrics(x).items()}
+
+    def final_scores(self, x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
+        """The task's numbers for a whole run: every told design ``x (N, *shape)`` and its
+        value ``y (N,)`` (``{}`` without a ``final_metrics`` hook)."""
+        if self.final_metrics is None:
+            return {}
+        x = torch.as_tensor(x).detach().cpu()
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        return {str(k): float(v) for k, v in self.final_metrics(x, y).items()}
 
     def start_design(self) -> torch.Tensor:
         """Where a local search starts, shape ``(*shape)``: ``start()`` or the box center."""
@@ -298,22 +328,26 @@ register_task("digits-ink", _digits_ink_task)
 AIRFOIL_MIN_THICKNESS = 0.12
 AIRFOIL_CONFIDENCE = 0.9  # NeuralFoil analysis_confidence above which a value counts
 AIRFOIL_JUDGE_MODEL = "xxxlarge"  # the larger NeuralFoil model that validates L/D
+XFOIL_DASK_WORKERS = 2  # worker processes of the airfoil-xfoil task's LocalCluster
 
 
-def _airfoil_oracle(seed: int, model_size: str = "xlarge"):
+def _airfoil_oracle(seed: int, model_size: str = "xlarge", condition: Condition = CONDITIONS[0]):
     return NeuralFoilOracle(
         model_size=model_size,
-        alpha=5.0,
-        Re=1e6,
-        n_crit=9.0,
+        alpha=condition.alpha,
+        Re=condition.Re,
+        n_crit=condition.n_crit,
         min_thickness=AIRFOIL_MIN_THICKNESS,
         standardization=load_standardization("airfoil"),
         seed=seed,
     )
 
 
-def airfoil_extra_metrics(x: torch.Tensor) -> dict[str, float]:
-    """The airfoil task's extra numbers for standardized designs ``x (n, 18)``.
+def airfoil_extra_metrics(
+    x: torch.Tensor, condition: Condition = CONDITIONS[0]
+) -> dict[str, float]:
+    """The airfoil tasks' extra numbers for standardized designs ``x (n, 18)`` at ``condition``
+    (default α 5°, Re 1e6, the ``airfoil-ld`` task's).
 
     * ``valid_frac``: share of valid geometry (finite, not self-intersecting, t_max ≥ 0.12);
     * ``conf_frac``: share whose xxxlarge NeuralFoil ``analysis_confidence`` exceeds 0.9
@@ -332,7 +366,11 @@ def airfoil_extra_metrics(x: torch.Tensor) -> dict[str, float]:
     ld = np.zeros(n)
     if finite.any():
         aero = neuralfoil_aero(
-            k[finite], alpha=5.0, Re=1e6, n_crit=9.0, model_size=AIRFOIL_JUDGE_MODEL
+            k[finite],
+            alpha=condition.alpha,
+            Re=condition.Re,
+            n_crit=condition.n_crit,
+            model_size=AIRFOIL_JUDGE_MODEL,
         )
         conf[finite] = np.nan_to_num(aero["confidence"], nan=0.0)
         ld[finite] = np.nan_to_num(aero["LD"], nan=0.0, posinf=0.0, neginf=0.0)
@@ -366,23 +404,70 @@ def _airfoil_start() -> torch.Tensor:
     return _airfoil_standardized(kulfan_from_database("naca2412")[None])[0]
 
 
-def _airfoil_ld_task() -> Task:
+def airfoil_xfoil_judge(x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
+    """The airfoil tasks' ``final_metrics``: the run's 10 best designs judged by XFoil
+    (:func:`benchmarks.xfoil_judge.judge_run`)."""
+    return judge_run(x, y, load_standardization("airfoil"))
+
+
+def _airfoil_task(name: str, description: str, make_oracle, condition: Condition) -> Task:
     return Task(
-        name="airfoil-ld",
-        description=(
-            "UIUC airfoils (standardized Kulfan vectors); reward = NeuralFoil xlarge L/D at "
-            "alpha 5 deg, Re 1e6, failed below t_max 0.12"
-        ),
+        name=name,
+        description=description,
         make_prior=lambda: _load_prior("airfoil"),
-        make_oracle=_airfoil_oracle,
+        make_oracle=make_oracle,
         make_naturalness=_airfoil_naturalness,
         make_heldout=lambda: _airfoil_standardized(airfoil_split().kulfan_heldout),
         feature_fn=_flatten,
         box=(-3.0, 3.0),
         is_image=False,
-        extra_metrics=airfoil_extra_metrics,
+        extra_metrics=partial(airfoil_extra_metrics, condition=condition),
         start=_airfoil_start,
+        final_metrics=airfoil_xfoil_judge,
+    )
+
+
+def _airfoil_ld_task(condition: Condition = CONDITIONS[0], name: str = "airfoil-ld") -> Task:
+    return _airfoil_task(
+        name,
+        "UIUC airfoils (standardized Kulfan vectors); reward = NeuralFoil xlarge L/D at "
+        f"{condition.describe()}, failed below t_max 0.12",
+        partial(_airfoil_oracle, condition=condition),
+        condition,
+    )
+
+
+@lru_cache(maxsize=1)
+def _xfoil_executor() -> Executor:
+    """A Dask executor on a LocalCluster of 2 worker processes, closed at exit (once per process)."""
+    stack = contextlib.ExitStack()
+    client = stack.enter_context(dask_client(f"local:{XFOIL_DASK_WORKERS}"))
+    atexit.register(stack.close)
+    return dask_executor(client)
+
+
+def _xfoil_oracle(seed: int) -> XFoilOracle:
+    c = CONDITIONS[0]
+    return XFoilOracle(
+        alpha=c.alpha,
+        Re=c.Re,
+        n_crit=c.n_crit,
+        min_thickness=AIRFOIL_MIN_THICKNESS,
+        standardization=load_standardization("airfoil"),
+        seed=seed,
+        executor=_xfoil_executor(),
     )
 
 
 register_task("airfoil-ld", _airfoil_ld_task)
+register_task("airfoil-ld-a2", lambda: _airfoil_ld_task(CONDITIONS[1], "airfoil-ld-a2"))
+register_task(
+    "airfoil-xfoil",
+    lambda: _airfoil_task(
+        "airfoil-xfoil",
+        "UIUC airfoils (standardized Kulfan vectors); reward = XFoil L/D at "
+        f"{CONDITIONS[0].describe()} on a Dask LocalCluster, failed below t_max 0.12",
+        _xfoil_oracle,
+        CONDITIONS[0],
+    ),
+)

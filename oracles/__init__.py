@@ -13,6 +13,8 @@
 ``BumpOracle``             Gaussian bump; ``RingsOracle`` = the rings benchmark's
 ``CommandOracle``          an external program: files in, files out
 ``NeuralFoilOracle``       airfoil L/D by NeuralFoil from Kulfan vectors (``airfoil`` extra)
+``XFoilOracle``            airfoil L/D by XFoil 6.99, one process per design
+                           (system program: ``apt-get install xfoil``)
 ``dask_executor``          a Dask ``Client`` as an executor (``dask`` extra)
 ``RayExecutor``            Ray tasks as an executor (``ray`` extra)
 ``WorkerDied``             the reason of a chunk whose cluster worker died
@@ -42,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "CommandOracle": "command",
     "NeuralFoilOracle": "airfoil",
     "NeuralFoilConfig": "airfoil",
+    "XFoilOracle": "xfoil",
+    "XFoilConfig": "xfoil",
     "dask_executor": "cluster",
     "RayExecutor": "cluster",
     "WorkerDied": "cluster",

@@ -45,7 +45,7 @@ import torch
 
 from .base import Evaluation, Oracle
 
-__all__ = ["CommandOracle"]
+__all__ = ["CommandOracle", "kill_process_group", "read_tail"]
 
 _FORMATS = ("npy", "csv")
 
@@ -80,7 +80,7 @@ def _fail_all(n: int, reason: str) -> Evaluation:
     return Evaluation(np.full(n, np.nan), dict.fromkeys(range(n), reason))
 
 
-def _read_tail(stream: IO[bytes], limit: int = TAIL_BYTES) -> str:
+def read_tail(stream: IO[bytes], limit: int = TAIL_BYTES) -> str:
     """The last ``limit`` bytes written to ``stream`` (an open binary file), decoded."""
     size = stream.seek(0, os.SEEK_END)
     stream.seek(max(0, size - limit))
@@ -94,7 +94,7 @@ def _read_bounded(path: Path, limit: int) -> bytes | None:
     return None if len(data) > limit else data
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_process_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL ``proc`` and its process group (POSIX), then reap ``proc``.
 
     Must run before ``proc`` is reaped: until then its pid names its group.
@@ -286,8 +286,8 @@ class CommandOracle(Oracle):
                 pass
             finally:
                 if proc.returncode is None:  # the timeout, or the caller was interrupted
-                    _kill_group(proc)
-            return _Run(returncode, _read_tail(out), _read_tail(err))
+                    kill_process_group(proc)
+            return _Run(returncode, read_tail(out), read_tail(err))
 
     def _evaluate(self, x: torch.Tensor) -> Evaluation:
         """Values of ``x (n, *shape)`` from one run of the program; failures as reasons."""

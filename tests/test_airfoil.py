@@ -247,6 +247,7 @@ def test_airfoil_task_registers_and_runs_through_ask_tell(tmp_path: Path) -> Non
     from benchmarks.runner import ROUND_COLUMNS, run_one
     from benchmarks.suites import SUITES
     from benchmarks.tasks import airfoil_extra_metrics, available_tasks, get_task
+    from benchmarks.xfoil_judge import CONDITIONS, SUMMARY_KEYS
 
     assert "airfoil-ld" in available_tasks() and "airfoil" in SUITES
     task = get_task("airfoil-ld")
@@ -259,7 +260,9 @@ def test_airfoil_task_registers_and_runs_through_ask_tell(tmp_path: Path) -> Non
         for method in suite.methods:
             df = run_one("airfoil-ld", method, 0, suite, tmp_path, progress=False)
             extra = ["valid_frac", "conf_frac", "validated_ld_mean", "validated_ld_max"]
-            assert list(df.columns) == ROUND_COLUMNS + extra
+            judged = [f"{k}_{c.label}" for c in CONDITIONS for k in SUMMARY_KEYS]
+            assert list(df.columns) == ROUND_COLUMNS + extra + judged
+            assert df[judged].iloc[:-1].isna().all().all()  # the judge runs after the last round
             assert df["queries"].tolist() == [8, 16]
             assert ((df["valid_frac"] >= 0) & (df["valid_frac"] <= 1)).all()
             assert (df["n_failed"] == np.round(8 * (1 - df["valid_frac"]))).all()
