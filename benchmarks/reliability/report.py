@@ -22,11 +22,13 @@ from benchmarks.reliability.concurrency import concurrency_probes
 from benchmarks.reliability.corruption import corruption_probes
 from benchmarks.reliability.hostile import hostile_probes
 from benchmarks.reliability.kills import sigkill_probes
+from benchmarks.reliability.tampering import tampering_probes
 
 CATEGORIES: dict[str, Callable[[Path, Sizes, int, Callable[[str], None]], list[Probe]]] = {
     "sigkill": sigkill_probes,
     "concurrency": concurrency_probes,
     "corruption": corruption_probes,
+    "tampering": tampering_probes,
     "hostile input": hostile_probes,
 }
 
