@@ -35,6 +35,7 @@ TINY = Sizes(
     ),
     tamperings=("delete the last rows (their ids would be reused)", "drop the points' crc column"),
     batch_cases=("CommandOracle writes 1e39 first (the issue's case)",),
+    hang_cases=("thread pool: jobs that never return",),
     api_cases=("tell 1e39", "tell values as a set"),
     cli_cases=("tell: short row", "tell: UTF-8 BOM (valid: must store the value)"),
 )
@@ -53,6 +54,7 @@ def test_a_tiny_run_loses_nothing(tmp_path: Path) -> None:
         "corruption",
         "tampering",
         "oracle batches",
+        "stuck workers",
         "hostile input",
     ]
     bad = [p for p in probes if p.lost or not p.ok]
@@ -90,6 +92,8 @@ def test_a_tiny_run_loses_nothing(tmp_path: Path) -> None:
             "run returned: 3 told, 1 failed with a reason"
         )
     }
+    (stuck,) = [p for p in probes if p.category == "stuck workers"]
+    assert stuck.outcome.startswith("returned: ") and stuck.ok
     assert outcomes(probes, "hostile input") == {
         "API: tell 1e39": "refused (ValueError)",
         "API: tell values as a set": "refused (TypeError)",
