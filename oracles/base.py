@@ -12,8 +12,9 @@ evaluation itself (BoTorch ``test_functions/base.py`` style):
    non-finite value, or a reason reported through :class:`Evaluation`, marks
    that point failed; the reasons land in ``oracle.failures`` (last call) and
    ``oracle.failure_log`` (all calls) — a point's failure never raises. A failure of the
-   executor itself (a worker died, the chunk could not be pickled) says nothing about the
-   design: such points are also listed in ``oracle.transient_failures``; reasons from
+   executor itself (a worker died, the chunk could not be pickled, no result within
+   ``chunk_timeout``) says nothing about the design: such points are also listed in
+   ``oracle.transient_failures``; reasons from
    ``_evaluate`` and non-finite values are design failures;
 4. adds observation noise ``N(0, noise_std²)`` from the oracle's own seeded
    generator (one draw per point, failed or not, so the stream does not depend
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,7 +38,11 @@ import torch
 
 from sqdf_bbo.progress import progress_bar
 
-__all__ = ["Oracle", "DifferentiableOracle", "Evaluation", "evaluate_chunk"]
+__all__ = ["Oracle", "DifferentiableOracle", "Evaluation", "ChunkTimeout", "evaluate_chunk"]
+
+
+class ChunkTimeout(Exception):
+    """A job submitted to the executor gave no result within the oracle's ``chunk_timeout``."""
 
 
 @dataclass
@@ -117,6 +122,14 @@ class Oracle(ABC):
             the generator are not sent).
         chunk_size: points per submitted job; default 1 (one job per point)
             with an executor, the whole batch without.
+        chunk_timeout: seconds to wait for each submitted job's result (needs an
+            ``executor``; ``None``: no limit). A job without a result in time (it hangs,
+            its worker was stopped or lost) is cancelled and its points fail with the
+            reason ``"executor: no result within ... s (chunk_timeout)"``, as transient
+            failures. Results are awaited in submission order, each for at most
+            ``chunk_timeout`` after the previous one came back, so a call with k stuck
+            jobs returns after about k × ``chunk_timeout``. A cancelled job may keep
+            running where the executor cannot stop it (a thread, a running Dask task).
         progress: show a tqdm bar over the chunks of each call (slow simulators).
 
     Attributes:
@@ -141,6 +154,7 @@ class Oracle(ABC):
         seed: int = 0,
         executor: Executor | None = None,
         chunk_size: int | None = None,
+        chunk_timeout: float | None = None,
         progress: bool = False,
     ) -> None:
         if not (
@@ -155,6 +169,19 @@ class Oracle(ABC):
             )
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size must be an int >= 1 or None, got {chunk_size!r}")
+        if chunk_timeout is not None:
+            if isinstance(chunk_timeout, bool) or not isinstance(chunk_timeout, (int, float)):
+                raise TypeError(f"chunk_timeout must be a number, got {chunk_timeout!r}")
+            if not (math.isfinite(chunk_timeout) and chunk_timeout > 0):
+                raise ValueError(
+                    f"chunk_timeout must be a finite number > 0, got {chunk_timeout!r}"
+                )
+            if executor is None:
+                raise ValueError(
+                    "chunk_timeout needs an executor: a call in this process cannot be "
+                    "interrupted (run the jobs on a thread or process pool, or use "
+                    "CommandOracle's own timeout)"
+                )
         self.shape = tuple(int(s) for s in self.shape)
         if not self.shape or any(s < 1 for s in self.shape):
             raise ValueError(
@@ -165,6 +192,7 @@ class Oracle(ABC):
         self.seed = seed
         self.executor = executor
         self.chunk_size = chunk_size
+        self.chunk_timeout = None if chunk_timeout is None else float(chunk_timeout)
         self.progress = bool(progress)
         self.generator = torch.Generator().manual_seed(seed)
         self.failures: dict[int, str] = {}
@@ -242,18 +270,14 @@ class Oracle(ABC):
                 ]
                 results = []
                 for s, fut in zip(starts, futures):
+                    m = min(size, n - s)
                     try:
-                        results.append(fut.result())
+                        results.append(self._result(fut))
                     except Exception as exc:  # noqa: BLE001 - e.g. a worker died or pickling failed
-                        m = min(size, n - s)
-                        results.append(
-                            (
-                                np.full(m, np.nan),
-                                dict.fromkeys(range(m), f"executor: {_describe(exc)}"),
-                            )
-                        )
+                        reason = f"executor: {_describe(exc)}"
+                        results.append((np.full(m, np.nan), dict.fromkeys(range(m), reason)))
                         transient.update(range(s, s + m))
-                    bar.update(results[-1][0].shape[0])
+                    bar.update(m)
             bar.close()
             for s, (v, r) in zip(starts, results):
                 values[s : s + v.shape[0]] = v
@@ -275,6 +299,20 @@ class Oracle(ABC):
             (self.n_calls, i, msg, i in transient) for i, msg in self.failures.items()
         )
         return torch.as_tensor(values, dtype=torch.float64).to(x.device)
+
+    def _result(self, fut: Future) -> tuple[np.ndarray, dict[int, str]]:
+        """A submitted chunk's result, waited for at most ``chunk_timeout`` seconds; a job
+        still without a result then is cancelled and raises :class:`ChunkTimeout`."""
+        try:
+            return fut.result(timeout=self.chunk_timeout)
+        except TimeoutError:
+            if fut.done():  # the job itself raised a TimeoutError
+                raise
+            fut.cancel()
+            raise ChunkTimeout(
+                f"no result within {self.chunk_timeout:g} s (chunk_timeout); the job was "
+                "cancelled (a worker stopped, lost or stuck)"
+            ) from None
 
     @abstractmethod
     def _evaluate(self, x: torch.Tensor) -> torch.Tensor | np.ndarray | Evaluation:

@@ -12,7 +12,9 @@ import functools
 import importlib.util
 import json
 import logging
+import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -149,6 +151,68 @@ def test_worker_killed_mid_batch_fails_only_its_chunk(client, tmp_path: Path) ->
     assert set(oracle.failures) == {N - 2, N - 1}
     for reason in oracle.failures.values():
         assert reason.startswith("executor: WorkerDied: worker died while running the job")
+
+
+def stuck_until(flag: str, v: torch.Tensor) -> float:
+    """A job that never returns for designs with ``v[0] < 0`` (until ``flag`` exists, ≤ 60 s)."""
+    if float(v[0]) < 0:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(flag) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return math.nan
+    return float((v**2).sum())
+
+
+def warm(client: distributed.Client) -> None:
+    """Import what the jobs need on every worker first (a worker restarted by an earlier
+    test would spend its first seconds importing torch: longer than the 1 s timeouts)."""
+    for module in ("torch", "oracles.base"):
+        client.run(importlib.import_module, module)
+
+
+def check_timed_out(oracle: CallableOracle, y: torch.Tensor, x: torch.Tensor) -> set[int]:
+    """Every point has its value or timed out (transient, with the reason); the timed out."""
+    timed_out = {i for i in range(len(x)) if math.isnan(float(y[i]))}
+    assert oracle.transient_failures == timed_out == set(oracle.failures)
+    for i in timed_out:
+        assert "no result within 1 s (chunk_timeout)" in oracle.failures[i]
+    ok = sorted(set(range(len(x))) - timed_out)
+    assert torch.equal(y[ok], (x[ok] ** 2).sum(1).double())
+    return timed_out
+
+
+def test_a_job_that_never_returns_times_out(client, tmp_path: Path) -> None:
+    x = designs()[:6]
+    x[4, 0] = -1.0  # chunk 2 (designs 4, 5) never returns
+    flag = tmp_path / "release"
+    fn = functools.partial(stuck_until, str(flag))
+    warm(client)
+    oracle = CallableOracle(
+        fn, (2,), chunk_size=CHUNK, executor=dask_executor(client), chunk_timeout=1.0
+    )
+    try:
+        y = oracle(x)
+    finally:
+        flag.touch()  # the stuck job returns; its worker is free for the next tests
+    assert check_timed_out(oracle, y, x) == {4, 5}
+
+
+def test_a_stopped_worker_fails_its_chunks_as_transient(client) -> None:
+    """SIGSTOP one of the two workers mid-use: its chunks time out, the others are told."""
+    x = designs()
+    warm(client)
+    pids = client.run(os.getpid)
+    stopped = sorted(pids.values())[0]
+    oracle = CallableOracle(
+        square_norm, (2,), chunk_size=CHUNK, executor=dask_executor(client), chunk_timeout=1.0
+    )
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        y = oracle(x)
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    assert len(check_timed_out(oracle, y, x)) >= CHUNK, "the stopped worker held a chunk"
+    assert torch.isfinite(oracle(x)).all(), "resumed, the cluster evaluates everything again"
 
 
 def test_dask_spec_parsing() -> None:

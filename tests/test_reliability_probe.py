@@ -33,6 +33,9 @@ TINY = Sizes(
         "delete snapshot checksums.json",
         "snapshots/ is a link to an outside folder",
     ),
+    tamperings=("delete the last rows (their ids would be reused)", "drop the points' crc column"),
+    batch_cases=("CommandOracle writes 1e39 first (the issue's case)",),
+    hang_cases=("thread pool: jobs that never return",),
     api_cases=("tell 1e39", "tell values as a set"),
     cli_cases=("tell: short row", "tell: UTF-8 BOM (valid: must store the value)"),
 )
@@ -45,7 +48,15 @@ def outcomes(probes: list[Probe], category: str) -> dict[str, str]:
 def test_a_tiny_run_loses_nothing(tmp_path: Path) -> None:
     probes = run_all(tmp_path, TINY, seed=3, log=lambda _: None)
     summary = summarize(probes)
-    assert list(summary) == ["sigkill", "concurrency", "corruption", "hostile input"]
+    assert list(summary) == [
+        "sigkill",
+        "concurrency",
+        "corruption",
+        "tampering",
+        "oracle batches",
+        "stuck workers",
+        "hostile input",
+    ]
     bad = [p for p in probes if p.lost or not p.ok]
     assert not bad, bad
     assert all(row["lost"] == 0 and row["unexpected"] == 0 for row in summary.values())
@@ -72,6 +83,17 @@ def test_a_tiny_run_loses_nothing(tmp_path: Path) -> None:
         "delete snapshot checksums.json": "loaded intact",
         "snapshots/ is a link to an outside folder": "StudyError",
     }
+    assert outcomes(probes, "tampering") == {
+        "delete the last rows (their ids would be reused)": "StudyError",
+        "drop the points' crc column": "StudyError",
+    }
+    assert outcomes(probes, "oracle batches") == {
+        "CommandOracle writes 1e39 first (the issue's case)": (
+            "run returned: 3 told, 1 failed with a reason"
+        )
+    }
+    (stuck,) = [p for p in probes if p.category == "stuck workers"]
+    assert stuck.outcome.startswith("returned: ") and stuck.ok
     assert outcomes(probes, "hostile input") == {
         "API: tell 1e39": "refused (ValueError)",
         "API: tell values as a set": "refused (TypeError)",

@@ -32,8 +32,9 @@ KILL_TARGETS = ("start", "create", "ask", "snapshot", "commit", "tell")  # cycle
 KILL_WORKERS = 2  # children running (and being killed) at the same time
 CONCURRENT_READS = 12  # category 2: read-only loads by a second process while a writer runs
 CLI_TELLS = 24  # category 2: sequential CLI tell calls while another process polls status
-# categories 3 and 4: the case lists CORRUPTIONS (corruption.py), API_CASES and CLI_CASES
-# (hostile.py; every case runs)
+# the case lists of the other categories: CORRUPTIONS (corruption.py), TAMPERINGS
+# (tampering.py), BATCH_CASES (oracle_batches.py), HANG_CASES (hangs.py), API_CASES and
+# CLI_CASES (hostile.py); every case runs
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
 FAST = {
@@ -82,6 +83,9 @@ class Sizes:
     reads: int = CONCURRENT_READS
     cli_tells: int = CLI_TELLS
     corruptions: tuple[str, ...] | None = None  # None: every case
+    tamperings: tuple[str, ...] | None = None
+    batch_cases: tuple[str, ...] | None = None
+    hang_cases: tuple[str, ...] | None = None
     api_cases: tuple[str, ...] | None = None
     cli_cases: tuple[str, ...] | None = None
 

@@ -156,7 +156,7 @@ META_CASES = (
     ("snapshot", '"00000099"'),
     ("spec", '{"prior": {"__prior__": "../../elsewhere"}}'),
     ("method", '"no-such-method"'),
-    ("version", "2"),
+    ("version", "3"),
     ("format", '"another-tool"'),
 )
 
@@ -219,7 +219,9 @@ def try_load(study: Path, attach: bool, want: Stored) -> tuple[str, list[str]]:
     return ("loaded intact" if not problems else "LOADED WITH WRONG DATA"), problems
 
 
-def corruption_probe(case: Case, base: Path, want: Stored, root: Path) -> Probe:
+def corruption_probe(
+    case: Case, base: Path, want: Stored, root: Path, category: str = "corruption"
+) -> Probe:
     """Apply ``case`` to a copy of ``base`` in ``root``; load it detached, then attached."""
     # 1. A fresh copy and an outside folder (links may lead there).
     study, outside = root / "s", root / "outside"
@@ -241,7 +243,7 @@ def corruption_probe(case: Case, base: Path, want: Stored, root: Path) -> Probe:
     loads = sum(o != "StudyError" and "Error" not in o.split(":")[0] for o in (detached, attached))
     outcome = detached if attached == detached else f"{detached} / attached: {attached}"
     return Probe(
-        "corruption",
+        category,
         case.name,
         outcome,
         checked=len(want.told()) * loads,

@@ -20,13 +20,19 @@ import torch
 from benchmarks.reliability.common import DEFAULT, Probe, Sizes
 from benchmarks.reliability.concurrency import concurrency_probes
 from benchmarks.reliability.corruption import corruption_probes
+from benchmarks.reliability.hangs import hang_probes
 from benchmarks.reliability.hostile import hostile_probes
 from benchmarks.reliability.kills import sigkill_probes
+from benchmarks.reliability.oracle_batches import oracle_batch_probes
+from benchmarks.reliability.tampering import tampering_probes
 
 CATEGORIES: dict[str, Callable[[Path, Sizes, int, Callable[[str], None]], list[Probe]]] = {
     "sigkill": sigkill_probes,
     "concurrency": concurrency_probes,
     "corruption": corruption_probes,
+    "tampering": tampering_probes,
+    "oracle batches": oracle_batch_probes,
+    "stuck workers": hang_probes,
     "hostile input": hostile_probes,
 }
 

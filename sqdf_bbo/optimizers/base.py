@@ -381,13 +381,15 @@ class Optimizer(ABC):
     ) -> pd.DataFrame:
         """Ask, evaluate with ``oracle(x (n, *shape)) -> (n,)`` and tell until ``budget`` evaluations.
 
-        When the oracle says why points failed (an :class:`oracles.Oracle`'s ``failures``
-        ``{index: reason}`` and ``transient_failures`` ``{index}`` of its last call), the
-        reasons and transient flags are told with the values; a plain callable's failed
-        points are design failures without a reason.
+        Every failed point is told with a reason: the oracle's own (an
+        :class:`oracles.Oracle`'s ``failures``, with its ``transient_failures`` marked
+        transient) or what was wrong with the value. A value the model cannot take
+        (non-finite, or beyond :attr:`value_limit`) is that point's design failure and the
+        rest of the batch is told (:func:`~sqdf_bbo.optimizers.inputs.oracle_output`; a
+        direct ``tell`` of an out-of-range value raises instead).
 
-        Returns ``history``. If the oracle raises, its batch stays pending and the error
-        propagates (nothing told is lost).
+        Returns ``history``. If the oracle raises, or returns something that is not ``n``
+        numbers, its batch stays pending and the error propagates (nothing told is lost).
         """
         budget = inputs.check_count(budget, "budget")
         bs = self.batch_size if batch_size is None else inputs.check_count(batch_size, "batch_size")
@@ -396,7 +398,7 @@ class Optimizer(ABC):
             while used < budget:
                 batch = self.ask(min(bs, budget - used))
                 y = oracle(batch.x)
-                values, reasons, transient = inputs.oracle_output(oracle, y, batch.ids)
+                values, reasons, transient = inputs.oracle_output(oracle, y, batch.ids, self.dtype)
                 self.tell(batch.ids, values, reasons=reasons, transient=transient)
                 used += len(batch)
                 bar.update(len(batch))

@@ -81,8 +81,25 @@ def as_values(y: Any, n: int, dtype: torch.dtype) -> np.ndarray:
     """Values as a new float64 array ``(n,)``; ``None`` entries become NaN (failed).
 
     ``(n, 1)`` is flattened; a finite value beyond :func:`value_limit` of ``dtype`` (the
-    model's arithmetic) is refused.
+    model's arithmetic) is refused: told by a user, it is a mistake to correct.
     """
+    arr = _real_array(y, n)
+    limit = value_limit(dtype)
+    with np.errstate(invalid="ignore"):
+        huge = np.isfinite(arr) & (np.abs(arr) > limit)
+    if huge.any():
+        k = int(np.flatnonzero(huge)[0])
+        raise ValueError(
+            f"value {float(arr[k])!r} (position {k}) is too large for the model's {dtype} "
+            f"arithmetic: values must lie within ±{limit:.3g} (the square root of the "
+            "largest float, so that their squares stay finite); rescale the oracle's "
+            "output, or tell NaN to record a failed evaluation"
+        )
+    return arr
+
+
+def _real_array(y: Any, n: int) -> np.ndarray:
+    """``y`` as a new float64 array ``(n,)`` (``(n, 1)`` flattened, ``None`` → NaN)."""
     if isinstance(y, torch.Tensor):
         if y.dtype.is_complex or y.dtype == torch.bool:
             raise TypeError(f"values must be real numbers, got a tensor of dtype {y.dtype}")
@@ -121,17 +138,6 @@ def as_values(y: Any, n: int, dtype: torch.dtype) -> np.ndarray:
         arr = arr[:, 0]
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"expected {n} values of shape ({n},), got shape {tuple(arr.shape)}")
-    limit = value_limit(dtype)
-    with np.errstate(invalid="ignore"):
-        huge = np.isfinite(arr) & (np.abs(arr) > limit)
-    if huge.any():
-        k = int(np.flatnonzero(huge)[0])
-        raise ValueError(
-            f"value {float(arr[k])!r} (position {k}) is too large for the model's {dtype} "
-            f"arithmetic: values must lie within ±{limit:.3g} (the square root of the "
-            "largest float, so that their squares stay finite); rescale the oracle's "
-            "output, or tell NaN to record a failed evaluation"
-        )
     return arr.copy()
 
 
@@ -250,25 +256,41 @@ def check_mark_failed(points: Mapping[int, Any], ids: list[int]) -> list[int]:
 
 
 def oracle_output(
-    oracle: Any, y: Any, ids: list[int]
+    oracle: Any, y: Any, ids: list[int], dtype: torch.dtype
 ) -> tuple[np.ndarray, dict[int, str], set[int]]:
     """What ``Optimizer.run`` tells for the batch ``ids`` after ``y = oracle(x)``: the values
     ``(n,)`` float64, the reasons ``{id: reason}`` and the transient ids of its failed points.
 
+    A value the model cannot take — non-finite, or beyond :func:`value_limit` of ``dtype``
+    — is that point's design failure (NaN) with a reason, and the rest of the batch is told
+    (a user telling such a value directly gets a ``ValueError`` instead: :func:`as_values`).
     Reasons and transient flags come from an :class:`oracles.Oracle`'s ``failures``
     (``{index: reason}``) and ``transient_failures`` (``{index}``) of its last call, kept
-    for the points whose value is not finite; a plain callable has neither.
+    for the failed points; a plain callable has neither. Output that is not ``n`` real
+    numbers raises (the batch stays pending).
     """
-    values = as_values(y, len(ids), torch.float64)
-    failed = {k for k in range(len(ids)) if not math.isfinite(values[k])}
+    values = _real_array(y, len(ids))
     failures = getattr(oracle, "failures", None)
+    given = dict(failures) if isinstance(failures, Mapping) else {}
     flagged = getattr(oracle, "transient_failures", None)
+    flagged = flagged if isinstance(flagged, Set) else set()
+    limit = value_limit(dtype)
     reasons: dict[int, str] = {}
-    if isinstance(failures, Mapping):
-        reasons = {ids[k]: str(r) for k, r in failures.items() if k in failed and r}
     transient: set[int] = set()
-    if isinstance(flagged, Set):
-        transient = {ids[k] for k in flagged if k in failed}
+    for k, v in enumerate(values.tolist()):
+        if math.isfinite(v) and abs(v) <= limit:
+            continue
+        if math.isfinite(v):
+            reason = (
+                f"the oracle returned {v!r}, beyond ±{limit:.3g}, the largest magnitude the "
+                f"model's {dtype} arithmetic takes (Optimizer.value_limit)"
+            )
+            values[k] = math.nan
+        else:
+            reason = str(given.get(k) or f"the oracle returned {v!r}")
+            if k in flagged:
+                transient.add(ids[k])
+        reasons[ids[k]] = reason
     return values, reasons, transient
 
 

@@ -9,13 +9,20 @@ A point row's checksum (:func:`point_crc`) covers its ``ROW_COLUMNS`` and, only 
 set, the ``transient`` flag: rows written before the flag existed (which read as not
 transient) keep the checksums they were written with, and changing the flag either way
 breaks the checksum.
+
+The metadata row ``integrity`` (:func:`integrity_record`) counts the committed points and
+sums their CRCs, so that deleted, added and unchecked rows are found too
+(:mod:`sqdf_bbo.study.integrity`); studies of version 1 (before it) are migrated at their
+first writable open.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,9 @@ from sqdf_bbo.study.errors import StudyError
 __all__ = [
     "STUDY_FORMAT",
     "STUDY_VERSION",
+    "READABLE_VERSIONS",
+    "INTEGRITY",
+    "integrity_record",
     "SCHEMA",
     "ROW_COLUMNS",
     "INSERT_POINT",
@@ -34,12 +44,17 @@ __all__ = [
     "SNAPSHOT_NAME",
     "row_crc",
     "point_crc",
+    "has_column",
+    "write_meta",
     "as_real",
     "check_meta_types",
 ]
 
 STUDY_FORMAT = "sqdf-bbo-study"
-STUDY_VERSION = 1
+STUDY_VERSION = 2
+#: Versions this code reads: 1 (no integrity record; migrated at the first writable open), 2.
+READABLE_VERSIONS = (1, 2)
+INTEGRITY = "integrity"
 SNAPSHOT_NAME = re.compile(r"[0-9]+")
 
 SCHEMA = """
@@ -68,7 +83,9 @@ INSERT_POINT = (
     f"VALUES ({', '.join('?' * (len(ROW_COLUMNS) + 2))})"
 )
 POINT_COLUMNS = ("id", "round", "source", "state", "value", "raw", "asked_at", "told_at")
-REQUIRED_META = ("format", "version", "method", "shape", "dtype", "study_uid", "round")
+REQUIRED_META = (
+    "format", "version", "method", "shape", "dtype", "study_uid", "round", "snapshot"
+)  # fmt: skip
 
 
 def _encode_field(value: Any) -> bytes:
@@ -95,6 +112,38 @@ def point_crc(fields: Sequence[Any], transient: Any) -> int:
     """CRC-32 of a points row: its ``ROW_COLUMNS`` ``fields``, plus the ``transient`` flag
     only when it is set (see the module docstring)."""
     return row_crc((*fields, 1) if transient else tuple(fields))
+
+
+def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether ``table`` has ``column``."""
+    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def write_meta(conn: sqlite3.Connection, meta: Mapping[str, Any]) -> None:
+    """Upsert metadata rows (values as JSON), each with its CRC."""
+    encoded = [(k, json.dumps(v)) for k, v in meta.items()]
+    conn.executemany(
+        "INSERT INTO meta (key, value, crc) VALUES (?, ?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value, crc = excluded.crc",
+        [(k, v, row_crc((k, v))) for k, v in encoded],
+    )
+
+
+def integrity_record(rows: int, crc_sum: int, meta_keys: Iterable[str]) -> dict[str, Any]:
+    """The ``integrity`` metadata value: committed points, the sum of their checksums and the
+    names of the other metadata rows (sorted)."""
+    return {"rows": int(rows), "crc_sum": int(crc_sum), "meta_keys": sorted(set(meta_keys))}
+
+
+def _is_integrity(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"rows", "crc_sum", "meta_keys"}
+        and _is_count(value["rows"])
+        and _is_count(value["crc_sum"])
+        and isinstance(value["meta_keys"], list)
+        and all(isinstance(k, str) for k in value["meta_keys"])
+    )
 
 
 def as_real(value: Any) -> Any:
@@ -142,6 +191,7 @@ _META_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "null or a snapshot folder name (digits)",
     ),
     "spec": (_is_spec, "null or an object whose prior references are plain folder names"),
+    INTEGRITY: (_is_integrity, "an object with rows, crc_sum and meta_keys"),
 }
 
 

@@ -2,8 +2,9 @@
 
 Length: one class, :class:`StudyStore`, whose every read and write is one short SQLite
 transaction kept next to the durability rules below; the folder on disk (:mod:`.folder`),
-the tables and checksums (:mod:`.schema`), the byte codec (:mod:`.codec`) and the errors
-(:mod:`.errors`) live in sibling modules.
+the tables and checksums (:mod:`.schema`), the checks against edits made outside
+sqdf-bbo and the migration of old studies (:mod:`.integrity`), the byte codec
+(:mod:`.codec`) and the errors (:mod:`.errors`) live in sibling modules.
 
 A study folder holds::
 
@@ -34,6 +35,11 @@ Durability rules (what a ``SIGKILL`` at any instant can and cannot lose):
    (not a field of ``state.json``) covers both files and leaves older snapshots, which lack
    it, loadable unverified. Saved priors in ``objects/`` carry their own manifest, verified
    by :meth:`sqdf_bbo.diffusion.prior.DiffusionPrior.load`.
+7. Rows: every points and metadata row carries a CRC-32 and the ``integrity`` metadata row
+   counts the committed points and sums their CRCs (:mod:`.integrity`); each write moves
+   it by the rows it changed (never by recounting, which would bless an edit made outside
+   sqdf-bbo) and refuses to write over a row that fails its CRC. A deleted, added, replaced
+   or unchecked row, or a deleted metadata row, is a :class:`StudyError` at the next open.
 """
 
 from __future__ import annotations
@@ -73,10 +79,21 @@ from sqdf_bbo.study.folder import (
     remove_entry,
     remove_stale_creations,
 )
+from sqdf_bbo.study.integrity import (
+    check_row_crc,
+    check_rows,
+    check_schema,
+    migrate_to_v2,
+    moved_record,
+    table_totals,
+    unchecked_row,
+)
 from sqdf_bbo.study.points import SOURCES, STATES, Point
 from sqdf_bbo.study.schema import (
     INSERT_POINT,
+    INTEGRITY,
     POINT_COLUMNS,
+    READABLE_VERSIONS,
     REQUIRED_META,
     ROW_COLUMNS,
     SCHEMA,
@@ -84,8 +101,11 @@ from sqdf_bbo.study.schema import (
     STUDY_VERSION,
     as_real,
     check_meta_types,
+    has_column,
+    integrity_record,
     point_crc,
     row_crc,
+    write_meta,
 )
 
 __all__ = [
@@ -200,7 +220,7 @@ class StudyStore:
                     **dict(meta),
                 }
                 conn.execute("BEGIN IMMEDIATE")
-                cls._update_meta(conn, full)
+                write_meta(conn, {**full, INTEGRITY: integrity_record(0, 0, full)})
                 conn.execute("COMMIT")
             finally:
                 conn.close()
@@ -266,35 +286,45 @@ class StudyStore:
         return writable
 
     def _validate(self) -> None:
-        """Check the schema, the metadata and the referenced snapshot (read-only)."""
+        """Check the schema, the metadata, the rows against the integrity record and the
+        referenced snapshot (read-only, one read transaction)."""
         try:
-            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
-            if not {"meta", "points"} <= tables:
-                raise StudyError(
-                    f"{self.path / DB_NAME} is a SQLite file but not a sqdf-bbo study "
-                    f"(tables found: {sorted(tables) or 'none'})"
-                )
-            cols = [r[1] for r in self.conn.execute("PRAGMA table_info(points)")]
-            missing = [c for c in (*POINT_COLUMNS, "x", "traj") if c not in cols]
-            if missing:
-                raise StudyError(f"{self.path}: the points table lacks columns {missing}")
-            meta = self.read_meta()
-            check = self.conn.execute("PRAGMA quick_check").fetchone()
+            with self.reading():
+                tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+                if not {"meta", "points"} <= tables:
+                    raise StudyError(
+                        f"{self.path / DB_NAME} is a SQLite file but not a sqdf-bbo study "
+                        f"(tables found: {sorted(tables) or 'none'})"
+                    )
+                cols = [r[1] for r in self.conn.execute("PRAGMA table_info(points)")]
+                missing = [c for c in (*POINT_COLUMNS, "x", "traj") if c not in cols]
+                if missing:
+                    raise StudyError(f"{self.path}: the points table lacks columns {missing}")
+                meta_checked = has_column(self.conn, "meta", "crc")
+                meta = self.read_meta()
+                check = self.conn.execute("PRAGMA quick_check").fetchone()
+                totals = table_totals(self.conn) if "crc" in cols else None
         except sqlite3.Error as err:
             raise StudyError(f"{self.path / DB_NAME} is corrupted: {err}") from None
         if check is None or check[0] != "ok":
             raise StudyError(f"{self.path / DB_NAME} failed its integrity check: {check}")
         if meta.get("format") != STUDY_FORMAT:
             raise StudyError(f"{self.path} is not a sqdf-bbo study (format {meta.get('format')!r})")
-        if meta.get("version") != STUDY_VERSION:
+        if meta.get("version") not in READABLE_VERSIONS:
             raise StudyError(
                 f"{self.path} has study format version {meta.get('version')!r}; "
-                f"this sqdf-bbo reads version {STUDY_VERSION}"
+                f"this sqdf-bbo reads versions {', '.join(map(str, READABLE_VERSIONS))}"
             )
         absent = [k for k in REQUIRED_META if k not in meta]
         if absent:
             raise StudyError(f"{self.path} is missing study metadata {absent}")
         check_meta_types(self.path, meta)
+        check_schema(self.path, meta, cols, meta_checked)
+        if totals is not None:
+            rows, crc_sum, unchecked = totals
+            if unchecked is not None:
+                raise unchecked_row(self.path, unchecked)
+            check_rows(self.path, meta, rows, crc_sum)
         snap = meta.get("snapshot")
         if snap is not None:
             folder = self.path / SNAPSHOTS / str(snap)
@@ -365,16 +395,15 @@ class StudyStore:
         return self.path / OBJECTS
 
     # ------------------------------------------------------------------ reads
-    def _has_column(self, table: str, column: str) -> bool:
-        return any(r[1] == column for r in self.conn.execute(f"PRAGMA table_info({table})"))
-
     def read_meta(self) -> dict[str, Any]:
-        crc = "crc" if self._has_column("meta", "crc") else "NULL"
+        checked = has_column(self.conn, "meta", "crc")
+        crc = "crc" if checked else "NULL"
         rows = self.conn.execute(f"SELECT key, value, {crc} FROM meta").fetchall()
-        bad = [k for k, v, c in rows if c is not None and c != row_crc((k, v))]
+        bad = [k for k, v, c in rows if checked and c != row_crc((k, v))]
         if bad:
             raise StudyError(
-                f"{self.path}: study metadata {sorted(bad)} fail their checksum (corrupted)"
+                f"{self.path}: study metadata {sorted(bad)} fail their checksum (corrupted, "
+                "or altered outside sqdf-bbo)"
             )
         try:
             return {k: json.loads(v) for k, v, _ in rows}
@@ -384,9 +413,9 @@ class StudyStore:
     def read_points(self) -> list[Point]:
         """All points ordered by id, each row checked against its checksum; designs are
         decoded with the study's stored ``dtype`` and ``shape``."""
-        reason = "reason" if self._has_column("points", "reason") else "NULL"
-        transient = "transient" if self._has_column("points", "transient") else "0"
-        crc = "crc" if self._has_column("points", "crc") else "NULL"
+        reason = "reason" if has_column(self.conn, "points", "reason") else "NULL"
+        transient = "transient" if has_column(self.conn, "points", "transient") else "0"
+        crc = "crc" if has_column(self.conn, "points", "crc") else "NULL"
         rows = self.conn.execute(
             "SELECT id, round, source, state, value, raw, asked_at, told_at, x, traj, "
             f"{reason}, {transient}, {crc} FROM points ORDER BY id"
@@ -396,12 +425,10 @@ class StudyStore:
         out = []
         for row in rows:
             fields, flag, crc_value = row[:-2], row[-2], row[-1]
-            if crc_value is not None and crc_value != point_crc(fields, flag):
-                raise StudyError(
-                    f"{self.path}: point {row[0]} fails its checksum (the stored row was "
-                    "altered: corrupted database)"
-                )
+            if crc != "NULL":  # only a study from before checksums has none
+                check_row_crc(self.path, row[0], fields, flag, crc_value)
             out.append(self._decode_point(fields, flag, *layout))
+        check_rows(self.path, meta, len(rows), sum(int(r[-1] or 0) for r in rows))
         return out
 
     def _decode_point(
@@ -430,24 +457,12 @@ class StudyStore:
         return Point(pid, rnd, source, state, v, asked_at, told_at, xt, tt, why, bool(transient))
 
     def _migrate(self) -> None:
-        """Bring an older study's schema up to date (adds columns and the row checksums of
-        rows that have none; never drops data)."""
+        """Bring a version-1 study up to the current version at a writable open, in one
+        transaction (:func:`~sqdf_bbo.study.integrity.migrate_to_v2`); never drops data."""
         with self._transaction() as conn:
-            if not self._has_column("points", "reason"):
-                conn.execute("ALTER TABLE points ADD COLUMN reason TEXT")
-            if not self._has_column("points", "transient"):  # old rows: not transient
-                conn.execute(
-                    "ALTER TABLE points ADD COLUMN transient INTEGER NOT NULL DEFAULT 0 "
-                    "CHECK (transient IN (0, 1))"
-                )
-            for table in ("points", "meta"):
-                if not self._has_column(table, "crc"):
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN crc INTEGER")
-            cols = ", ".join(ROW_COLUMNS)
-            for row in conn.execute(f"SELECT {cols} FROM points WHERE crc IS NULL").fetchall():
-                conn.execute("UPDATE points SET crc = ? WHERE id = ?", (row_crc(row), row[0]))
-            for k, v in conn.execute("SELECT key, value FROM meta WHERE crc IS NULL").fetchall():
-                conn.execute("UPDATE meta SET crc = ? WHERE key = ?", (row_crc((k, v)), k))
+            meta = self.read_meta()
+            if meta["version"] < STUDY_VERSION:
+                migrate_to_v2(self.path, conn, meta)
 
     def read_snapshot(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """A snapshot's JSON state and tensors, checked against its ``checksums.json`` (when
@@ -494,19 +509,20 @@ class StudyStore:
         flag = int(bool(point.transient))
         return (*fields, flag, point_crc(fields, flag))
 
-    @staticmethod
     def _update_row(
-        conn: sqlite3.Connection, pid: int, where_state: str, changes: Mapping[str, Any]
-    ) -> bool:
+        self, conn: sqlite3.Connection, pid: int, where_state: str, changes: Mapping[str, Any]
+    ) -> int | None:
         """Apply ``changes`` (column of ``ROW_COLUMNS`` or ``transient`` → value) to point
-        ``pid`` if its state matches the SQL condition ``where_state``, recomputing the row
-        checksum; whether a row changed."""
-        columns = (*ROW_COLUMNS, "transient")
+        ``pid`` if its state matches the SQL condition ``where_state``, after checking its
+        CRC, and recompute the CRC; the change of the CRC (new − old), ``None`` if no row
+        matched."""
+        columns = (*ROW_COLUMNS, "transient", "crc")
         row = conn.execute(
             f"SELECT {', '.join(columns)} FROM points WHERE id = ? AND {where_state}", (int(pid),)
         ).fetchone()
         if row is None:
-            return False
+            return None
+        check_row_crc(self.path, pid, row[:-2], row[-2], row[-1])
         fields = dict(zip(columns, row))
         fields.update(changes)
         crc = point_crc(tuple(fields[c] for c in ROW_COLUMNS), fields["transient"])
@@ -514,7 +530,7 @@ class StudyStore:
         conn.execute(
             f"UPDATE points SET {sets}, crc = ? WHERE id = ?", (*changes.values(), crc, int(pid))
         )
-        return True
+        return crc - int(row[-1])
 
     @staticmethod
     def _split_value(state: str, value: float) -> tuple[float | None, str | None]:
@@ -583,8 +599,9 @@ class StudyStore:
     ) -> None:
         """Insert new points and update metadata (e.g. the snapshot pointer) in one commit."""
         with self._transaction() as conn:
-            conn.executemany(INSERT_POINT, [self._point_params(p) for p in points])
-            self._update_meta(conn, meta or {})
+            params = [self._point_params(p) for p in points]
+            conn.executemany(INSERT_POINT, params)
+            self._commit_meta(conn, meta or {}, len(params), sum(r[-1] for r in params))
 
     def record_tells(
         self, updates: Iterable[tuple[int, str, float, float, str | None, bool]]
@@ -592,6 +609,7 @@ class StudyStore:
         """Store told values ``(id, state, value, told_at, reason, transient)`` of pending
         points in one commit."""
         with self._transaction() as conn:
+            crc_change = 0
             for pid, state, value, told_at, reason, transient in updates:
                 v, raw = self._split_value(state, value)
                 changes = {
@@ -602,11 +620,14 @@ class StudyStore:
                     "reason": reason,
                     "transient": int(bool(transient)),
                 }
-                if not self._update_row(conn, pid, "state = 'pending'", changes):
+                change = self._update_row(conn, pid, "state = 'pending'", changes)
+                if change is None:
                     raise StudyError(
                         f"point {pid} is not pending in the study at {self.path}; "
                         "another process may be writing to the same study"
                     )
+                crc_change += change
+            self._commit_meta(conn, {}, 0, crc_change)
 
     def mark_failed(
         self,
@@ -617,6 +638,7 @@ class StudyStore:
         update metadata, in one commit (the told value stays in ``raw``: nothing told is lost;
         ``told_at`` becomes ``now`` only for points that were pending)."""
         with self._transaction() as conn:
+            crc_change = 0
             for pid, value, reason, now, transient in updates:
                 _, raw = self._split_value("failed", value)
                 told = conn.execute("SELECT told_at FROM points WHERE id = ?", (int(pid),))
@@ -629,25 +651,38 @@ class StudyStore:
                     "told_at": as_real(now) if told_at is None else told_at,
                     "transient": int(bool(transient)),
                 }
-                if not self._update_row(conn, pid, "state != 'failed'", changes):
+                change = self._update_row(conn, pid, "state != 'failed'", changes)
+                if change is None:
                     raise StudyError(
                         f"point {pid} is missing or already failed in the study at {self.path}; "
                         "another process may be writing to the same study"
                     )
-            self._update_meta(conn, meta)
+                crc_change += change
+            self._commit_meta(conn, meta, 0, crc_change)
 
-    @staticmethod
-    def _update_meta(conn: sqlite3.Connection, meta: Mapping[str, Any]) -> None:
-        encoded = [(k, json.dumps(v)) for k, v in meta.items()]
-        conn.executemany(
-            "INSERT INTO meta (key, value, crc) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, crc = excluded.crc",
-            [(k, v, row_crc((k, v))) for k, v in encoded],
-        )
+    def update_meta(self, meta: Mapping[str, Any]) -> None:
+        """Set metadata values in one commit (no points change)."""
+        with self._transaction() as conn:
+            self._commit_meta(conn, meta, 0, 0)
+
+    def _commit_meta(
+        self,
+        conn: sqlite3.Connection,
+        meta: Mapping[str, Any],
+        rows: int,
+        crc_change: int,
+        replaced: bool = False,
+    ) -> None:
+        """Write ``meta`` and the integrity record moved by this write
+        (:func:`~sqdf_bbo.study.integrity.moved_record`)."""
+        record = moved_record(self.path, conn, meta, rows, crc_change, replaced)
+        write_meta(conn, {**meta, INTEGRITY: record})
 
     def replace_all(self, points: Sequence[Point], meta: Mapping[str, Any]) -> None:
         """Make the stored points equal to ``points`` (used by ``save`` onto the same study)."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM points")
-            conn.executemany(INSERT_POINT, [self._point_params(p) for p in points])
-            self._update_meta(conn, meta)
+            params = [self._point_params(p) for p in points]
+            conn.executemany(INSERT_POINT, params)
+            crc_sum = sum(r[-1] for r in params)
+            self._commit_meta(conn, meta, len(params), crc_sum, replaced=True)
