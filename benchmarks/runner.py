@@ -66,6 +66,7 @@ from benchmarks.tasks import Task, get_task
 from oracles.cluster import dask_client, dask_executor, parse_dask_spec
 from sqdf_bbo.metrics import reward_stats
 from sqdf_bbo.optimizers import Optimizer
+from sqdf_bbo.optimizers.inputs import oracle_output
 from sqdf_bbo.progress import progress_bar
 
 __all__ = [
@@ -105,7 +106,9 @@ def ask_tell_round(
     t1 = time.perf_counter()
     y = oracle(batch.x)
     t2 = time.perf_counter()
-    opt.tell(batch.ids, y)
+    # the oracle's failure reasons and transient flags are told with the values, as run() does
+    values, reasons, transient = oracle_output(oracle, y, batch.ids, opt.dtype)
+    opt.tell(batch.ids, values, reasons=reasons, transient=transient)
     t3 = time.perf_counter()
     return batch, y, t1 - t0, t2 - t1, t3 - t2
 
@@ -132,6 +135,8 @@ def batch_metrics(
         "optimism_gap": float(diag.get("optimism_gap", math.nan)),
         "pred_gap": float(diag.get("pred_gap", math.nan)),
     }
+    if "constraint_acceptance" in diag:  # known constraints: share of draws that met them
+        metrics["constraint_acceptance"] = float(diag["constraint_acceptance"])
     return metrics, extra
 
 

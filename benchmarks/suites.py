@@ -15,6 +15,8 @@ Methods (``METHODS``), all driven through the public ask/tell API:
 ``sqdf-gamma1``       ablation: SQDF with γ = 1 (no discount of the soft-Q estimate)
 ``sqdf-mean``         guard: SQDF against the surrogate's mean (no optimism)
 ``sqdf-cap``          guard: SQDF with the reward capped 1 target std above the best value
+``sqdf-nofeas``       SQDF without the feasibility model (failed points teach nothing:
+                      the behaviour before issue 18)
 ``seiko-ucb``         :class:`~sqdf_bbo.optimizers.SEIKO` with the UCB surrogate
 ``seiko-bootstrap``   SEIKO with the bootstrap-ensemble surrogate
 ``seiko-fullbp``      ablation: SEIKO-Bootstrap back-propagating through all K steps
@@ -24,6 +26,11 @@ Methods (``METHODS``), all driven through the public ask/tell API:
                       task's box from ``task.start_design()``, σ0 = 0.15 × box width, one
                       population of the round's budget per round
 ====================  =====================================================================
+
+Any method followed by ``+known`` (``sqdf+known``, ``cma-es+known``, …) gets the task's known
+constraints (:meth:`benchmarks.tasks.Task.known_constraints`: the airfoil tasks' thickness and
+self-intersection rules): its asks are always feasible and the fine-tuners see the
+constraints in their reward (docs/constraints.md).
 
 The two ablations isolate why both methods barely move on ``rings`` (docs/benchmarks.md):
 SQDF weights a transition k steps before x_0 by γ^k and SEIKO's reward gradient reaches only
@@ -81,9 +88,18 @@ METHODS = (
     "sqdf-gamma1",
     "sqdf-mean",
     "sqdf-cap",
+    "sqdf-nofeas",
     "seiko-fullbp",
     "cma-es",
 )
+KNOWN = "+known"  # suffix: the method with the task's known constraints
+
+
+def method_base(method: str) -> tuple[str, bool]:
+    """``(method without the +known suffix, whether it had it)``."""
+    if method.endswith(KNOWN):
+        return method[: -len(KNOWN)], True
+    return method, False
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,7 @@ class Suite:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [m for m in self.methods if method_base(m)[0] not in METHODS]
         if unknown:
             raise ValueError(f"unknown methods {unknown}; accepted values: {', '.join(METHODS)}")
         if not self.budgets or any(int(b) < 1 for b in self.budgets):
@@ -230,6 +246,46 @@ SUITES["airfoil-xfoil"] = Suite(
 )
 
 
+# Issue 18's grid (declared before it ran; docs/constraints.md reports it): both airfoil
+# conditions, every constraint mechanism on and off, 3 seeds, 2,000 queries in 8 rounds of
+# 250, so the feasibility model has rounds to learn in; CMA-ES also sequentially (16 × 125).
+CONSTRAINT_METHODS = (
+    "prior",
+    "prior+known",
+    "sqdf-nofeas",
+    "sqdf",
+    "sqdf-nofeas+known",
+    "sqdf+known",
+    "seiko-bootstrap",
+    "seiko-bootstrap+known",
+    "cma-es",
+    "cma-es+known",
+)
+SUITES["airfoil-constraints"] = Suite(
+    name="airfoil-constraints",
+    tasks=("airfoil-ld", "airfoil-ld-a2"),
+    methods=CONSTRAINT_METHODS,
+    seeds=(0, 1, 2),
+    budgets=(250,) * 8,
+    finetune_steps=40,
+    finetune_batch_size=64,
+    surrogate_steps=600,
+    rollouts_per_step=8,
+    description=(
+        "issue 18: both airfoil conditions, known / learned / no constraints, 3 seeds, "
+        "2,000 queries in rounds of 250"
+    ),
+)
+SUITES["airfoil-constraints-es"] = Suite(
+    name="airfoil-constraints-es",
+    tasks=("airfoil-ld", "airfoil-ld-a2"),
+    methods=("cma-es", "cma-es+known"),
+    seeds=(0, 1, 2),
+    budgets=(16,) * 125,
+    description="issue 18: cma-es sequentially (population 16) at the same 2,000 queries",
+)
+
+
 def get_suite(name: str) -> Suite:
     """The suite ``name``."""
     if name not in SUITES:
@@ -257,22 +313,35 @@ def make_optimizer(
 
     ``alpha_official`` (when given) replaces the KL weight α_official of the ``sqdf*`` and
     ``seiko*`` configs (default: their config default, 1); the unregularized methods
-    ``prior`` and ``gp-bo`` refuse it.
+    ``prior`` and ``gp-bo`` refuse it. ``<method>+known`` is ``<method>`` with the task's
+    known constraints.
     """
+    method, known = method_base(method)
+    constraints = task.known_constraints() if known else None
     batch = int(suite.budgets[0])
     if alpha_official is not None and not method.startswith(("sqdf", "seiko-")):
         raise ValueError(f"method {method!r} has no KL weight; alpha_official must be None")
     alpha = {} if alpha_official is None else {"alpha_official": float(alpha_official)}
     if method == "prior":
-        return PriorSampler(task.prior(), batch_size=batch, seed=seed)
+        return PriorSampler(task.prior(), batch_size=batch, seed=seed, constraints=constraints)
     if method == "cma-es":
         return CMAES(
-            task.prior().shape, task.box, x0=task.start_design(), batch_size=batch, seed=seed
+            task.prior().shape,
+            task.box,
+            x0=task.start_design(),
+            batch_size=batch,
+            seed=seed,
+            constraints=constraints,
         )
     if method == "gp-bo":
         shape = task.prior().shape
         return GPBO(
-            shape, task.box, batch_size=batch, seed=seed, config=GPBOConfig(**suite.gp_options)
+            shape,
+            task.box,
+            batch_size=batch,
+            seed=seed,
+            config=GPBOConfig(**suite.gp_options),
+            constraints=constraints,
         )
     sur_opts = {"steps": suite.surrogate_steps}
     if method.startswith("seiko-"):
@@ -297,7 +366,7 @@ def make_optimizer(
                 **alpha,
             },
         )
-        return SEIKO(task.prior(), batch_size=batch, seed=seed, config=cfg)
+        return SEIKO(task.prior(), batch_size=batch, seed=seed, config=cfg, constraints=constraints)
     if method.startswith("sqdf"):
         variant: dict[str, Any] = {
             "sqdf": {},
@@ -309,6 +378,7 @@ def make_optimizer(
             "sqdf-gamma1": {"finetune.gamma": 1.0},
             "sqdf-mean": {"surrogate_objective": "mean"},
             "sqdf-cap": {"reward_cap": 1.0},
+            "sqdf-nofeas": {"learn_feasibility": False},
         }[method]
         surrogate = variant.get("surrogate", "ensemble")
         cfg = SQDFOptimizerConfig.from_dict(
@@ -322,5 +392,5 @@ def make_optimizer(
                 **{f"finetune.{k}": v for k, v in alpha.items()},
             }
         )
-        return SQDF(task.prior(), batch_size=batch, seed=seed, config=cfg)
+        return SQDF(task.prior(), batch_size=batch, seed=seed, config=cfg, constraints=constraints)
     raise ValueError(f"unknown method {method!r}; accepted values: {', '.join(METHODS)}")

@@ -16,7 +16,10 @@ A :class:`Task` bundles what a benchmark run needs:
   design and its value (optional hook ``final_metrics``; the runner adds them to the last
   round's row, e.g. the airfoil tasks' XFoil judgement, :mod:`benchmarks.xfoil_judge`);
 * ``start_design()`` — where a local search (CMA-ES) starts (optional hook ``start``;
-  default the center of ``box``).
+  default the center of ``box``);
+* ``known_constraints()`` — the rules of the task a user could state exactly, as
+  :class:`~sqdf_bbo.constraints.Constraint` objects (optional hook ``constraints``; the
+  methods ``<method>+known`` of :mod:`benchmarks.suites` receive them).
 
 Registered tasks (``available_tasks()``):
 
@@ -71,12 +74,18 @@ import torch
 
 from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
 from benchmarks.xfoil_judge import CONDITIONS, Condition, judge_run
-from oracles.airfoil import NeuralFoilOracle, geometry_failures, neuralfoil_aero
+from oracles.airfoil import (
+    NeuralFoilOracle,
+    airfoil_constraints,
+    geometry_failures,
+    neuralfoil_aero,
+)
 from oracles.cluster import dask_client, dask_executor
 from oracles.digits import DigitsClassOracle, DigitsInkOracle
 from oracles.toy import RingsOracle
 from oracles.xfoil import XFoilOracle
 from sqdf_bbo import load_prior
+from sqdf_bbo.constraints import Constraint
 from sqdf_bbo.data import RingsDistribution, airfoil_split, digits_split, kulfan_from_database
 from sqdf_bbo.diffusion.priors import load_standardization
 from sqdf_bbo.metrics import mean_pairwise_distance, median_pairwise_distance, vendi_score
@@ -115,6 +124,8 @@ class Task:
             ``None``: the center of ``box``.
         final_metrics: optional ``(x (N, *shape), y (N,)) → {name: float}`` of every design
             a run told and its value (NaN = failed), after the last round; ``None``: none.
+        constraints: optional ``() → [Constraint, ...]``, the task's known constraints
+            (``None``: it has none).
     """
 
     name: str
@@ -129,6 +140,7 @@ class Task:
     extra_metrics: Callable[[torch.Tensor], dict[str, float]] | None = None
     start: Callable[[], torch.Tensor] | None = None
     final_metrics: Callable[[torch.Tensor, np.ndarray], dict[str, float]] | None = None
+    constraints: Callable[[], list[Constraint]] | None = None
     _prior: object | None = field(default=None, repr=False)
 
     def prior(self):
@@ -189,6 +201,12 @@ class Task:
         x = torch.as_tensor(x).detach().cpu()
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         return {str(k): float(v) for k, v in self.final_metrics(x, y).items()}
+
+    def known_constraints(self) -> list[Constraint]:
+        """The task's known constraints (``ValueError`` for a task without any)."""
+        if self.constraints is None:
+            raise ValueError(f"task {self.name!r} has no known constraints")
+        return self.constraints()
 
     def start_design(self) -> torch.Tensor:
         """Where a local search starts, shape ``(*shape)``: ``start()`` or the box center."""
@@ -424,7 +442,14 @@ def _airfoil_task(name: str, description: str, make_oracle, condition: Condition
         extra_metrics=partial(airfoil_extra_metrics, condition=condition),
         start=_airfoil_start,
         final_metrics=airfoil_xfoil_judge,
+        constraints=_airfoil_constraints,
     )
+
+
+def _airfoil_constraints() -> list[Constraint]:
+    """The oracles' geometry rules (t_max ≥ 0.12, no self-intersection) on standardized
+    designs (:func:`oracles.airfoil.airfoil_constraints`)."""
+    return airfoil_constraints(load_standardization("airfoil"), AIRFOIL_MIN_THICKNESS)
 
 
 def _airfoil_ld_task(condition: Condition = CONDITIONS[0], name: str = "airfoil-ld") -> Task:
