@@ -8,8 +8,9 @@ One design, one run (:func:`run_xfoil`), in a temporary folder of its own (XFoil
 ``xfoil.def`` and writes scratch files such as ``:00.bl`` into its working directory):
 
 1. the outline (:func:`~oracles.airfoil.kulfan_coordinates`, :data:`OUTLINE_POINTS_PER_SIDE`
-   cosine-spaced stations per side, 601 points) is written as a labelled ``.dat`` file, and
-   ``xfoil.def`` sets the panel count;
+   cosine-spaced stations per side, 601 points; a negative trailing-edge gap, which the
+   geometry rules tolerate up to ``intersection_tol``, closed to 0) is written as a
+   labelled ``.dat`` file, and ``xfoil.def`` sets the panel count;
 2. XFoil reads its commands on stdin: load, ``PANE`` (repanel to ``panels`` nodes by
    curvature), ``OPER``, ``VISC Re``, ``VPAR`` ``N n_crit``, ``ITER max_iter``, ``ALFA alpha``;
 3. the result is read from stdout: the last iteration's ``CL``, ``CD`` and ``Cm``; it counts
@@ -355,7 +356,10 @@ def _as_kulfan(k: Any) -> np.ndarray:
 def xfoil_aero(k: Any, config: XFoilConfig | None = None, *, workers: int = 1) -> dict[str, Any]:
     """XFoil at one operating point for Kulfan vectors ``k (n, 18)``, one process each.
 
-    Every finite design is run (no thickness rule: that is the oracle's); ``workers``
+    Every finite design is run (no thickness rule: that is the oracle's), with a negative
+    trailing-edge gap τ closed (τ = 0): XFoil dies of SIGFPE on a crossed trailing edge,
+    which the geometry rules accept up to ``intersection_tol`` (15 of 109 valid prior
+    samples had τ in [−0.0005, 0) and crashed before this). ``workers``
     processes run at a time (threads waiting on them). Returns ``{"CL", "CD", "CM", "LD",
     "seconds"}`` (each ``(n,)`` float64, NaN where the run failed), ``"converged"`` (``(n,)``
     bool) and ``"failure"`` (``(n,)`` object: the reason or ``""``).
@@ -363,7 +367,8 @@ def xfoil_aero(k: Any, config: XFoilConfig | None = None, *, workers: int = 1) -
     config = config or XFoilConfig()
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    kk = _as_kulfan(k)
+    kk = _as_kulfan(k).copy()
+    kk[:, 17] = np.maximum(kk[:, 17], 0.0)  # close a crossed trailing edge
     n = kk.shape[0]
     outlines = kulfan_coordinates(kk, OUTLINE_POINTS_PER_SIDE) if n else np.zeros((0, 3, 2))
     if workers == 1 or n <= 1:

@@ -135,6 +135,18 @@ def test_non_convergence_is_a_failed_point_with_its_reason() -> None:
     assert "VISCAL" in oracle.failures[0]
 
 
+def test_a_crossed_trailing_edge_within_tolerance_is_closed_for_xfoil() -> None:
+    """A gap of −0.0003 chord passes the geometry rules; XFoil crashes (SIGFPE) on it as
+    drawn, so the oracle closes it: the value is the closed trailing edge's."""
+    require_xfoil()
+    k = np.repeat(database_kulfan(("naca2412",)), 2, axis=0)
+    k[:, 17] = [-0.0003, 0.0]
+    oracle = XFoilOracle(min_thickness=None)  # the fit's t_max is 0.119 without its gap
+    y = oracle(torch.as_tensor(k)).numpy()
+    assert oracle.failures == {}
+    assert y[0] == y[1]
+
+
 def test_invalid_geometry_fails_without_running_xfoil(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     exe = fake_xfoil(tmp_path, f"touch '{marker}'; exit 1")
