@@ -311,3 +311,32 @@ def test_transient_failures_teach_nothing() -> None:
     a.tell(c.ids, [float("nan")] * len(c))
     a.ask()
     assert a.round == rnd + 1 and a.round_table()["n_design_failures"].iloc[-1] > len(design_failed)
+
+
+def test_sqdf_does_not_discount_the_constraint_term() -> None:
+    """Q̂ = γ^k r̂(f(x_prev)) + h(f(x_prev)); with discount_constraints, γ^k (r̂ + h)."""
+    from sqdf_bbo.finetuning.configs import SQDFConfig
+    from sqdf_bbo.finetuning.sqdf import SQDFTrainer
+
+    def r_fn(x: torch.Tensor) -> torch.Tensor:
+        return x.sum(1)
+
+    def h_fn(x: torch.Tensor) -> torch.Tensor:
+        return -(x**2).sum(1)
+
+    x_t = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    step = torch.tensor([0, 1, 2, 3, 4, 5])
+    noise = torch.randn(6, 2, generator=torch.Generator().manual_seed(1))
+    parts = {}
+    for discount in (False, True):
+        trainer = SQDFTrainer(mlp_prior(), SQDFConfig(gamma=0.5, discount_constraints=discount))
+        _, plain = trainer.loss(r_fn, x_t, step, noise)
+        _, both = trainer.loss(r_fn, x_t, step, noise, constraint_fn=h_fn)
+        parts[discount] = (plain, both)
+    k = (trainer.num_inference_steps - 1 - step).double()
+    plain, both = parts[False]
+    h = both["reward"].double() - plain["reward"].double()  # h(f(x_prev)) per transition
+    assert bool((h < 0).all())
+    torch.testing.assert_close(both["q"].double(), plain["q"].double() + h)
+    plain, both = parts[True]
+    torch.testing.assert_close(both["q"].double(), 0.5**k * both["reward"].double())

@@ -59,9 +59,12 @@ class FineTuner(Protocol):
         steps: int | None = None,
         *,
         progress: bool = False,
+        constraint_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> list[dict[str, float]]:
         """``steps`` (default ``config.steps``) gradient steps; per-step logs with ``loss``,
-        ``reward`` and ``kl``."""
+        ``reward`` and ``kl``. ``constraint_fn`` h(x0) (optional) is the constraint term of
+        the reward, which a trainer may treat apart from ``reward_fn`` (SQDF does not
+        discount it)."""
         ...
 
     def state_dict(self) -> dict[str, torch.Tensor]: ...

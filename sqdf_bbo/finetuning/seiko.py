@@ -112,7 +112,11 @@ class SEIKOTrainer:
             return int(t) <= i
         return i >= num_steps - k_bp
 
-    def _loss(self, reward_fn: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _loss(
+        self,
+        reward_fn: Callable[[torch.Tensor], torch.Tensor],
+        constraint_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         pol = self.policy
         cfg = self.config
         K = pol.num_inference_steps
@@ -147,6 +151,8 @@ class SEIKOTrainer:
                 kl = kl + d2 / (2.0 * float(pol.sigmas[i]) ** 2)
             x = out.mean + out.sigma * z
         r = reward_fn(x)
+        if constraint_fn is not None:  # SEIKO has no discount: the constraint term adds on
+            r = r + constraint_fn(x)
         if r.shape != (cfg.chains_per_step,):
             raise ValueError(
                 f"reward_fn must return shape ({cfg.chains_per_step},), got {tuple(r.shape)}"
@@ -161,14 +167,16 @@ class SEIKOTrainer:
         steps: int | None = None,
         *,
         progress: bool = False,
+        constraint_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> list[dict[str, float]]:
-        """Run ``steps`` (default ``config.steps``) gradient steps; per-step metric dicts."""
+        """Run ``steps`` (default ``config.steps``) gradient steps; per-step metric dicts.
+        ``constraint_fn`` (optional, ``(n, *shape) -> (n,)``) is added to the reward."""
         n = self.config.steps if steps is None else int(steps)
         params = [p for p in self.policy.denoiser.parameters() if p.requires_grad]
         self.policy.denoiser.train()
         log: list[dict[str, float]] = []
         for _ in progress_bar(range(n), progress=progress, desc="SEIKO fine-tune", leave=False):
-            out = self._loss(reward_fn)
+            out = self._loss(reward_fn, constraint_fn)
             self._opt.zero_grad(set_to_none=True)
             if out["loss"].requires_grad:
                 out["loss"].backward()

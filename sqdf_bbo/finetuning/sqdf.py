@@ -14,11 +14,13 @@ Notation (paper symbol → name here):
     γ                config.gamma              discount of the soft-Q estimate
     f                x0 estimator              ``tweedie`` / ``consistency`` / ``ddim`` (ddim-m) of p'
     r̂                reward_fn                 differentiable reward (a surrogate's optimistic value)
+    h                constraint_fn             optional constraint term (α-weighted log-feasibility)
 
 Loss of one transition (x_t taken from a stored trajectory, detached; fresh z):
 
     x_prev = μ_θ(x_t) + σ_t z,                    z ~ N(0, I)
-    Q̂      = γ^k · r̂( f(x_prev) )                 f = identity when i = K−1 (x_prev is x_0)
+    Q̂      = γ^k · r̂( f(x_prev) ) + h( f(x_prev) )  f = identity when i = K−1 (x_prev is x_0);
+                                                  h undiscounted unless discount_constraints
     KL_t   = ‖μ_θ(x_t) − μ_ref(x_t)‖² / (2 σ̃_t²)   σ̃_t² = max(σ_t², σ²_min)
     L      = −( Q̂ − α · KL_t ),  averaged over the batch
 
@@ -265,6 +267,7 @@ class SQDFTrainer:
         x_t: torch.Tensor,
         step: torch.Tensor,
         noise: torch.Tensor | None = None,
+        constraint_fn: RewardFn | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The SQDF loss on a batch of transitions.
 
@@ -273,10 +276,13 @@ class SQDFTrainer:
             x_t: states, shape ``(b, *shape)`` (treated as constants).
             step: transition index i of each state, shape ``(b,)`` long.
             noise: z of shape ``(b, *shape)``; default fresh from the trainer's generator.
+            constraint_fn: optional ``h(x0 (b, *shape)) -> (b,)`` added to Q̂, discounted only
+                with ``config.discount_constraints``.
 
         Returns:
             ``(loss, parts)``: the scalar loss and per-transition tensors ``reward``
-            r̂(f(x_prev)), ``q`` γ^k r̂, ``kl`` KL_t (each ``(b,)``, detached).
+            r̂(f(x_prev)) (+ h), ``q`` the soft-Q estimate, ``kl`` KL_t (each ``(b,)``,
+            detached).
         """
         cfg, K = self.config, self.num_inference_steps
         x_t = self.policy.check_designs(x_t, "x_t").detach()
@@ -298,6 +304,10 @@ class SQDFTrainer:
         reward = self._reward(reward_fn, x0_hat)
         k = (K - 1 - i).to(device=x_t.device, dtype=x_t.dtype)
         q = cfg.gamma**k * reward
+        if constraint_fn is not None:  # h(f(x_prev)), undiscounted by default
+            h = self._reward(constraint_fn, x0_hat)
+            q = q + (cfg.gamma**k * h if cfg.discount_constraints else h)
+            reward = reward + h
         # 4. Exact Gaussian KL with the variance floored on σ = 0 steps.
         var = (out.sigma**2).clamp(min=self.kl_var_floor)
         kl = gaussian_step_kl(out.mean, ref_mean, var)
@@ -306,11 +316,16 @@ class SQDFTrainer:
         return loss, parts
 
     # ------------------------------------------------------------------ training
-    def _rollouts(self, reward_fn: RewardFn, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n fresh policy trajectories ``(n, K+1, *shape)`` and their rewards ``(n,)``."""
+    def _rollouts(
+        self, reward_fn: RewardFn, n: int, constraint_fn: RewardFn | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """n fresh policy trajectories ``(n, K+1, *shape)`` and their rewards ``(n,)``
+        (r̂ + h when there is a constraint term)."""
         out = self.policy.sample(n, self.generator, return_trajectory=True)
         with torch.no_grad():
             r = self._reward(reward_fn, out.x)
+            if constraint_fn is not None:
+                r = r + self._reward(constraint_fn, out.x)
         assert out.trajectory is not None
         return out.trajectory, r
 
@@ -341,7 +356,9 @@ class SQDFTrainer:
             steps.append(tb.step.cpu())
         return torch.cat(xs), torch.cat(steps)
 
-    def train_step(self, reward_fn: RewardFn) -> dict[str, float]:
+    def train_step(
+        self, reward_fn: RewardFn, constraint_fn: RewardFn | None = None
+    ) -> dict[str, float]:
         """One optimizer step (rollouts, batch, loss, update); returns its metrics.
 
         Under a ``torch.distributed`` process group of W > 1 processes the step is
@@ -363,7 +380,7 @@ class SQDFTrainer:
         #    stored with their surrogate rewards.
         fresh, rollout_reward = None, float("nan")
         if cfg.rollouts_per_step > 0:
-            fresh, r = self._rollouts(reward_fn, cfg.rollouts_per_step // size)
+            fresh, r = self._rollouts(reward_fn, cfg.rollouts_per_step // size, constraint_fn)
             fresh, r = all_gather_cat(fresh), all_gather_cat(r)
             self.buffer.add(fresh, r, "rollout", self.round)
             rollout_reward = float(r.double().mean())
@@ -371,7 +388,7 @@ class SQDFTrainer:
         #    (the same batch on every process), and this process's share of it.
         x_t, step = self._draw_batch(fresh)
         # 3. Loss, gradients (averaged over the processes), clipping and the optimizer step.
-        metrics = self.update(reward_fn, x_t[mine], step[mine])
+        metrics = self.update(reward_fn, x_t[mine], step[mine], constraint_fn=constraint_fn)
         return {
             "update": float(self.num_updates),
             "round": float(self.round),
@@ -386,6 +403,7 @@ class SQDFTrainer:
         x_t: torch.Tensor,
         step: torch.Tensor,
         noise: torch.Tensor | None = None,
+        constraint_fn: RewardFn | None = None,
     ) -> dict[str, float]:
         """One optimizer step on given transitions: loss, gradients, clipping, AdamW.
 
@@ -400,6 +418,7 @@ class SQDFTrainer:
             x_t: states, shape ``(b, *shape)``.
             step: transition index of each state, shape ``(b,)`` long.
             noise: z of shape ``(b, *shape)``; default fresh from the trainer's generator.
+            constraint_fn: optional constraint term h (see :meth:`loss`).
 
         Returns:
             ``loss``, ``reward``, ``q``, ``kl`` (means over the batch, every process's share
@@ -410,7 +429,7 @@ class SQDFTrainer:
             broadcast_(self._params, src=0)
             self._dp_world = world()
         # 1. Loss on these transitions and its gradients w.r.t. the trained parameters only.
-        loss, parts = self.loss(reward_fn, x_t, step, noise)
+        loss, parts = self.loss(reward_fn, x_t, step, noise, constraint_fn)
         grads = torch.autograd.grad(loss, self._params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self._params, grads)]
         # 2. Batch means (float64), averaged over the processes together with the gradients.
@@ -445,6 +464,7 @@ class SQDFTrainer:
         steps: int | None = None,
         callback: Callable[[dict[str, float]], Any] | None = None,
         progress: bool = True,
+        constraint_fn: RewardFn | None = None,
     ) -> list[dict[str, float]]:
         """Run ``steps`` (default ``config.steps``) SQDF optimizer steps.
 
@@ -456,6 +476,9 @@ class SQDFTrainer:
                 ``kl``, ``grad_norm``, ``q``, ``rollout_reward``, ``update``,
                 ``round``, ``time_s``); returning ``True`` stops training early.
             progress: show a tqdm progress bar.
+            constraint_fn: optional ``h(x0 (n, *shape)) -> (n,)``, differentiable in x0, added
+                to the soft-Q estimate (undiscounted unless ``config.discount_constraints``):
+                the ask/tell optimizers pass their α-weighted log-feasibility here.
 
         Returns:
             The list of per-step metrics.
@@ -468,7 +491,7 @@ class SQDFTrainer:
         history: list[dict[str, float]] = []
         bar = progress_bar(range(n), progress=progress and n > 0, desc="SQDF", leave=False)
         for _ in bar:
-            metrics = self.train_step(reward_fn)
+            metrics = self.train_step(reward_fn, constraint_fn)
             history.append(metrics)
             bar.set_postfix(
                 loss=f"{metrics['loss']:.3g}",

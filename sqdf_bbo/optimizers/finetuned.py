@@ -247,12 +247,16 @@ class FinetunedPriorOptimizer(Optimizer):
     # ------------------------------------------------------------------ the round
     def reward(self, x: torch.Tensor) -> torch.Tensor:
         """The reward fine-tuned against, ``(n,)`` for sampler outputs ``x (n, *shape)``:
-        ``min((v(g(x)) − shift) / scale, cap) + α · Σ_j log σ(c_j(g(x))/τ_j) + α · log P(g(x))``
-        with g = ``prior.to_design`` (when ``clip_designs``), v the surrogate objective,
+        :meth:`objective` + :meth:`constraint_term` (when there is one)."""
+        r = self.objective(x)
+        h = self.constraint_term(x)
+        return r if h is None else r + h
+
+    def objective(self, x: torch.Tensor) -> torch.Tensor:
+        """The surrogate part of the reward, ``(n,)``: ``min((v(g(x)) − shift) / scale, cap)``
+        with g = ``prior.to_design`` (when ``clip_designs``), v the surrogate objective and
         cap = the best observed value + ``reward_cap`` (standardized; no cap when
-        ``reward_cap`` is ``None``), α the fine-tuner's KL weight, the barrier of the known
-        constraints (when given) and the learned feasibility (once design failures were
-        told; docs/constraints.md)."""
+        ``reward_cap`` is ``None``)."""
         cfg = self.config
         d = self.prior.to_design(x) if cfg.clip_designs else x
         if cfg.surrogate_objective == "mean":
@@ -266,12 +270,27 @@ class FinetunedPriorOptimizer(Optimizer):
         if cfg.reward_cap is not None and math.isfinite(self.best_value):
             cap = (self.best_value - self.reward_shift) / self.reward_scale + cfg.reward_cap
             r = r.clamp(max=cap)
-        alpha = float(self.trainer.config.alpha)
-        if self.constraints is not None and self.constraint_tau is not None:
-            r = r + alpha * self.constraints.log_barrier(d, self.constraint_tau)
-        if self.use_feasibility:
-            r = r + alpha * self.feasibility.log_feasibility(d)
         return r
+
+    def constraint_term(self, x: torch.Tensor) -> torch.Tensor | None:
+        """h(x) = α · Σ_j log σ(c_j(g(x))/τ_j) + α · log P(g(x)), ``(n,)``: the barrier of the
+        known constraints (when given) and the learned feasibility (once design failures
+        were told), α the fine-tuner's KL weight (docs/constraints.md); ``None`` when
+        neither applies. SQDF does not discount it (``discount_constraints``)."""
+        if not self._has_constraint_term():
+            return None
+        d = self.prior.to_design(x) if self.config.clip_designs else x
+        alpha = float(self.trainer.config.alpha)
+        h = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        if self.constraints is not None and self.constraint_tau is not None:
+            h = h + alpha * self.constraints.log_barrier(d, self.constraint_tau).to(x.dtype)
+        if self.use_feasibility:
+            h = h + alpha * self.feasibility.log_feasibility(d).to(x.dtype)
+        return h
+
+    def _has_constraint_term(self) -> bool:
+        known = self.constraints is not None and self.constraint_tau is not None
+        return known or self.use_feasibility
 
     def _design_failures(self) -> int:
         """Told points (asked or external) that failed for a reason about the design."""
@@ -382,10 +401,12 @@ class FinetunedPriorOptimizer(Optimizer):
         chains, values, _ = observations.chains(self.trainer.num_inference_steps + 1)
         values = (values - self.reward_shift) / self.reward_scale
         extra = self.trainer.start_round(new_round, chains, values)
-        # 6. Fine-tune the sampler against reward() (the surrogate objective). The next ask()
-        #    samples its batch from the fine-tuned policy (_propose), keeping each chain for
-        #    step 5 of the next round.
-        logs = self.trainer.train(self.reward, progress=self.config.progress)
+        # 6. Fine-tune the sampler against reward() = objective() (the surrogate, discounted
+        #    by SQDF's γ^k) + constraint_term() (the log-feasibility, undiscounted). The next
+        #    ask() samples its batch from the fine-tuned policy (_propose), keeping each chain
+        #    for step 5 of the next round.
+        h = self.constraint_term if self._has_constraint_term() else None
+        logs = self.trainer.train(self.objective, progress=self.config.progress, constraint_fn=h)
         self.round_log.append(
             {
                 "round": float(new_round),
