@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from sqdf_bbo.config import check_fields
+from sqdf_bbo.config import Range, check_fields
 from sqdf_bbo.data import KULFAN_DIM, KulfanStandardization
 
 from .base import Evaluation, Oracle
@@ -207,13 +207,23 @@ class NeuralFoilConfig:
     Attributes:
         model_size: NeuralFoil network (``xxsmall`` … ``xxxlarge``; larger = more accurate,
             slower: a batch of 256 takes ~10 ms at ``xlarge``, ~90 ms at ``xxxlarge``).
-        alpha: angle of attack in degrees.
-        Re: Reynolds number (> 0).
-        n_crit: e^n transition amplification factor (9 = average wind tunnel).
+        alpha: angle of attack in degrees, in [-180, 180].
+        Re: Reynolds number, in [1e2, 1e9] (NeuralFoil was trained around Re ≈ 3e5).
+        n_crit: e^n transition amplification factor (9 = average wind tunnel), in (0, 100].
         min_thickness: smallest valid t_max in chord units; ``None`` disables the check.
         intersection_tol: how far (chord) the upper surface may dip below the lower one
             before the point counts as self-intersecting.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``): angles of
+    #: attack in degrees; NeuralFoil's training data are centred on ln Re = 12.5 ± 3.5.
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "alpha": Range(-180, 180),
+        "Re": Range(1e2, 1e9),
+        "n_crit": Range(0, 100, low_open=True),
+        "min_thickness": Range(0, 1, high_open=True),
+        "intersection_tol": Range(0, 1),
+    }
 
     model_size: ModelSize = "xlarge"
     alpha: float = 5.0
@@ -223,16 +233,7 @@ class NeuralFoilConfig:
     intersection_tol: float = 1e-3
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        if not self.Re > 0 or not self.n_crit > 0 or self.intersection_tol < 0:
-            raise ValueError(
-                f"need Re > 0, n_crit > 0 and intersection_tol >= 0; got Re={self.Re}, "
-                f"n_crit={self.n_crit}, intersection_tol={self.intersection_tol}"
-            )
-        if self.min_thickness is not None and not 0 <= self.min_thickness < 1:
-            raise ValueError(
-                f"min_thickness must lie in [0, 1) or be None, got {self.min_thickness}"
-            )
+        check_fields(self)  # types, and the ranges of LIMITS
 
 
 class NeuralFoilOracle(Oracle):

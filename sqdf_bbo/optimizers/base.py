@@ -22,11 +22,8 @@ docstring below states its contract; docs/ask_tell.md has a complete example.
 ``Optimizer.check_seed(seed)`` when something needs the seed before that). Work done after
 ``super().__init__`` returns is missing from the study's first snapshot.
 
-Persistence: with ``study=DIR`` every ask (ids, designs, trajectories, a state snapshot) and
-every tell is committed to ``DIR/study.sqlite`` before the call returns (see
-:mod:`sqdf_bbo.study.store`; :mod:`sqdf_bbo.study.persist` maps an optimizer to a study);
-``load(DIR)`` resumes, pending points stay pending. Inputs are checked by
-:mod:`sqdf_bbo.optimizers.inputs`.
+Persistence (``study=DIR``, ``save``, ``load``): :mod:`sqdf_bbo.study.persist`. Inputs are
+checked by :mod:`sqdf_bbo.optimizers.inputs`.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ import math
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -176,6 +173,11 @@ class Optimizer(ABC):
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore what ``_extra_state`` returned."""
+
+    def _settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None:  # noqa: B027
+        """After ``load(..., config_changes=)`` rebuilt the optimizer and restored its state
+        (``changes``: dotted key → (old, new)): make parts that restored their own copy of a
+        setting follow it, or raise ``ValueError`` if the state cannot take the change."""
 
     @property
     def value_limit(self) -> float:
@@ -337,15 +339,12 @@ class Optimizer(ABC):
     ) -> pd.DataFrame:
         """Ask, evaluate with ``oracle(x (n, *shape)) -> (n,)`` and tell until ``budget`` evaluations.
 
-        Every failed point is told with a reason: the oracle's own (an
-        :class:`oracles.Oracle`'s ``failures``, with its ``transient_failures`` marked
-        transient) or what was wrong with the value. A value the model cannot take
-        (non-finite, or beyond :attr:`value_limit`) is that point's design failure and the
-        rest of the batch is told (:func:`~sqdf_bbo.optimizers.inputs.oracle_output`; a
-        direct ``tell`` of an out-of-range value raises instead).
-
-        Returns ``history``. If the oracle raises, or returns something that is not ``n``
-        numbers, its batch stays pending and the error propagates (nothing told is lost).
+        A value the model cannot take (non-finite, or beyond :attr:`value_limit`) is that
+        point's design failure, told with a reason (the oracle's own ``failures``, and its
+        ``transient_failures`` as transient) while the rest of the batch is told
+        (:func:`~sqdf_bbo.optimizers.inputs.oracle_output`). Returns ``history``. If the
+        oracle raises or returns no ``n`` numbers, its batch stays pending and the error
+        propagates (nothing told is lost).
         """
         budget = inputs.check_count(budget, "budget")
         bs = self.batch_size if batch_size is None else inputs.check_count(batch_size, "batch_size")
@@ -435,12 +434,11 @@ class Optimizer(ABC):
         return None if self._store is None else self._store.path
 
     def __repr__(self) -> str:
-        c = self.counts()
+        counts = ", ".join(f"{k}={v}" for k, v in self.counts().items())
         where = f", study={str(self.study)!r}" if self.study else ""
         return (
             f"{type(self).__name__}(shape={self.shape}, batch_size={self.batch_size}, "
-            f"seed={self.seed}, round={self.round}, pending={c['pending']}, "
-            f"complete={c['complete']}, failed={c['failed']}{where})"
+            f"seed={self.seed}, round={self.round}, {counts}{where})"
         )
 
     def close(self) -> None:
@@ -471,6 +469,7 @@ class Optimizer(ABC):
         *,
         attach: bool = True,
         device: torch.device | str | None = None,
+        config_changes: Mapping[str, Any] | None = None,
         **runtime: Any,
     ) -> T:
         """Load a study written by ``save`` or ``study=``.
@@ -480,6 +479,10 @@ class Optimizer(ABC):
             attach: keep writing through to ``path`` (resume the study); ``False`` loads a
                 detached in-memory copy and never writes to ``path``.
             device: move the optimizer there (default: the saved prior's device, CPU).
+            config_changes: settings to change, ``{dotted key: value}`` of the optimizer's
+                ``config_class`` (e.g. ``{"finetune.lr": 1e-4}``), checked like a new config;
+                an attached load records them in the study (when, old and new values) and
+                later loads use them.
             runtime: constructor arguments that cannot be stored in a study folder because
                 they are code, e.g. ``feature_map=`` of :class:`~sqdf_bbo.SQDF`; pass the same
                 ones as when the study was made.
@@ -491,4 +494,7 @@ class Optimizer(ABC):
         """
         requested = None if cls is Optimizer else cls.method
         resolve = partial(class_for_study, requested=requested)
-        return persist.load(path, resolve, attach=attach, device=device, runtime=runtime)
+        changes = dict(config_changes or {})
+        return persist.load(
+            path, resolve, attach=attach, device=device, runtime=runtime, changes=changes
+        )

@@ -22,13 +22,13 @@ from typing import Any, ClassVar
 import pandas as pd
 import torch
 
-from sqdf_bbo.config import as_config, check_fields, config_from_dict, config_to_dict
+from sqdf_bbo.config import Range, as_config, check_fields, config_from_dict, config_to_dict
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning import FineTuner
 from sqdf_bbo.finetuning.kl import chain_kl
 from sqdf_bbo.optimizers.base import Observations, Optimizer, Proposal
 from sqdf_bbo.study.store import StudyError
-from sqdf_bbo.surrogates import SURROGATES, make_surrogate
+from sqdf_bbo.surrogates import SURROGATES, check_options, make_surrogate
 
 __all__ = [
     "FinetunedPriorOptimizer",
@@ -58,6 +58,12 @@ class RewardGuards:
         optimism_warning: warn when the optimistic prediction of an asked batch exceeds the
             values the oracle returned by more than this many target standard deviations.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "reward_cap": Range(0, 1e6),
+        "optimism_warning": Range(0, 1e6, low_open=True),
+    }
 
     surrogate_objective: str = "optimistic"
     reward_cap: float | None = None
@@ -123,6 +129,7 @@ class FinetunedPriorConfig(RewardGuards):
             raise ValueError(
                 f"surrogate {self.surrogate!r} is unknown; accepted values: {', '.join(SURROGATES)}"
             )
+        check_options(SURROGATES[self.surrogate], self.surrogate_options)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able settings, the fine-tuner's nested under ``finetune`` (``from_dict``
@@ -404,6 +411,19 @@ class FinetunedPriorOptimizer(Optimizer):
             "best_value": self.best_value,
             "round_log": self.round_log,
         }
+
+    def _settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Changed settings reach the parts that restored their own copy: the surrogate
+        takes the new ``surrogate_options`` (its fitted model stays until the next round
+        refits it); the replay buffer keeps the capacity it was made with."""
+        if "finetune.buffer_capacity" in changes:
+            raise ValueError(
+                "buffer_capacity cannot change in an existing study (its replay buffer keeps "
+                "the capacity it was made with)"
+            )
+        if "surrogate_options" in changes:
+            options = dict(self.config.surrogate_options)
+            self.surrogate.config = self.surrogate.config_class(**options)
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.trainer.load_state_dict(dict(state["trainer"]))
