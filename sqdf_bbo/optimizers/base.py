@@ -16,11 +16,10 @@ any order, failed points, external points, persistence): subclass :class:`Optimi
 unique ``method`` and implement ``_propose``; the other hooks are optional. Each hook's
 docstring below states its contract; docs/ask_tell.md has a complete example.
 
-**Call ``super().__init__`` last** in a subclass's ``__init__``: with ``study=DIR`` the base
-``__init__`` ends by creating the study folder, which saves ``_spec()`` and a first snapshot
-(``_extra_state()``), so every attribute those hooks read must already be set (use
-``Optimizer.check_seed(seed)`` when something needs the seed before that). Work done after
-``super().__init__`` returns is missing from the study's first snapshot.
+**Call ``super().__init__`` last** in a subclass's ``__init__``: with ``study=DIR`` it ends by
+creating the study folder, saving ``_spec()`` and a first snapshot (``_extra_state()``), so
+every attribute those hooks read must be set before (``Optimizer.check_seed(seed)`` checks
+a seed needed earlier); work done after it is missing from the study's first snapshot.
 
 Persistence (``study=DIR``, ``save``, ``load``): :mod:`sqdf_bbo.study.persist`. Inputs are
 checked by :mod:`sqdf_bbo.optimizers.inputs`.
@@ -149,6 +148,10 @@ class Optimizer(ABC):
         of ``ask`` when successful values arrived since the last fit; ``self.round`` is
         incremented right after it returns."""
 
+    def _unfit(self) -> None:  # noqa: B027 - optional hook
+        """Forget every fit (the sampler before the first ``_fit``): called at the start of
+        ``ask`` once every successful observation was excluded (``mark_failed``)."""
+
     def _metrics(self) -> dict[str, float]:
         """Diagnostics for benchmarks, public via ``metrics()`` (e.g. the KL to the prior)."""
         return {}
@@ -190,7 +193,8 @@ class Optimizer(ABC):
         """Propose ``n`` designs (default ``batch_size``); they are pending until told.
 
         Refits first (``_fit``, a new round) when successful observations arrived since
-        the last fit.
+        the last fit, or when some were excluded since (``mark_failed``); when every one was
+        excluded, ``_unfit`` returns the optimizer to its state before any fit (a new round).
         """
         n = self.batch_size if n is None else inputs.check_count(n, "n")
         if n > self.max_ask:
@@ -198,20 +202,20 @@ class Optimizer(ABC):
                 f"n={n} designs is more than one ask may return ({self.max_ask}); "
                 "ask in several calls"
             )
-        # 1. A new round when new successful observations exist.
+        # 1. A new round when new successful observations exist, or fitted ones were excluded.
         n_ok = self._count("complete")
-        if n_ok > 0 and (n_ok > self._fitted_count or self._refit_pending):
-            self._fit(self.observations())
+        if n_ok > self._fitted_count or (self._refit_pending and self._fitted_count > 0):
+            if n_ok:
+                self._fit(self.observations())
+            else:
+                self._unfit()
             self.round += 1
             self._fitted_count = n_ok
             self._refit_pending = False
         # 2. Proposal, checked before it is recorded.
         prop = self._propose(n)
-        name = type(self).__name__
-        if not isinstance(prop, Proposal):
-            raise TypeError(f"{name}._propose must return a Proposal, got {type(prop).__name__}")
-        traj = prop.trajectories
-        x = inputs.check_designs(name, prop.x, traj, n, self.shape, self.device, self.dtype)
+        traj = prop.trajectories if isinstance(prop, Proposal) else None
+        x = inputs.check_proposal(self, prop, n)
         # 3. Record (durably first, then in memory): one pending point per design.
         now = time.time()
         ids = list(range(self._next_id, self._next_id + n))
@@ -270,14 +274,9 @@ class Optimizer(ABC):
             p.state, p.value, p.told_at, p.reason, p.transient = state, v, t, r, flag
 
     def tell_external(self, x: Any, y: Any) -> list[int]:
-        """Add observations the optimizer did not ask for (e.g. historical lab data).
-
-        Args:
-            x: designs ``(n, *shape)`` (tensor or numpy array).
-            y: values ``(n,)``; non-finite values are recorded as failed.
-
-        Returns the new ids. External points have no trajectories; they enter the
-        surrogate's training data at the next round.
+        """Add observations the optimizer did not ask for (e.g. historical lab data): designs
+        ``x (n, *shape)`` (tensor or numpy array) and values ``y (n,)`` (non-finite: failed).
+        Returns the new ids; the points, without trajectories, are fitted at the next round.
         """
         xt = inputs.as_designs(x, self.shape, self.device, self.dtype)
         values = inputs.as_values(y, xt.shape[0], self.dtype)

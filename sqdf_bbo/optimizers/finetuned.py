@@ -205,18 +205,8 @@ class FinetunedPriorOptimizer(Optimizer):
         config = as_config(config, self.config_class)
         self.prior = prior
         self.config = config
-        self.trainer: FineTuner = self.trainer_class(prior, config.finetune, seed=int(seed) + 1)
         self.feature_map = feature_map
-        self.surrogate = make_surrogate(
-            config.surrogate,
-            seed=int(seed) + 3,
-            feature_map=feature_map,
-            **dict(config.surrogate_options),
-        )
-        self.reward_shift = 0.0
-        self.reward_scale = 1.0
-        self.value_scale = 1.0  # observed std of the values (target std units of the gaps)
-        self.best_value = math.nan  # best observed value at the last fit (for reward_cap)
+        self._start_model(int(seed))
         self.round_log: list[dict[str, float]] = []
         super().__init__(
             prior.shape,
@@ -341,6 +331,25 @@ class FinetunedPriorOptimizer(Optimizer):
                 "time_s": time.perf_counter() - t0,
             }
         )
+
+    def _start_model(self, seed: int) -> None:
+        """The model before any round: a fine-tuner whose policy is the pretrained prior, an
+        unfitted surrogate and the reward's scale, seeded from ``seed``."""
+        cfg = self.config
+        self.trainer: FineTuner = self.trainer_class(self.prior, cfg.finetune, seed=seed + 1)
+        options = dict(cfg.surrogate_options)
+        self.surrogate = make_surrogate(
+            cfg.surrogate, seed=seed + 3, feature_map=self.feature_map, **options
+        )
+        self.reward_shift = 0.0
+        self.reward_scale = 1.0
+        self.value_scale = 1.0  # observed std of the values (target std units of the gaps)
+        self.best_value = math.nan  # best observed value at the last fit (for reward_cap)
+
+    def _unfit(self) -> None:
+        """Every successful observation was excluded: back to the model before any round
+        (:meth:`_start_model`, seeded as at construction); ``round_log`` keeps the rounds."""
+        self._start_model(self.seed)
 
     def _propose(self, n: int) -> Proposal:
         return sample_proposal(self.trainer.policy, n, self.generator, self.config.clip_designs)
