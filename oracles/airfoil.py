@@ -16,7 +16,9 @@ MLP trained on XFoil runs; the ``airfoil`` extra installs it). A point fails (Na
 reason in ``oracle.failures``, never an exception) when its design is not finite, when the
 upper surface lies more than ``intersection_tol`` chord below the lower one anywhere
 (self-intersection, including a negative trailing-edge gap), when t_max is below
-``min_thickness``, or when NeuralFoil's output is not finite.
+``min_thickness``, or when any of NeuralFoil's CL, CD, CM is not finite (an infinite drag
+would otherwise score L/D = ±0). Complex designs are refused (``TypeError``), as by every
+oracle.
 
 NeuralFoil also returns ``analysis_confidence`` ∈ [0, 1]: it falls toward 0 away from its
 training data, where its CL / CD can be fooled (an optimizer may find L/D that a larger
@@ -69,10 +71,14 @@ THICKNESS_GRID = np.linspace(0.0, 1.0, 101)
 
 # ---------------------------------------------------------------------------- geometry
 def _as_kulfan(k: Any) -> np.ndarray:
-    """Kulfan vectors as a float64 array ``(n, 18)`` (a single ``(18,)`` vector gets n = 1)."""
+    """Kulfan vectors as a float64 array ``(n, 18)`` (a single ``(18,)`` vector gets n = 1);
+    ``TypeError`` for complex or non-numeric input (never silently cast)."""
     if isinstance(k, torch.Tensor):
         k = k.detach().cpu().numpy()
-    arr = np.asarray(k, dtype=np.float64)
+    arr = np.asarray(k)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"Kulfan vectors must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != KULFAN_DIM:
@@ -320,9 +326,11 @@ class NeuralFoilOracle(Oracle):
             )
             for key, v in aero.items():
                 out[key][ok] = v
-        for i in np.flatnonzero(ok & ~np.isfinite(out["LD"])):
+        outputs = np.stack([out[key] for key in ("CL", "CD", "CM", "LD")])
+        for i in np.flatnonzero(ok & ~np.isfinite(outputs).all(0)):
             failures[int(i)] = (
-                f"non-finite NeuralFoil output (CL={out['CL'][i]}, CD={out['CD'][i]})"
+                f"non-finite NeuralFoil output (CL={out['CL'][i]}, CD={out['CD'][i]}, "
+                f"CM={out['CM'][i]})"
             )
         out["failure"] = np.array([failures.get(i, "") for i in range(n)], dtype=object)
         return out
