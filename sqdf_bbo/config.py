@@ -49,6 +49,8 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
+from sqdf_bbo.text import parse_integer, parse_real
+
 __all__ = [
     "ALLOW_NONFINITE",
     "ConfigError",
@@ -290,11 +292,13 @@ def _parse_bool(text: str) -> bool:
 
 
 def _parse_number(text: str, tp: type, nonfinite: bool) -> Any:
+    """A number in ASCII decimal notation (:mod:`sqdf_bbo.text`): ``1_0`` or full-width
+    digits are refused, and ``1e400`` does not become ``inf``."""
     try:
-        value: Any = int(text.strip()) if tp is int else float(text.strip())
+        value: Any = parse_integer(text) if tp is int else parse_real(text)
     except ValueError:
         try:
-            value = float(text.strip())
+            value = parse_real(text)
         except ValueError:
             raise _Mismatch(
                 f"expected {'an integer' if tp is int else 'a number'}, got {text!r}"
@@ -345,7 +349,10 @@ def _parse(text: str, tp: Any, nonfinite: bool) -> Any:
         return text
     if origin in (tuple, list):
         return _parse_sequence(text, tp, nonfinite)
-    return _coerce(_parse_json(text, tp), tp, nonfinite)
+    value = _parse_json(text, tp)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+        return config_from_dict(tp, value)  # a nested config as a mapping, as the API takes
+    return _coerce(value, tp, nonfinite)
 
 
 def _nested_class(config_class: type, name: str) -> type | None:
@@ -362,7 +369,8 @@ def parse_field(config_class: type, name: str, text: str) -> Any:
     Accepted spellings: bool ``true/false/1/0/yes/no`` (any case); int ``3`` (``3.0`` is
     read as 3, ``2.5`` is an error); float ``1e-3`` (``inf``/``nan`` only for fields that
     allow them); ``none``/``null`` for optional fields; tuples as a JSON list or comma
-    separated; mappings (e.g. ``surrogate_options``) and anything else as JSON.
+    separated; mappings (e.g. ``surrogate_options``) and anything else as JSON; a nested
+    config as a JSON mapping of the settings it changes (``finetune={"steps": 2}``).
 
     Raises:
         ConfigError: unknown field (the message lists the valid ones) or a bad value.

@@ -169,6 +169,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     values = [parse_value(r["value"], f"{args.data} line {line}") for line, r in rows]
     opt = load_study(args.study)
     try:
+        check_study_column(header, rows, opt, args.data)
         xcols = check_design_columns(header, int(np.prod(opt.shape)), args.data)
         xs = parse_designs(rows, xcols, args.data)
         x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
