@@ -16,7 +16,9 @@ MLP trained on XFoil runs; the ``airfoil`` extra installs it). A point fails (Na
 reason in ``oracle.failures``, never an exception) when its design is not finite, when the
 upper surface lies more than ``intersection_tol`` chord below the lower one anywhere
 (self-intersection, including a negative trailing-edge gap), when t_max is below
-``min_thickness``, or when NeuralFoil's output is not finite.
+``min_thickness``, or when any of NeuralFoil's CL, CD, CM is not finite (an infinite drag
+would otherwise score L/D = ±0). Complex designs are refused (``TypeError``), as by every
+oracle.
 
 The same two geometry rules as known constraints for the optimizers
 (:func:`airfoil_constraints`, torch, differentiable in the design, feasible where ≥ 0):
@@ -37,12 +39,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from sqdf_bbo.config import check_fields
+from sqdf_bbo.config import Range, check_fields
 from sqdf_bbo.constraints import Constraint
 from sqdf_bbo.data import KULFAN_DIM, KulfanStandardization
 
@@ -81,10 +83,14 @@ THICKNESS_GRID = np.linspace(0.0, 1.0, 101)
 
 # ---------------------------------------------------------------------------- geometry
 def _as_kulfan(k: Any) -> np.ndarray:
-    """Kulfan vectors as a float64 array ``(n, 18)`` (a single ``(18,)`` vector gets n = 1)."""
+    """Kulfan vectors as a float64 array ``(n, 18)`` (a single ``(18,)`` vector gets n = 1);
+    ``TypeError`` for complex or non-numeric input (never silently cast)."""
     if isinstance(k, torch.Tensor):
         k = k.detach().cpu().numpy()
-    arr = np.asarray(k, dtype=np.float64)
+    arr = np.asarray(k)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"Kulfan vectors must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != KULFAN_DIM:
@@ -270,13 +276,23 @@ class NeuralFoilConfig:
     Attributes:
         model_size: NeuralFoil network (``xxsmall`` … ``xxxlarge``; larger = more accurate,
             slower: a batch of 256 takes ~10 ms at ``xlarge``, ~90 ms at ``xxxlarge``).
-        alpha: angle of attack in degrees.
-        Re: Reynolds number (> 0).
-        n_crit: e^n transition amplification factor (9 = average wind tunnel).
+        alpha: angle of attack in degrees, in [-180, 180].
+        Re: Reynolds number, in [1e2, 1e9] (NeuralFoil was trained around Re ≈ 3e5).
+        n_crit: e^n transition amplification factor (9 = average wind tunnel), in (0, 100].
         min_thickness: smallest valid t_max in chord units; ``None`` disables the check.
         intersection_tol: how far (chord) the upper surface may dip below the lower one
             before the point counts as self-intersecting.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``): angles of
+    #: attack in degrees; NeuralFoil's training data are centred on ln Re = 12.5 ± 3.5.
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "alpha": Range(-180, 180),
+        "Re": Range(1e2, 1e9),
+        "n_crit": Range(0, 100, low_open=True),
+        "min_thickness": Range(0, 1, high_open=True),
+        "intersection_tol": Range(0, 1),
+    }
 
     model_size: ModelSize = "xlarge"
     alpha: float = 5.0
@@ -286,16 +302,7 @@ class NeuralFoilConfig:
     intersection_tol: float = 1e-3
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        if not self.Re > 0 or not self.n_crit > 0 or self.intersection_tol < 0:
-            raise ValueError(
-                f"need Re > 0, n_crit > 0 and intersection_tol >= 0; got Re={self.Re}, "
-                f"n_crit={self.n_crit}, intersection_tol={self.intersection_tol}"
-            )
-        if self.min_thickness is not None and not 0 <= self.min_thickness < 1:
-            raise ValueError(
-                f"min_thickness must lie in [0, 1) or be None, got {self.min_thickness}"
-            )
+        check_fields(self)  # types, and the ranges of LIMITS
 
 
 class NeuralFoilOracle(Oracle):
@@ -382,9 +389,11 @@ class NeuralFoilOracle(Oracle):
             )
             for key, v in aero.items():
                 out[key][ok] = v
-        for i in np.flatnonzero(ok & ~np.isfinite(out["LD"])):
+        outputs = np.stack([out[key] for key in ("CL", "CD", "CM", "LD")])
+        for i in np.flatnonzero(ok & ~np.isfinite(outputs).all(0)):
             failures[int(i)] = (
-                f"non-finite NeuralFoil output (CL={out['CL'][i]}, CD={out['CD'][i]})"
+                f"non-finite NeuralFoil output (CL={out['CL'][i]}, CD={out['CD'][i]}, "
+                f"CM={out['CM'][i]})"
             )
         out["failure"] = np.array([failures.get(i, "") for i in range(n)], dtype=object)
         return out

@@ -235,8 +235,15 @@ class Oracle(ABC):
 
     # ------------------------------------------------------------------ evaluation
     def _check(self, x: Any) -> torch.Tensor:
+        """The batch as a tensor of real numbers of this oracle's shape (``TypeError`` for
+        complex, boolean or non-numeric input, which a cast would silently change)."""
         if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+            arr = np.asarray(x)
+            if arr.dtype.kind not in "iuf":
+                raise TypeError(f"{self.name} oracle expects real numbers, got dtype {arr.dtype}")
+            x = torch.as_tensor(arr.astype(np.float32))
+        if x.dtype.is_complex or x.dtype == torch.bool:
+            raise TypeError(f"{self.name} oracle expects real numbers, got dtype {x.dtype}")
         if x.ndim != len(self.shape) + 1 or tuple(x.shape[1:]) != self.shape:
             raise ValueError(
                 f"{self.name} oracle expects a batch of shape (n, {', '.join(map(str, self.shape))}), "

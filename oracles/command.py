@@ -24,6 +24,10 @@ process group is killed with SIGKILL, so the helpers the program started
 (a solver it forked, ``sh -c 'solver & wait'``) die with it; where process
 groups do not exist (Windows) only the program itself is killed. After a
 normal exit, processes the program deliberately left running are not touched.
+Not tracked: a grandchild that leaves the group on purpose (``setsid``, a daemon,
+``nohup setsid solver &``) is in a session of its own and survives the timeout; a
+simulator that detaches its workers must stop them itself (or run them under a job
+scheduler that does).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from typing import IO, Any
 
 import numpy as np
 import torch
+
+from sqdf_bbo.text import parse_real
 
 from .base import Evaluation, Oracle
 
@@ -149,7 +155,7 @@ def _parse_csv(data: bytes, name: str, n: int) -> Evaluation:
     for i, line in enumerate(lines):
         token, _, message = line.partition(",")
         try:
-            values[i] = float(token)
+            values[i] = parse_real(token, overflow=True)
         except ValueError:
             reasons[i] = f"unparsable output line {i + 1}: {_tail(line, 80)!r}"
             continue
@@ -240,6 +246,8 @@ class CommandOracle(Oracle):
 
     def read_values(self, path: Path, n: int) -> Evaluation:
         """Parse the program's output for ``n`` designs (see the module docstring)."""
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            return _fail_all(n, f"output {path.name} is not a regular file (a folder or a link)")
         if not path.is_file():
             return _fail_all(n, f"no output file {path.name} written")
         limit = self.values_size_limit(n)
@@ -310,7 +318,8 @@ class CommandOracle(Oracle):
         finally:
             if not self.keep_files:
                 for p in (in_path, out_path):
-                    p.unlink(missing_ok=True)
+                    if p.is_symlink() or p.is_file():  # a folder the program made stays
+                        p.unlink()
                 # the program left other files: keep the folder for inspection
                 with contextlib.suppress(OSError):
                     folder.rmdir()

@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sqdf_bbo.config import check_fields
+from sqdf_bbo.config import Range, check_fields
 from sqdf_bbo.data import digits_split
 from sqdf_bbo.progress import progress_bar
 
@@ -103,6 +103,16 @@ class ClassifierTrainConfig:
         label_smoothing: cross-entropy label smoothing (tempers over-confidence).
         seed: seeds the initialization and the batch order.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "epochs": Range(1, 100_000),
+        "batch_size": Range(1, 100_000),
+        "lr": Range(0, 1, low_open=True),
+        "weight_decay": Range(0, 100),
+        "label_smoothing": Range(0, 1, high_open=True),
+        "seed": Range(0, 2**62, high_open=True),
+    }
 
     epochs: int = 40
     batch_size: int = 64

@@ -14,6 +14,13 @@ the resolved type hints of ``dataclasses.fields``:
   ``list[X]``, ``dict``/``Mapping`` (string keys when declared so), dataclass and plain
   class types (``isinstance``). ``Any`` and other typing constructs are not checked.
 
+Sane ranges: a config class lists the range of each numeric setting in a class attribute
+``LIMITS`` (field name → :class:`Range`; merged over the base classes), and
+:func:`check_fields` refuses a value outside it (``None`` is left to the field's type). The
+ranges are wide — they refuse what cannot be meant (a learning rate of 1e300, a buffer of
+1e12 trajectories), not what is merely unusual — and documented in the config's docstring
+and in docs/ask_tell.md.
+
 All problems of one object are reported together in one :class:`ConfigError`, which is
 both a ``ValueError`` and a ``TypeError`` (callers may catch either).
 
@@ -37,13 +44,19 @@ import numbers
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 import numpy as np
 
+from sqdf_bbo.text import parse_integer, parse_real
+
 __all__ = [
     "ALLOW_NONFINITE",
     "ConfigError",
+    "Range",
+    "limits_of",
+    "limit_problems",
     "check_fields",
     "parse_field",
     "field_names",
@@ -63,6 +76,36 @@ _NONE = ("none", "null")
 
 class ConfigError(ValueError, TypeError):
     """A config field has the wrong type, or a ``--set`` key or value is invalid."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The sane values of a numeric setting: ``low`` … ``high``, each end included unless
+    ``low_open`` / ``high_open`` (``str``: interval notation, e.g. ``(0, 1]``)."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return bool(above and below)
+
+    def __str__(self) -> str:
+        return (
+            f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+            f"{')' if self.high_open else ']'}"
+        )
+
+
+def limits_of(config_class: type) -> dict[str, Range]:
+    """The ``LIMITS`` of ``config_class`` and its bases (a subclass's entry wins)."""
+    out: dict[str, Range] = {}
+    for klass in reversed(config_class.__mro__):
+        out.update(klass.__dict__.get("LIMITS", {}))
+    return out
 
 
 class _Mismatch(Exception):
@@ -196,14 +239,16 @@ def _coerce(value: Any, tp: Any, nonfinite: bool) -> Any:
 
 
 # ---------------------------------------------------------------------------- public API
-def check_fields(obj: Any) -> None:
-    """Check (and normalize) the types of every field of a frozen dataclass instance.
+def check_fields(obj: Any, limits: bool = True) -> None:
+    """Check (and normalize) the types of every field of a frozen dataclass instance, and
+    the numeric ones against the class's sane ranges (``LIMITS``, :func:`limits_of`).
 
     Call it first in ``__post_init__``. Numbers are converted to the declared ``int`` /
     ``float``, lists to declared tuples (written back with ``object.__setattr__``).
 
     Raises:
-        ConfigError: listing every field whose value does not fit its declared type.
+        ConfigError: listing every field whose value does not fit its declared type, else
+            (with ``limits``) every numeric field outside its range.
     """
     cls = type(obj)
     hints = _hints(cls)
@@ -219,6 +264,22 @@ def check_fields(obj: Any) -> None:
             object.__setattr__(obj, f.name, new)
     if problems:
         raise ConfigError(f"invalid {cls.__name__}: " + "; ".join(problems))
+    problems = limit_problems(obj) if limits else []
+    if problems:
+        raise ConfigError(f"invalid {cls.__name__}: " + "; ".join(problems))
+
+
+def limit_problems(obj: Any) -> list[str]:
+    """One message per numeric field of ``obj`` outside its range (``LIMITS``); call it after
+    the types were checked (``check_fields(obj, limits=False)``) to report the ranges with
+    a config's own further checks in one error."""
+    out = []
+    for name, allowed in limits_of(type(obj)).items():
+        value = getattr(obj, name, None)
+        numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if numeric and value not in allowed:
+            out.append(f"{name} must be in {allowed}, got {value!r}")
+    return out
 
 
 def _parse_bool(text: str) -> bool:
@@ -231,11 +292,13 @@ def _parse_bool(text: str) -> bool:
 
 
 def _parse_number(text: str, tp: type, nonfinite: bool) -> Any:
+    """A number in ASCII decimal notation (:mod:`sqdf_bbo.text`): ``1_0`` or full-width
+    digits are refused, and ``1e400`` does not become ``inf``."""
     try:
-        value: Any = int(text.strip()) if tp is int else float(text.strip())
+        value: Any = parse_integer(text) if tp is int else parse_real(text)
     except ValueError:
         try:
-            value = float(text.strip())
+            value = parse_real(text)
         except ValueError:
             raise _Mismatch(
                 f"expected {'an integer' if tp is int else 'a number'}, got {text!r}"
@@ -286,7 +349,10 @@ def _parse(text: str, tp: Any, nonfinite: bool) -> Any:
         return text
     if origin in (tuple, list):
         return _parse_sequence(text, tp, nonfinite)
-    return _coerce(_parse_json(text, tp), tp, nonfinite)
+    value = _parse_json(text, tp)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+        return config_from_dict(tp, value)  # a nested config as a mapping, as the API takes
+    return _coerce(value, tp, nonfinite)
 
 
 def _nested_class(config_class: type, name: str) -> type | None:
@@ -303,7 +369,8 @@ def parse_field(config_class: type, name: str, text: str) -> Any:
     Accepted spellings: bool ``true/false/1/0/yes/no`` (any case); int ``3`` (``3.0`` is
     read as 3, ``2.5`` is an error); float ``1e-3`` (``inf``/``nan`` only for fields that
     allow them); ``none``/``null`` for optional fields; tuples as a JSON list or comma
-    separated; mappings (e.g. ``surrogate_options``) and anything else as JSON.
+    separated; mappings (e.g. ``surrogate_options``) and anything else as JSON; a nested
+    config as a JSON mapping of the settings it changes (``finetune={"steps": 2}``).
 
     Raises:
         ConfigError: unknown field (the message lists the valid ones) or a bad value.

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from oracles.airfoil import NeuralFoilOracle as NeuralFoil
+from sqdf_bbo.config import ConfigError
 from sqdf_bbo.data import KULFAN_DIM, KulfanStandardization
 from tests.test_optimizer_contract import OptimizerContract
 
@@ -309,3 +311,30 @@ def test_airfoil_table_and_demo_write_their_files(tmp_path: Path) -> None:
     coords = pd.read_csv(tmp_path / "demo" / "best_airfoils_coordinates.csv")
     assert set(coords.columns) == {"method", "rank", "point", "x", "y"}
     assert (tmp_path / "demo" / "best_airfoils.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------- issue 16, item 6
+@pytest.mark.parametrize("huge", [1e30, 3e38], ids=["1e30", "float32 3e38"])
+def test_an_infinite_drag_is_a_failure_not_a_zero_score(huge: float) -> None:
+    pytest.importorskip("neuralfoil")
+    oracle = NeuralFoil()
+    dtype = torch.float32 if huge > 1e37 else torch.float64
+    y = oracle(torch.full((1, KULFAN_DIM), huge, dtype=dtype))
+    assert torch.isnan(y).all(), "L/D = CL/inf = ±0 must not be scored"
+    assert "non-finite NeuralFoil output" in oracle.failures[0] and "CD=inf" in oracle.failures[0]
+
+
+@pytest.mark.parametrize("kwargs", [{"alpha": 1e6}, {"Re": 1e300}, {"Re": 1.0}, {"n_crit": 1e9}])
+def test_absurd_operating_points_are_refused(kwargs: dict) -> None:
+    with pytest.raises(ConfigError, match="must be in "):
+        NeuralFoil(**kwargs)
+
+
+def test_complex_designs_are_refused_not_cast() -> None:
+    oracle = NeuralFoil()
+    with pytest.raises(TypeError, match="expects real numbers, got dtype torch.complex64"):
+        oracle(torch.zeros(1, KULFAN_DIM, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="expects real numbers, got dtype complex128"):
+        oracle(np.zeros((1, KULFAN_DIM), dtype=np.complex128))
+    with pytest.raises(TypeError, match="Kulfan vectors must be real numbers"):
+        oracle.analyze(np.zeros((1, KULFAN_DIM), dtype=np.complex128))

@@ -191,7 +191,7 @@ def test_seiko_config_validation() -> None:
         SEIKOConfig(finetune={"truncation": "first-k"})
     # SEIKO accepts α = 0 (reward back-propagation only); SQDF does not
     assert SEIKOConfig(finetune={"alpha": 0.0}).finetune.resolved_alpha(64) == 0.0
-    with pytest.raises(ValueError, match="alpha must be >= 0"):
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, "):
         SEIKOTrainConfig(alpha=-1.0)
     # a v0.1 flat dict migrates
     old = {"surrogate": "ensemble", "steps_per_round": 2, "finetune_batch_size": 4, "lr": 1e-3}

@@ -386,3 +386,18 @@ def test_digits_oracles_with_the_shipped_classifier() -> None:
     assert copy._classifier is None
     # a batch of 5 and the full batch may take different float kernels on some CPUs
     assert torch.allclose(copy(x[:5]), logit[:5], rtol=1e-4, atol=1e-4)
+
+
+def test_complex_or_boolean_batches_are_refused_not_cast() -> None:
+    """Issue 16, item 6: a cast to float would silently drop an imaginary part."""
+    oracle = CallableOracle(lambda v: float(v.sum()), (2,))
+    for bad in (
+        torch.zeros(1, 2, dtype=torch.complex64),
+        np.array([[1 + 2j, 0.0]]),
+        torch.zeros(1, 2, dtype=torch.bool),
+        [["a", "b"]],
+    ):
+        with pytest.raises(TypeError, match="expects real numbers"):
+            oracle(bad)
+    assert oracle.n_calls == 0
+    assert torch.equal(oracle(np.array([[1, 2]])), torch.tensor([3.0], dtype=torch.float64))

@@ -36,6 +36,7 @@ TINY = Sizes(
     tamperings=("delete the last rows (their ids would be reused)", "drop the points' crc column"),
     batch_cases=("CommandOracle writes 1e39 first (the issue's case)",),
     hang_cases=("thread pool: jobs that never return",),
+    setting_cases=("init --set finetune.lr=1e300", "config --set finetune.lr=0.0005"),
     api_cases=("tell 1e39", "tell values as a set"),
     cli_cases=("tell: short row", "tell: UTF-8 BOM (valid: must store the value)"),
 )
@@ -55,6 +56,7 @@ def test_a_tiny_run_loses_nothing(tmp_path: Path) -> None:
         "tampering",
         "oracle batches",
         "stuck workers",
+        "absurd settings",
         "hostile input",
     ]
     bad = [p for p in probes if p.lost or not p.ok]
@@ -94,6 +96,10 @@ def test_a_tiny_run_loses_nothing(tmp_path: Path) -> None:
     }
     (stuck,) = [p for p in probes if p.category == "stuck workers"]
     assert stuck.outcome.startswith("returned: ") and stuck.ok
+    assert outcomes(probes, "absurd settings") == {
+        "init --set finetune.lr=1e300": "exit 2, one line, no study",
+        "config --set finetune.lr=0.0005": "changed, recorded, reloaded",
+    }
     assert outcomes(probes, "hostile input") == {
         "API: tell 1e39": "refused (ValueError)",
         "API: tell values as a set": "refused (TypeError)",

@@ -33,8 +33,8 @@ KILL_WORKERS = 2  # children running (and being killed) at the same time
 CONCURRENT_READS = 12  # category 2: read-only loads by a second process while a writer runs
 CLI_TELLS = 24  # category 2: sequential CLI tell calls while another process polls status
 # the case lists of the other categories: CORRUPTIONS (corruption.py), TAMPERINGS
-# (tampering.py), BATCH_CASES (oracle_batches.py), HANG_CASES (hangs.py), API_CASES and
-# CLI_CASES (hostile.py); every case runs
+# (tampering.py), BATCH_CASES (oracle_batches.py), HANG_CASES (hangs.py), SETTING_CASES
+# (settings.py), API_CASES and CLI_CASES (hostile.py); every case runs
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
 FAST = {
@@ -86,6 +86,7 @@ class Sizes:
     tamperings: tuple[str, ...] | None = None
     batch_cases: tuple[str, ...] | None = None
     hang_cases: tuple[str, ...] | None = None
+    setting_cases: tuple[str, ...] | None = None
     api_cases: tuple[str, ...] | None = None
     cli_cases: tuple[str, ...] | None = None
 

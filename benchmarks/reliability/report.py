@@ -24,6 +24,7 @@ from benchmarks.reliability.hangs import hang_probes
 from benchmarks.reliability.hostile import hostile_probes
 from benchmarks.reliability.kills import sigkill_probes
 from benchmarks.reliability.oracle_batches import oracle_batch_probes
+from benchmarks.reliability.settings import settings_probes
 from benchmarks.reliability.tampering import tampering_probes
 
 CATEGORIES: dict[str, Callable[[Path, Sizes, int, Callable[[str], None]], list[Probe]]] = {
@@ -33,6 +34,7 @@ CATEGORIES: dict[str, Callable[[Path, Sizes, int, Callable[[str], None]], list[P
     "tampering": tampering_probes,
     "oracle batches": oracle_batch_probes,
     "stuck workers": hang_probes,
+    "absurd settings": settings_probes,
     "hostile input": hostile_probes,
 }
 

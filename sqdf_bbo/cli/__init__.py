@@ -7,6 +7,7 @@
     sqdf-bbo fail   --study DIR --ids 3,7 [--reason TEXT] [--design-failure]   # or --ids-file CSV
     sqdf-bbo status --study DIR [--json]
     sqdf-bbo export --study DIR --out history.csv [--state pending]
+    sqdf-bbo config --study DIR [--set finetune.lr=1e-4]          # show / change the settings
     sqdf-bbo bench  --suite quick --out runs/bench               # benchmarks (entry point)
     sqdf-bbo demo   --out runs/demo                              # benchmarks (entry point)
 

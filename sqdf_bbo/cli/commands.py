@@ -39,11 +39,23 @@ from sqdf_bbo.cli.studies import (
     open_prior,
     optimizer_classes,
     parse_sets,
+    recorded_changes,
+    settings_of,
     status_of,
+    study_class,
     study_uid,
 )
 
-__all__ = ["cmd_init", "cmd_ask", "cmd_tell", "cmd_add", "cmd_fail", "cmd_status", "cmd_export"]
+__all__ = [
+    "cmd_init",
+    "cmd_ask",
+    "cmd_tell",
+    "cmd_add",
+    "cmd_fail",
+    "cmd_status",
+    "cmd_export",
+    "cmd_config",
+]
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -157,6 +169,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     values = [parse_value(r["value"], f"{args.data} line {line}") for line, r in rows]
     opt = load_study(args.study)
     try:
+        check_study_column(header, rows, opt, args.data)
         xcols = check_design_columns(header, int(np.prod(opt.shape)), args.data)
         xs = parse_designs(rows, xcols, args.data)
         x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
@@ -255,4 +268,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     }
     write_designs_csv(out, ids, x, extra)
     print(f"wrote {len(ids)} points to {out}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Show a study's settings and their recorded changes, or change them (``--set``)."""
+    if not args.set:
+        settings = settings_of(load_study(args.study, attach=False))
+        changes = recorded_changes(args.study)
+        print(json.dumps({"settings": settings, "changes": changes}, indent=2))
+        return 0
+    changes = parse_sets(args.set, config_class(study_class(args.study)))
+    before = len(recorded_changes(args.study))
+    load_study(args.study, config_changes=changes).close()
+    log = recorded_changes(args.study)
+    if len(log) == before:
+        print(f"no setting of {args.study} changed (the values given are the current ones)")
+        return 0
+    for key, (old, new) in log[-1]["changes"].items():
+        print(f"{key}: {json.dumps(old)} -> {json.dumps(new)}")
+    print(f"recorded in {args.study} (sqdf-bbo config --study {args.study} lists every change)")
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from sqdf_bbo.cli.errors import CLIError
+from sqdf_bbo.text import parse_integer, parse_real
 
 __all__ = [
     "FAILED_TOKENS",
@@ -128,8 +129,9 @@ def require_columns(header: list[str], columns: Sequence[str], path: str) -> Non
 
 # ---------------------------------------------------------------------------- fields
 def parse_id(raw: str, where: str) -> int:
+    """An id: ASCII digits (``1_0`` or full-width digits are refused, not read as 10)."""
     try:
-        return int(raw)
+        return parse_integer(raw)
     except ValueError:
         raise CLIError(f"{where}: id {raw!r} is not an integer") from None
 
@@ -152,15 +154,22 @@ def ids_from_file(path: str) -> tuple[list[int], list[str], Rows]:
 
 
 def parse_value(raw: str, where: str) -> float:
-    """A told value; empty, ``nan``, ``na``, ``n/a`` or ``failed`` is a failed evaluation."""
+    """A told value; empty, ``nan``, ``na``, ``n/a`` or ``failed`` is a failed evaluation.
+    ASCII decimal notation only (:mod:`sqdf_bbo.text`): ``1_0`` and ``1e400`` are refused."""
     if raw.lower() in FAILED_TOKENS:
         return math.nan
     try:
-        return float(raw)
+        return parse_real(raw)
     except ValueError:
-        raise CLIError(
-            f"{where}: value {raw!r} is not a number (leave it empty or write nan for a failed evaluation)"
-        ) from None
+        pass
+    try:
+        parse_real(raw, overflow=True)
+        why = "is too large for a float (it would read as inf)"
+    except ValueError:
+        why = "is not a number"
+    raise CLIError(
+        f"{where}: value {raw!r} {why} (leave it empty or write nan for a failed evaluation)"
+    )
 
 
 def parse_flag(raw: str, where: str) -> bool:
@@ -202,7 +211,7 @@ def parse_designs(rows: Rows, xcols: list[str], path: str) -> list[list[float]]:
         values = []
         for c in xcols:
             try:
-                values.append(float(r[c]))
+                values.append(parse_real(r[c]))
             except ValueError:
                 raise CLIError(
                     f"{path} line {line}: design value {c}={r[c]!r} is not a number"

@@ -9,6 +9,7 @@ import argparse
 from sqdf_bbo.cli.commands import (
     cmd_add,
     cmd_ask,
+    cmd_config,
     cmd_export,
     cmd_fail,
     cmd_init,
@@ -21,7 +22,7 @@ from sqdf_bbo.optimizers import Optimizer
 
 __all__ = ["build_parser"]
 
-STUDY_COMMANDS = ("init", "ask", "tell", "add", "fail", "status", "export")
+STUDY_COMMANDS = ("init", "ask", "tell", "add", "fail", "status", "export", "config")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--state", choices=("pending", "complete", "failed"), default=None)
     sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("config", help="show a study's settings, or change them (--set)")
+    study_arg(sp)
+    sp.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change a setting of the study's config (as for init; recorded in the study "
+        "with the time and the old value); repeatable. Without --set: print the settings "
+        "and every recorded change as JSON",
+    )
+    sp.set_defaults(func=cmd_config)
 
     for name, command in discover(reserved=STUDY_COMMANDS).items():
         _add_plugin(sub, name, command)

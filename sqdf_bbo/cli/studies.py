@@ -27,6 +27,8 @@ from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import available_priors, load_prior
 from sqdf_bbo.optimizers import Optimizer
 from sqdf_bbo.optimizers.registry import registered_methods  # the package registers all
+from sqdf_bbo.study.persist import flat_settings
+from sqdf_bbo.study.store import StudyStore
 
 __all__ = [
     "open_prior",
@@ -38,6 +40,9 @@ __all__ = [
     "check_study_column",
     "check_told_designs",
     "status_of",
+    "settings_of",
+    "study_class",
+    "recorded_changes",
 ]
 
 
@@ -93,9 +98,43 @@ def optimizer_classes() -> dict[str, type]:
     return {k: v for k, v in registered_methods().items() if not k.startswith("test-")}
 
 
-def load_study(path: str, attach: bool = True) -> Optimizer:
-    """The study in folder ``path`` (every built-in method is registered by the imports)."""
-    return Optimizer.load(path, attach=attach)
+def load_study(
+    path: str, attach: bool = True, config_changes: dict[str, Any] | None = None
+) -> Optimizer:
+    """The study in folder ``path`` (every built-in method is registered by the imports),
+    with ``config_changes`` applied (and recorded when attached)."""
+    return Optimizer.load(path, attach=attach, config_changes=config_changes)
+
+
+def study_class(path: str) -> type:
+    """The optimizer class of the study at ``path``, read from its metadata (without
+    building the optimizer, which its settings may not allow)."""
+    store = StudyStore.open(path, read_only=True)
+    try:
+        method = str(store.read_meta().get("method"))
+    finally:
+        store.close()
+    cls = optimizer_classes().get(method)
+    if cls is None:
+        raise CLIError(f"{path}: unknown method {method!r}")
+    return cls
+
+
+def settings_of(opt: Optimizer) -> dict[str, Any]:
+    """An optimizer's settings by dotted key (``finetune.lr``)."""
+    config = getattr(opt, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        raise CLIError(f"method {opt.method!r} has no settings")
+    return flat_settings(config)
+
+
+def recorded_changes(path: str) -> list[dict[str, Any]]:
+    """The setting changes recorded in the study at ``path``, oldest first."""
+    store = StudyStore.open(path, read_only=True)
+    try:
+        return list(store.read_meta().get("config_changes", []))
+    finally:
+        store.close()
 
 
 def study_uid(opt: Optimizer) -> str:

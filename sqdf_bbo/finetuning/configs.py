@@ -20,7 +20,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqdf_bbo.config import check_fields, config_from_dict, config_to_dict
+from sqdf_bbo.config import (
+    ConfigError,
+    Range,
+    check_fields,
+    config_from_dict,
+    config_to_dict,
+    limit_problems,
+)
 from sqdf_bbo.diffusion.prior import X0_METHODS, DiffusionPrior
 from sqdf_bbo.finetuning.buffer import PRIORITIES, SAMPLING_METHODS
 from sqdf_bbo.finetuning.kl import official_alpha_to_ours
@@ -38,16 +45,6 @@ def _one_of(name: str, value: str, accepted: tuple[str, ...]) -> list[str]:
     if value in accepted:
         return []
     return [f"{name} {value!r} is unknown; accepted values: {', '.join(accepted)}"]
-
-
-def _alpha_problems(config: Any, allow_zero: bool) -> list[str]:
-    problems = []
-    if config.alpha is not None and not (config.alpha > 0 or (allow_zero and config.alpha == 0)):
-        bound = ">= 0" if allow_zero else "> 0"
-        problems.append(f"alpha must be {bound} or None, got {config.alpha}")
-    if config.alpha_official is not None and not config.alpha_official > 0:
-        problems.append(f"alpha_official must be > 0 or None, got {config.alpha_official}")
-    return problems
 
 
 class _TrainerConfig:
@@ -140,6 +137,25 @@ class SQDFConfig(_TrainerConfig):
     DEFAULT_ALPHA: ClassVar[float] = 1.0
     KL_CONVENTION: ClassVar[str] = "sqdf"
     RENAMED: ClassVar[dict[str, str]] = {"batch_size": "transitions_per_step"}
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "alpha": Range(0, 1e6, low_open=True),
+        "alpha_official": Range(0, 1e6, low_open=True),
+        "gamma": Range(0, 1, low_open=True),
+        "ddim_m": Range(1, 1000),
+        "steps": Range(0, 1_000_000),
+        "transitions_per_step": Range(1, 1_000_000),
+        "lr": Range(0, 1, low_open=True),
+        "grad_clip": Range(0, 1e6, low_open=True),
+        "weight_decay": Range(0, 100),
+        "onpolicy_fraction": Range(0, 1),
+        "rollouts_per_step": Range(0, 100_000),
+        "buffer_capacity": Range(1, 100_000),
+        "eta": Range(0, 1, low_open=True),
+        "num_inference_steps": Range(1, 10_000),
+        "lora_rank": Range(1, 4096),
+        "lora_alpha": Range(0, 1e6, low_open=True),
+    }
 
     alpha: float | None = None
     alpha_official: float | None = 2.0
@@ -166,46 +182,17 @@ class SQDFConfig(_TrainerConfig):
     lora_targets: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        check_fields(self)
+        check_fields(self, limits=False)
         if self.x0_method == "ddim-m":
             object.__setattr__(self, "x0_method", "ddim")
-        problems = _alpha_problems(self, allow_zero=False)
-        if not 0.0 < self.gamma <= 1.0:
-            problems.append(f"gamma must lie in (0, 1], got {self.gamma}")
-        problems += _one_of("x0_method", self.x0_method, X0_CHOICES)
-        if self.ddim_m < 1:
-            problems.append(f"ddim_m must be >= 1, got {self.ddim_m}")
-        if self.steps < 0:
-            problems.append(f"steps must be >= 0, got {self.steps}")
-        if self.transitions_per_step < 1:
-            problems.append(f"transitions_per_step must be >= 1, got {self.transitions_per_step}")
-        if self.lr is not None and not self.lr > 0:
-            problems.append(f"lr must be > 0 or None, got {self.lr}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 <= self.onpolicy_fraction <= 1.0:
-            problems.append(f"onpolicy_fraction must lie in [0, 1], got {self.onpolicy_fraction}")
-        if self.rollouts_per_step < 0:
-            problems.append(f"rollouts_per_step must be >= 0, got {self.rollouts_per_step}")
+        problems = limit_problems(self) + _one_of("x0_method", self.x0_method, X0_CHOICES)
         if self.onpolicy_fraction > 0 and self.rollouts_per_step == 0:
             problems.append("onpolicy_fraction > 0 needs rollouts_per_step >= 1")
-        if self.buffer_capacity < 1:
-            problems.append(f"buffer_capacity must be >= 1, got {self.buffer_capacity}")
         problems += _one_of("buffer_method", self.buffer_method, SAMPLING_METHODS)
         problems += _one_of("buffer_priority", self.buffer_priority, PRIORITIES)
-        if self.eta is not None and not 0.0 < self.eta <= 1.0:
-            problems.append(
-                f"eta must lie in (0, 1] (SQDF needs a stochastic sampler), got {self.eta}"
-            )
-        if self.num_inference_steps is not None and self.num_inference_steps < 1:
-            problems.append(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
         problems += _one_of("train", self.train, TRAIN_MODES)
-        if self.lora_rank < 1:
-            problems.append(f"lora_rank must be >= 1, got {self.lora_rank}")
         if problems:
-            raise ValueError("invalid SQDFConfig: " + "; ".join(problems))
+            raise ConfigError("invalid SQDFConfig: " + "; ".join(problems))
 
     def resolve(self, prior: DiffusionPrior) -> SQDFConfig:
         """A copy for ``prior`` with α (``alpha_official`` converted), ``x0_method``
@@ -243,6 +230,17 @@ class SEIKOTrainConfig(_TrainerConfig):
     DEFAULT_ALPHA: ClassVar[float] = 0.01
     KL_CONVENTION: ClassVar[str] = "seiko"
     RENAMED: ClassVar[dict[str, str]] = {"batch_size": "chains_per_step"}
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "alpha": Range(0, 1e6),
+        "alpha_official": Range(0, 1e6, low_open=True),
+        "steps": Range(0, 1_000_000),
+        "chains_per_step": Range(1, 100_000),
+        "lr": Range(0, 1, low_open=True),
+        "grad_clip": Range(0, 1e6, low_open=True),
+        "bp_min": Range(1, 10_000),
+        "bp_max": Range(1, 10_000),
+    }
 
     alpha: float | None = None
     alpha_official: float | None = 1.0
@@ -255,23 +253,14 @@ class SEIKOTrainConfig(_TrainerConfig):
     bp_max: int = 5
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        problems = _alpha_problems(self, allow_zero=True)
-        problems += _one_of("truncation", self.truncation, TRUNCATIONS)
-        if self.steps < 0:
-            problems.append(f"steps must be >= 0, got {self.steps}")
-        if self.chains_per_step < 1:
-            problems.append(f"chains_per_step must be >= 1, got {self.chains_per_step}")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if not 1 <= self.bp_min <= self.bp_max:
+        check_fields(self, limits=False)
+        problems = limit_problems(self) + _one_of("truncation", self.truncation, TRUNCATIONS)
+        if not self.bp_min <= self.bp_max:
             problems.append(
-                f"need 1 <= bp_min <= bp_max, got bp_min={self.bp_min}, bp_max={self.bp_max}"
+                f"need bp_min <= bp_max, got bp_min={self.bp_min}, bp_max={self.bp_max}"
             )
         if problems:
-            raise ValueError("invalid SEIKOTrainConfig: " + "; ".join(problems))
+            raise ConfigError("invalid SEIKOTrainConfig: " + "; ".join(problems))
 
     def resolve(self, prior: DiffusionPrior) -> SEIKOTrainConfig:
         """A copy for ``prior`` with α resolved (``alpha_official`` converted)."""

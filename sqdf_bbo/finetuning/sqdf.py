@@ -141,9 +141,15 @@ class SQDFTrainer:
                 eta=config.eta, num_inference_steps=config.num_inference_steps
             )
         if not bool((prior.sigmas > 0).any()):
+            fix = (
+                "set SQDFConfig(eta=1.0)"
+                if not prior.eta > 0
+                else f"with {prior.num_inference_steps} denoising step(s) DDIM adds no noise "
+                "whatever eta; use num_inference_steps >= 2"
+            )
             raise ValueError(
-                f"the sampler of prior {prior.name!r} is deterministic (eta={prior.eta}); "
-                "SQDF needs eta > 0 — set SQDFConfig(eta=1.0)"
+                f"the sampler of prior {prior.name!r} is deterministic (eta={prior.eta}, "
+                f"{prior.num_inference_steps} steps); SQDF needs a stochastic sampler: {fix}"
             )
         if config.x0_method == "consistency" and prior.consistency is None:
             raise ValueError(

@@ -20,17 +20,13 @@ any order, failed points, external points, persistence): subclass :class:`Optimi
 unique ``method`` and implement ``_propose``; the other hooks are optional. Each hook's
 docstring below states its contract; docs/ask_tell.md has a complete example.
 
-**Call ``super().__init__`` last** in a subclass's ``__init__``: with ``study=DIR`` the base
-``__init__`` ends by creating the study folder, which saves ``_spec()`` and a first snapshot
-(``_extra_state()``), so every attribute those hooks read must already be set (use
-``Optimizer.check_seed(seed)`` when something needs the seed before that). Work done after
-``super().__init__`` returns is missing from the study's first snapshot.
+**Call ``super().__init__`` last** in a subclass's ``__init__``: with ``study=DIR`` it ends by
+creating the study folder, saving ``_spec()`` and a first snapshot (``_extra_state()``), so
+every attribute those hooks read must be set before (``Optimizer.check_seed(seed)`` checks
+a seed needed earlier); work done after it is missing from the study's first snapshot.
 
-Persistence: with ``study=DIR`` every ask (ids, designs, trajectories, a state snapshot) and
-every tell is committed to ``DIR/study.sqlite`` before the call returns (see
-:mod:`sqdf_bbo.study.store`; :mod:`sqdf_bbo.study.persist` maps an optimizer to a study);
-``load(DIR)`` resumes, pending points stay pending. Inputs are checked by
-:mod:`sqdf_bbo.optimizers.inputs`.
+Persistence (``study=DIR``, ``save``, ``load``): :mod:`sqdf_bbo.study.persist`. Inputs are
+checked by :mod:`sqdf_bbo.optimizers.inputs`.
 """
 
 from __future__ import annotations
@@ -39,7 +35,7 @@ import math
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -175,6 +171,10 @@ class Optimizer(ABC):
         failures that teach a feasibility model). Default ``False``."""
         return False
 
+    def _unfit(self) -> None:  # noqa: B027 - optional hook
+        """Forget every fit (the sampler before the first ``_fit``): called at the start of
+        ``ask`` once every successful observation was excluded (``mark_failed``)."""
+
     def _metrics(self) -> dict[str, float]:
         """Diagnostics for benchmarks, public via ``metrics()`` (e.g. the KL to the prior)."""
         return {}
@@ -200,6 +200,11 @@ class Optimizer(ABC):
     def _load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore what ``_extra_state`` returned."""
 
+    def _settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None:  # noqa: B027
+        """After ``load(..., config_changes=)`` rebuilt the optimizer and restored its state
+        (``changes``: dotted key → (old, new)): make parts that restored their own copy of a
+        setting follow it, or raise ``ValueError`` if the state cannot take the change."""
+
     @property
     def value_limit(self) -> float:
         """Largest magnitude a told value may have: √(largest float of ``self.dtype``)
@@ -211,9 +216,11 @@ class Optimizer(ABC):
         """Propose ``n`` designs (default ``batch_size``); they are pending until told.
 
         Refits first (``_fit``, a new round) when successful observations arrived since
-        the last fit. With known constraints the batch holds only designs that satisfy
-        them; it is shorter (with a ``RuntimeWarning``) when the sampler could not find n
-        feasible designs within ``max_draws_factor · n`` draws.
+        the last fit, or when some were excluded since (``mark_failed``); when every one was
+        excluded, ``_unfit`` returns the optimizer to its state before any fit (a new round).
+        With known constraints the batch holds only designs that satisfy them; it is shorter
+        (with a ``RuntimeWarning``) when the sampler could not find n feasible designs within
+        ``max_draws_factor · n`` draws.
         """
         n = self.batch_size if n is None else inputs.check_count(n, "n")
         if n > self.max_ask:
@@ -221,10 +228,14 @@ class Optimizer(ABC):
                 f"n={n} designs is more than one ask may return ({self.max_ask}); "
                 "ask in several calls"
             )
-        # 1. A new round when new successful observations exist.
+        # 1. A new round when new successful observations exist, or fitted ones were excluded.
         n_ok = self._count("complete")
-        if n_ok > 0 and (n_ok > self._fitted_count or self._refit_pending or self._refit_needed()):
-            self._fit(self.observations())
+        refit = n_ok > self._fitted_count or (self._refit_pending and self._fitted_count > 0)
+        if refit or (n_ok > 0 and self._refit_needed()):
+            if n_ok:
+                self._fit(self.observations())
+            else:
+                self._unfit()
             self.round += 1
             self._fitted_count = n_ok
             self._refit_pending = False
@@ -261,12 +272,8 @@ class Optimizer(ABC):
     def _checked_proposal(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``_propose(n)``'s designs ``(n, *shape)`` and trajectories, checked."""
         prop = self._propose(n)
-        name = type(self).__name__
-        if not isinstance(prop, Proposal):
-            raise TypeError(f"{name}._propose must return a Proposal, got {type(prop).__name__}")
-        traj = prop.trajectories
-        x = inputs.check_designs(name, prop.x, traj, n, self.shape, self.device, self.dtype)
-        return x, traj
+        x = inputs.check_proposal(self, prop, n)
+        return x, prop.trajectories
 
     def _add(self, points: list[Point], snapshot_state: bool) -> None:
         """Record new points: durably first (with a snapshot after an ask), then in memory."""
@@ -312,14 +319,9 @@ class Optimizer(ABC):
             p.state, p.value, p.told_at, p.reason, p.transient = state, v, t, r, flag
 
     def tell_external(self, x: Any, y: Any) -> list[int]:
-        """Add observations the optimizer did not ask for (e.g. historical lab data).
-
-        Args:
-            x: designs ``(n, *shape)`` (tensor or numpy array).
-            y: values ``(n,)``; non-finite values are recorded as failed.
-
-        Returns the new ids. External points have no trajectories; they enter the
-        surrogate's training data at the next round.
+        """Add observations the optimizer did not ask for (e.g. historical lab data): designs
+        ``x (n, *shape)`` (tensor or numpy array) and values ``y (n,)`` (non-finite: failed).
+        Returns the new ids; the points, without trajectories, are fitted at the next round.
         """
         xt = inputs.as_designs(x, self.shape, self.device, self.dtype)
         values = inputs.as_values(y, xt.shape[0], self.dtype)
@@ -381,15 +383,12 @@ class Optimizer(ABC):
     ) -> pd.DataFrame:
         """Ask, evaluate with ``oracle(x (n, *shape)) -> (n,)`` and tell until ``budget`` evaluations.
 
-        Every failed point is told with a reason: the oracle's own (an
-        :class:`oracles.Oracle`'s ``failures``, with its ``transient_failures`` marked
-        transient) or what was wrong with the value. A value the model cannot take
-        (non-finite, or beyond :attr:`value_limit`) is that point's design failure and the
-        rest of the batch is told (:func:`~sqdf_bbo.optimizers.inputs.oracle_output`; a
-        direct ``tell`` of an out-of-range value raises instead).
-
-        Returns ``history``. If the oracle raises, or returns something that is not ``n``
-        numbers, its batch stays pending and the error propagates (nothing told is lost).
+        A value the model cannot take (non-finite, or beyond :attr:`value_limit`) is that
+        point's design failure, told with a reason (the oracle's own ``failures``, and its
+        ``transient_failures`` as transient) while the rest of the batch is told
+        (:func:`~sqdf_bbo.optimizers.inputs.oracle_output`). Returns ``history``. If the
+        oracle raises or returns no ``n`` numbers, its batch stays pending and the error
+        propagates (nothing told is lost).
         """
         budget = inputs.check_count(budget, "budget")
         bs = self.batch_size if batch_size is None else inputs.check_count(batch_size, "batch_size")
@@ -481,12 +480,11 @@ class Optimizer(ABC):
         return None if self._store is None else self._store.path
 
     def __repr__(self) -> str:
-        c = self.counts()
+        counts = ", ".join(f"{k}={v}" for k, v in self.counts().items())
         where = f", study={str(self.study)!r}" if self.study else ""
         return (
             f"{type(self).__name__}(shape={self.shape}, batch_size={self.batch_size}, "
-            f"seed={self.seed}, round={self.round}, pending={c['pending']}, "
-            f"complete={c['complete']}, failed={c['failed']}{where})"
+            f"seed={self.seed}, round={self.round}, {counts}{where})"
         )
 
     def close(self) -> None:
@@ -517,6 +515,7 @@ class Optimizer(ABC):
         *,
         attach: bool = True,
         device: torch.device | str | None = None,
+        config_changes: Mapping[str, Any] | None = None,
         **runtime: Any,
     ) -> T:
         """Load a study written by ``save`` or ``study=``.
@@ -526,6 +525,10 @@ class Optimizer(ABC):
             attach: keep writing through to ``path`` (resume the study); ``False`` loads a
                 detached in-memory copy and never writes to ``path``.
             device: move the optimizer there (default: the saved prior's device, CPU).
+            config_changes: settings to change, ``{dotted key: value}`` of the optimizer's
+                ``config_class`` (e.g. ``{"finetune.lr": 1e-4}``), checked like a new config;
+                an attached load records them in the study (when, old and new values) and
+                later loads use them.
             runtime: constructor arguments that cannot be stored in a study folder because
                 they are code, e.g. ``feature_map=`` of :class:`~sqdf_bbo.SQDF`; pass the same
                 ones as when the study was made.
@@ -537,4 +540,7 @@ class Optimizer(ABC):
         """
         requested = None if cls is Optimizer else cls.method
         resolve = partial(class_for_study, requested=requested)
-        return persist.load(path, resolve, attach=attach, device=device, runtime=runtime)
+        changes = dict(config_changes or {})
+        return persist.load(
+            path, resolve, attach=attach, device=device, runtime=runtime, changes=changes
+        )

@@ -30,12 +30,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from sqdf_bbo.config import as_config, check_fields, config_to_dict
+from sqdf_bbo.config import Range, as_config, check_fields, config_to_dict
 from sqdf_bbo.optimizers.base import Optimizer, Proposal
 from sqdf_bbo.study.store import StudyError
 
@@ -54,6 +54,12 @@ class CMAESConfig:
             (one iteration per round of a batched loop).
         bounded: keep designs in the box (pycma's ``bounds`` option); otherwise unbounded.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "sigma0_fraction": Range(0, 1, low_open=True),
+        "popsize": Range(4, 1_000_000),
+    }
 
     sigma0_fraction: float = 0.15
     popsize: int | None = None
@@ -94,6 +100,7 @@ class CMAES(Optimizer):
 
     method = "cma-es"
     redraws_for_constraints = False  # _propose resamples infeasible draws itself
+    config_class: ClassVar[type[CMAESConfig]] = CMAESConfig
 
     def __init__(
         self,
@@ -247,6 +254,12 @@ class CMAES(Optimizer):
 
     def _metrics(self) -> dict[str, float]:
         return {"sigma": float(self._es.sigma), "iterations": float(len(self._history))}
+
+    def _settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None:
+        raise ValueError(
+            "CMA-ES fixes its settings in its strategy when it starts (σ0, λ, bounds); "
+            "start a new study to change them"
+        )
 
     def _spec(self) -> dict[str, Any]:
         return {

@@ -22,15 +22,15 @@ from typing import Any, ClassVar
 import pandas as pd
 import torch
 
-from sqdf_bbo.config import as_config, check_fields, config_from_dict, config_to_dict
+from sqdf_bbo.config import Range, as_config, check_fields, config_from_dict, config_to_dict
 from sqdf_bbo.constraints import Constraints
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning import FineTuner
 from sqdf_bbo.finetuning.kl import chain_kl
 from sqdf_bbo.optimizers.base import Observations, Optimizer, Proposal
 from sqdf_bbo.study.store import StudyError
-from sqdf_bbo.surrogates import SURROGATES, make_surrogate
-from sqdf_bbo.surrogates.feasibility import FeasibilityConfig, FeasibilityModel
+from sqdf_bbo.surrogates import SURROGATES, check_options, make_surrogate
+from sqdf_bbo.surrogates.feasibility import FeasibilityModel, check_feasibility_options
 
 __all__ = [
     "FinetunedPriorOptimizer",
@@ -60,6 +60,12 @@ class RewardGuards:
         optimism_warning: warn when the optimistic prediction of an asked batch exceeds the
             values the oracle returned by more than this many target standard deviations.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "reward_cap": Range(0, 1e6),
+        "optimism_warning": Range(0, 1e6, low_open=True),
+    }
 
     surrogate_objective: str = "optimistic"
     reward_cap: float | None = None
@@ -131,11 +137,12 @@ class FinetunedPriorConfig(RewardGuards):
         super().__post_init__()
         object.__setattr__(self, "surrogate_options", dict(self.surrogate_options))
         object.__setattr__(self, "feasibility_options", dict(self.feasibility_options))
-        FeasibilityConfig(**self.feasibility_options)  # unknown names and bad values fail here
+        check_feasibility_options(self.feasibility_options)
         if self.surrogate not in SURROGATES:
             raise ValueError(
                 f"surrogate {self.surrogate!r} is unknown; accepted values: {', '.join(SURROGATES)}"
             )
+        check_options(SURROGATES[self.surrogate], self.surrogate_options)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able settings, the fine-tuner's nested under ``finetune`` (``from_dict``
@@ -215,24 +222,8 @@ class FinetunedPriorOptimizer(Optimizer):
         config = as_config(config, self.config_class)
         self.prior = prior
         self.config = config
-        self.trainer: FineTuner = self.trainer_class(prior, config.finetune, seed=int(seed) + 1)
         self.feature_map = feature_map
-        self.surrogate = make_surrogate(
-            config.surrogate,
-            seed=int(seed) + 3,
-            feature_map=feature_map,
-            **dict(config.surrogate_options),
-        )
-        self.feasibility = FeasibilityModel(
-            seed=int(seed) + 4, feature_map=feature_map, **dict(config.feasibility_options)
-        )
-        self.use_feasibility = False  # whether the reward holds α · log P(feasible | x)
-        self.fitted_failures: int | None = 0  # design failures the last fit learned from
-        self.constraint_tau: torch.Tensor | None = None  # τ (m,) of the known constraints
-        self.reward_shift = 0.0
-        self.reward_scale = 1.0
-        self.value_scale = 1.0  # observed std of the values (target std units of the gaps)
-        self.best_value = math.nan  # best observed value at the last fit (for reward_cap)
+        self._start_model(int(seed))
         self.round_log: list[dict[str, float]] = []
         super().__init__(
             prior.shape,
@@ -421,6 +412,31 @@ class FinetunedPriorOptimizer(Optimizer):
             }
         )
 
+    def _start_model(self, seed: int) -> None:
+        """The model before any round: a fine-tuner whose policy is the pretrained prior, an
+        unfitted surrogate and feasibility model and the reward's scale, seeded from ``seed``."""
+        cfg = self.config
+        self.trainer: FineTuner = self.trainer_class(self.prior, cfg.finetune, seed=seed + 1)
+        options = dict(cfg.surrogate_options)
+        self.surrogate = make_surrogate(
+            cfg.surrogate, seed=seed + 3, feature_map=self.feature_map, **options
+        )
+        self.feasibility = FeasibilityModel(
+            seed=seed + 4, feature_map=self.feature_map, **dict(cfg.feasibility_options)
+        )
+        self.use_feasibility = False  # whether the reward holds α · log P(feasible | x)
+        self.fitted_failures: int | None = 0  # design failures the last fit learned from
+        self.constraint_tau: torch.Tensor | None = None  # τ (m,) of the known constraints
+        self.reward_shift = 0.0
+        self.reward_scale = 1.0
+        self.value_scale = 1.0  # observed std of the values (target std units of the gaps)
+        self.best_value = math.nan  # best observed value at the last fit (for reward_cap)
+
+    def _unfit(self) -> None:
+        """Every successful observation was excluded: back to the model before any round
+        (:meth:`_start_model`, seeded as at construction); ``round_log`` keeps the rounds."""
+        self._start_model(self.seed)
+
     def _propose(self, n: int) -> Proposal:
         return sample_proposal(self.trainer.policy, n, self.generator, self.config.clip_designs)
 
@@ -499,6 +515,19 @@ class FinetunedPriorOptimizer(Optimizer):
             "fitted_failures": self.fitted_failures,
             "constraint_tau": self.constraint_tau,
         }
+
+    def _settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Changed settings reach the parts that restored their own copy: the surrogate
+        takes the new ``surrogate_options`` (its fitted model stays until the next round
+        refits it); the replay buffer keeps the capacity it was made with."""
+        if "finetune.buffer_capacity" in changes:
+            raise ValueError(
+                "buffer_capacity cannot change in an existing study (its replay buffer keeps "
+                "the capacity it was made with)"
+            )
+        if "surrogate_options" in changes:
+            options = dict(self.config.surrogate_options)
+            self.surrogate.config = self.surrogate.config_class(**options)
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.trainer.load_state_dict(dict(state["trainer"]))

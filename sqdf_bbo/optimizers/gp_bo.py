@@ -29,11 +29,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from sqdf_bbo.config import as_config, check_fields, config_to_dict
+from sqdf_bbo.config import Range, as_config, check_fields, config_to_dict
 from sqdf_bbo.constraints import Constraints
 from sqdf_bbo.optimizers.base import Optimizer, Proposal
 
@@ -52,6 +52,16 @@ class GPBOConfig:
         mc_samples: Sobol-QMC samples of the acquisition function.
         fit_maxiter: L-BFGS-B iterations of the marginal-likelihood fit.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "max_train": Range(2, 10_000),
+        "num_restarts": Range(1, 1000),
+        "raw_samples": Range(1, 100_000),
+        "maxiter": Range(1, 1_000_000),
+        "mc_samples": Range(1, 100_000),
+        "fit_maxiter": Range(1, 1_000_000),
+    }
 
     max_train: int = 128
     num_restarts: int = 1
@@ -199,6 +209,7 @@ class GPBO(Optimizer):
     """
 
     method = "gp-bo"
+    config_class: ClassVar[type[GPBOConfig]] = GPBOConfig
 
     def __init__(
         self,

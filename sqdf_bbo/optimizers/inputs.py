@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sqdf_bbo.optimizers.batch import Proposal
+
 __all__ = [
     "check_seed",
     "check_count",
@@ -26,7 +28,7 @@ __all__ = [
     "check_mark_failed",
     "oracle_output",
     "as_designs",
-    "check_designs",
+    "check_proposal",
 ]
 
 
@@ -323,24 +325,20 @@ def as_designs(
     return x
 
 
-def check_designs(
-    name: str,
-    x: Any,
-    trajectories: Any,
-    n: int,
-    shape: tuple[int, ...],
-    device: torch.device,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """What the algorithm ``name`` proposed: finite designs ``x (n, *shape)`` and optional
-    trajectories ``(n, K+1, *shape)``; returns ``x`` on ``device`` with ``dtype``
-    (``RuntimeError`` naming ``name._propose`` otherwise)."""
+def check_proposal(opt: Any, prop: Any, n: int) -> torch.Tensor:
+    """What ``opt._propose(n)`` returned: a :class:`Proposal` of finite designs ``x (n,
+    *shape)`` and optional trajectories ``(n, K+1, *shape)``; returns ``x`` on the
+    optimizer's device with its dtype (``TypeError`` / ``RuntimeError`` naming
+    ``Class._propose`` otherwise)."""
+    name = type(opt).__name__
+    if not isinstance(prop, Proposal):
+        raise TypeError(f"{name}._propose must return a Proposal, got {type(prop).__name__}")
+    x, t, shape = prop.x, prop.trajectories, opt.shape
     if not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *shape):
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise RuntimeError(f"{name}._propose({n}) returned x of shape {got}")
     if not bool(torch.isfinite(x).all()):
         raise RuntimeError(f"{name}._propose returned non-finite designs")
-    t = trajectories
     if t is not None and (
         not isinstance(t, torch.Tensor)
         or t.ndim != len(shape) + 2
@@ -351,4 +349,4 @@ def check_designs(
         raise RuntimeError(
             f"{name}._propose returned trajectories of shape {got}; expected (n, K+1, *shape)"
         )
-    return x.detach().to(device, dtype)
+    return x.detach().to(opt.device, opt.dtype)

@@ -9,13 +9,21 @@ A study holds, besides the points: a header written once (method, shape, dtype, 
 seed, study uid, the constructor ``spec`` with priors saved under ``objects/``), counters
 updated with the points (:func:`counters`) and, after every ask, a snapshot of the state
 (:func:`snapshot`: RNG states, round, the algorithm's ``_extra_state``).
+
+Settings can change after a study was made: ``load(..., changes=)`` applies dotted keys of
+the method's ``config_class`` to the stored ``spec`` (:func:`changed_settings`), rebuilds the
+optimizer with them, restores its state and calls its ``_settings_changed`` hook; an attached
+load then rewrites ``spec`` and appends ``{"at": time, "changes": {key: [old, new]}}`` to
+the ``config_changes`` metadata, in one commit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
+import typing
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,12 +32,22 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import numpy as np
 import torch
 
+from sqdf_bbo.config import config_from_dict, config_to_dict, migrate
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.study.codec import join_state, split_state
 from sqdf_bbo.study.points import Point
 from sqdf_bbo.study.store import SnapshotMissing, StudyError, StudyStore, is_study, lock_study
 
-__all__ = ["Persistable", "counters", "create", "record_new", "save", "load"]
+__all__ = [
+    "Persistable",
+    "counters",
+    "create",
+    "record_new",
+    "save",
+    "load",
+    "changed_settings",
+    "flat_settings",
+]
 
 T = TypeVar("T")
 _LOAD_ATTEMPTS = 8  # detached loads racing a writer's snapshot replacement
@@ -57,6 +75,7 @@ class Persistable(Protocol):
     def _spec(self) -> dict[str, Any]: ...
     def _extra_state(self) -> dict[str, Any]: ...
     def _load_extra_state(self, state: dict[str, Any]) -> None: ...
+    def _settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None: ...
 
 
 # ---------------------------------------------------------------------------- what is stored
@@ -216,12 +235,15 @@ def load(
     attach: bool,
     device: torch.device | str | None,
     runtime: Mapping[str, Any],
+    changes: Mapping[str, Any] | None = None,
 ) -> Any:
     """The optimizer stored at ``path`` (see ``Optimizer.load``).
 
     ``resolve(method, path)`` returns the class that rebuilds a study of ``method`` (its
     ``_from_spec``) or raises :class:`StudyError`. With ``attach`` the writer lock is taken
     before the state is read and the returned optimizer writes through to ``path``.
+    ``changes``: settings to change (:func:`changed_settings`); an attached load records
+    them (metadata ``spec`` and ``config_changes``) before it returns.
     """
     path = Path(path).expanduser().absolute()
     lock_fd = None
@@ -231,14 +253,20 @@ def load(
         _retrying_snapshot_races(path, lambda store: None)
         lock_fd = lock_study(path)
     try:
-        obj = _retrying_snapshot_races(
-            path, lambda store: _load_from(store, resolve, device, runtime)
+        obj, record = _retrying_snapshot_races(
+            path, lambda store: _load_from(store, resolve, device, runtime, changes or {})
         )
         if attach:
             store = StudyStore.open(path, lock_fd=lock_fd)
             lock_fd = None  # the store owns the lock now
+            try:
+                if record:
+                    store.update_meta(record)
+                store.prune_snapshots()
+            except BaseException:
+                store.close()
+                raise
             obj._store = store
-            store.prune_snapshots()
     finally:
         if lock_fd is not None:
             os.close(lock_fd)
@@ -283,7 +311,10 @@ def _load_from(
     resolve: Callable[[str, Path], Any],
     device: torch.device | str | None,
     runtime: Mapping[str, Any],
-) -> Any:
+    changes: Mapping[str, Any],
+) -> tuple[Any, dict[str, Any]]:
+    """The optimizer of ``store`` with the settings ``changes`` applied, and the metadata
+    recording them (empty without changes)."""
     # 1. Read everything stored first (metadata, points, the referenced snapshot): a
     #    writer may replace the snapshot at any time, so the window between reading its
     #    pointer and its files stays milliseconds, before the slow rebuild below.
@@ -291,26 +322,83 @@ def _load_from(
     points = store.read_points()
     snap = meta.get("snapshot")
     stored = None if snap is None else store.read_snapshot(str(snap))
-    # 2. Rebuild the optimizer from its class and constructor spec.
-    obj = _rebuild(store, meta, resolve(str(meta.get("method")), store.path), device, runtime)
-    # 3. Restore the points and the state.
+    # 2. Rebuild the optimizer from its class and constructor spec (settings changed).
+    target = resolve(str(meta.get("method")), store.path)
+    record: dict[str, Any] = {}
+    if changes:
+        spec, diff = changed_settings(store.path, target, meta.get("spec"), changes)
+        entry = {"at": time.time(), "changes": {k: list(v) for k, v in diff.items()}}
+        if diff:  # values equal to the current ones change (and record) nothing
+            record = {"spec": spec, "config_changes": [*meta.get("config_changes", []), entry]}
+        meta = {**meta, "spec": spec}
+    obj = _rebuild(store, meta, target, device, runtime)
+    # 3. Restore the points and the state (and let changed settings reach its parts).
     try:
         for p in points:
             p.x = p.x.to(obj.dtype)
             p.traj = None if p.traj is None else p.traj.to(obj.dtype)
         if stored is not None:
             _restore_state(obj, store.path, *stored, n_points=len(points))
+        if changes:
+            obj._settings_changed(diff)
     except StudyError:
         raise
     except Exception as err:
-        raise StudyError(f"{store.path}: the stored state cannot be restored ({err})") from err
+        what = "the changed settings" if changes else "the stored state"
+        raise StudyError(f"{store.path}: {what} cannot be restored ({err})") from err
     obj._points = {p.id: p for p in points}
     obj._next_id = max(obj._points, default=-1) + 1
     obj.round = int(meta["round"])
     obj._fitted_count = int(meta.get("fitted_count", 0))
     obj._refit_pending = bool(meta.get("refit_pending", False))
     obj._study_uid = meta["study_uid"]
-    return obj
+    return obj, record
+
+
+def changed_settings(
+    where: Path, target: Any, spec: Any, changes: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
+    """The stored constructor ``spec`` with ``changes`` (dotted keys of ``target``'s
+    ``config_class``) applied to its ``config``, and what changed (dotted key → (old, new)).
+    ``StudyError`` when the method has no settings or a change is not a valid setting."""
+    config_class = getattr(target, "config_class", None)
+    if config_class is None or not isinstance(spec, dict) or "config" not in spec:
+        raise StudyError(f"{where}: method {target.method!r} has no settings to change")
+    try:  # the stored settings are not checked first: changing them repairs invalid ones
+        stored = migrate(config_class, spec["config"])
+        new = config_from_dict(config_class, {**stored, **migrate(config_class, changes)})
+    except (TypeError, ValueError) as err:
+        raise StudyError(f"{where}: cannot change the settings: {err}") from None
+    before, after = _flat_stored(config_class, stored), flat_settings(new)
+    diff = {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v}
+    return {**spec, "config": config_to_dict(new)}, diff
+
+
+def _flat_stored(config_class: type, d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Stored settings (a dict, maybe invalid) by dotted key, like :func:`flat_settings`."""
+    hints = typing.get_type_hints(config_class)
+    out: dict[str, Any] = {}
+    for k, v in migrate(config_class, d).items():
+        inner = hints.get(k)
+        if isinstance(v, Mapping) and isinstance(inner, type) and dataclasses.is_dataclass(inner):
+            out.update(_flat_stored(inner, v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def flat_settings(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A config's settings as JSON values by dotted key (a nested config's fields as
+    ``finetune.lr``; a mapping setting such as ``surrogate_options`` stays one value)."""
+    plain = config_to_dict(config)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(flat_settings(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = plain[f.name]
+    return out
 
 
 def _rebuild(

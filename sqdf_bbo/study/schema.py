@@ -192,6 +192,10 @@ _META_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "spec": (_is_spec, "null or an object whose prior references are plain folder names"),
     INTEGRITY: (_is_integrity, "an object with rows, crc_sum and meta_keys"),
+    "config_changes": (
+        lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v),
+        "a list of objects",
+    ),
 }
 
 

@@ -18,6 +18,7 @@ from sqdf_bbo.surrogates.base import (
     FeatureMap,
     Surrogate,
     SurrogateState,
+    check_options,
     flatten_features,
     make_surrogate,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "GPConfig",
     "SURROGATES",
     "make_surrogate",
+    "check_options",
 ]
 
 SURROGATES.update({"ensemble": EnsembleSurrogate, "ucb": UCBSurrogate, "gp": GPSurrogate})

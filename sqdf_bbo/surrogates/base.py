@@ -26,10 +26,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
+
+from sqdf_bbo.config import ConfigError, Range
 
 __all__ = [
     "Surrogate",
@@ -40,6 +42,7 @@ __all__ = [
     "SurrogateState",
     "SURROGATES",
     "make_surrogate",
+    "check_options",
 ]
 
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
@@ -65,6 +68,9 @@ class SurrogateConfig:
             reward rose +0.17 std). 0 disables the floor (v0.1 behaviour).
     """
 
+    #: The sane range of each numeric setting (checked by ``check_fields`` in subclasses).
+    LIMITS: ClassVar[dict[str, Range]] = {"feature_std_floor": Range(0, 100)}
+
     feature_std_floor: float = 0.25
 
     def __post_init__(self) -> None:
@@ -81,6 +87,23 @@ def feature_scales(z: torch.Tensor, std_floor: float) -> tuple[torch.Tensor, tor
     z_std = z.std(0, unbiased=False) if z.shape[0] > 1 else torch.ones_like(z[0])
     z_std = z_std.clamp_min(float(std_floor) * float(z_std.mean()))
     return z_mean, torch.where(z_std > _STD_FLOOR, z_std, torch.ones_like(z_std))
+
+
+def check_options(surrogate_class: type[Surrogate], options: Mapping[str, Any]) -> None:
+    """``ConfigError`` unless ``options`` (keyword overrides of the surrogate's config, e.g. an
+    optimizer's ``surrogate_options``) name fields of its config with valid values."""
+    config_class = surrogate_class.config_class
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ConfigError(
+            f"surrogate_options: unknown {config_class.__name__} option(s) {unknown}; "
+            f"valid: {', '.join(sorted(fields))}"
+        )
+    try:
+        config_class(**options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"surrogate_options: {err}") from None
 
 
 def flatten_features(x: torch.Tensor) -> torch.Tensor:

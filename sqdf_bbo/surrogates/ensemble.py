@@ -10,10 +10,11 @@ of the data (n rows drawn with replacement). Then
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from sqdf_bbo.config import check_fields
+from sqdf_bbo.config import Range, check_fields
 from sqdf_bbo.surrogates._nets import HeadsMLP, fit_heads
 from sqdf_bbo.surrogates.base import Surrogate, SurrogateConfig, check_positive
 
@@ -36,6 +37,17 @@ class EnsembleConfig(SurrogateConfig):
             head sees all rows and differs only by its initialization).
         progress: show a tqdm bar while training.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "n_heads": Range(1, 1024),
+        "hidden": Range(1, 65_536),
+        "depth": Range(1, 64),
+        "steps": Range(1, 1_000_000),
+        "batch_size": Range(1, 1_000_000),
+        "lr": Range(0, 1, low_open=True),
+        "weight_decay": Range(0, 100),
+    }
 
     n_heads: int = 4
     hidden: int = 64

@@ -23,21 +23,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from sqdf_bbo.config import check_fields
+from sqdf_bbo.config import ConfigError, Range, check_fields
 from sqdf_bbo.surrogates._nets import HeadsMLP, fit_heads
 from sqdf_bbo.surrogates.base import (
     FeatureMap,
     SurrogateConfig,
-    check_positive,
     feature_scales,
     flatten_features,
 )
 
-__all__ = ["FeasibilityConfig", "FeasibilityModel", "FEASIBILITY_OBJECTIVES"]
+__all__ = [
+    "FeasibilityConfig",
+    "FeasibilityModel",
+    "FEASIBILITY_OBJECTIVES",
+    "check_feasibility_options",
+]
 
 FEASIBILITY_OBJECTIVES: tuple[str, ...] = ("mean", "optimistic")
 
@@ -57,6 +61,18 @@ class FeasibilityConfig(SurrogateConfig):
         progress: tqdm bar while training.
     """
 
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "n_heads": Range(1, 1024),
+        "hidden": Range(1, 65_536),
+        "depth": Range(1, 64),
+        "steps": Range(1, 1_000_000),
+        "batch_size": Range(1, 1_000_000),
+        "lr": Range(0, 1, low_open=True),
+        "weight_decay": Range(0, 100),
+        "floor": Range(0, 1, low_open=True, high_open=True),
+    }
+
     n_heads: int = 4
     hidden: int = 64
     depth: int = 2
@@ -71,21 +87,27 @@ class FeasibilityConfig(SurrogateConfig):
     def __post_init__(self) -> None:
         check_fields(self)
         super().__post_init__()
-        for name in ("n_heads", "hidden", "depth", "steps", "batch_size"):
-            value = getattr(self, name)
-            if not 1 <= value <= 100_000:
-                raise ValueError(f"FeasibilityConfig.{name} must lie in [1, 100000], got {value}")
-        check_positive("FeasibilityConfig.lr", self.lr)
-        if self.lr > 1:
-            raise ValueError(f"FeasibilityConfig.lr must be <= 1, got {self.lr}")
-        check_positive("FeasibilityConfig.weight_decay", self.weight_decay, allow_zero=True)
         if self.objective not in FEASIBILITY_OBJECTIVES:
             raise ValueError(
                 f"FeasibilityConfig.objective {self.objective!r} is unknown; accepted values: "
                 f"{', '.join(FEASIBILITY_OBJECTIVES)}"
             )
-        if not 0 < self.floor < 1:
-            raise ValueError(f"FeasibilityConfig.floor must lie in (0, 1), got {self.floor}")
+
+
+def check_feasibility_options(options: dict[str, Any]) -> None:
+    """``ConfigError`` unless ``options`` (an optimizer's ``feasibility_options``) name fields of
+    :class:`FeasibilityConfig` with valid values."""
+    fields = {f.name for f in dataclasses.fields(FeasibilityConfig)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ConfigError(
+            f"feasibility_options: unknown FeasibilityConfig option(s) {unknown}; "
+            f"valid: {', '.join(sorted(fields))}"
+        )
+    try:
+        FeasibilityConfig(**options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"feasibility_options: {err}") from None
 
 
 class FeasibilityModel:

@@ -27,10 +27,11 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from sqdf_bbo.config import check_fields
+from sqdf_bbo.config import Range, check_fields
 from sqdf_bbo.surrogates.base import Surrogate, SurrogateConfig, check_positive
 
 __all__ = ["GPConfig", "GPSurrogate"]
@@ -48,6 +49,15 @@ class GPConfig(SurrogateConfig):
         min_std: floor of σ, in target standard deviations (keeps ``√`` smooth).
         max_iter: cap on L-BFGS iterations of the marginal-likelihood fit.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "beta": Range(0, 1e6),
+        "max_points": Range(2, 10_000),
+        "top_fraction": Range(0, 1),
+        "min_std": Range(0, 1e3, low_open=True),
+        "max_iter": Range(1, 1_000_000),
+    }
 
     beta: float = 1.0
     max_points: int = 256

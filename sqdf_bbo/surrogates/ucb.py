@@ -30,10 +30,11 @@ units — the official UCB is nearly the plain mean, where the v0.1 ridge form p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from sqdf_bbo.config import check_fields
+from sqdf_bbo.config import Range, check_fields
 from sqdf_bbo.surrogates._nets import HeadsMLP, fit_heads
 from sqdf_bbo.surrogates.base import Surrogate, SurrogateConfig, check_positive
 
@@ -87,6 +88,19 @@ class UCBConfig(SurrogateConfig):
         hidden, depth, steps, batch_size, lr, weight_decay, progress: the MLP
             and its AdamW training (cosine decay), as in ``EnsembleConfig``.
     """
+
+    #: The sane range of each numeric setting (checked by ``check_fields``).
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "beta": Range(0, 1e6),
+        "ridge": Range(0, 1e6, low_open=True),
+        "bonus_max": Range(0, 1e6),
+        "hidden": Range(1, 65_536),
+        "depth": Range(1, 64),
+        "steps": Range(1, 1_000_000),
+        "batch_size": Range(1, 1_000_000),
+        "lr": Range(0, 1, low_open=True),
+        "weight_decay": Range(0, 100),
+    }
 
     bonus: str = "official"
     beta: float | None = None
