@@ -268,6 +268,7 @@ def test_missing_executable_says_how_to_install(tmp_path: Path) -> None:
     "bad",
     [
         {"panels": 10},
+        {"panels": 369},
         {"Re": 0.0},
         {"n_crit": -1.0},
         {"timeout": 0.0},
