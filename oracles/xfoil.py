@@ -55,7 +55,7 @@ from sqdf_bbo.data import KULFAN_DIM, KulfanStandardization
 
 from .airfoil import geometry_failures, kulfan_coordinates, kulfan_thickness
 from .base import Evaluation, Oracle
-from .command import kill_process_group, read_tail
+from .command import read_tail, wait_or_kill
 
 __all__ = [
     "XFoilConfig",
@@ -320,14 +320,7 @@ def run_xfoil(coordinates: np.ndarray, config: XFoilConfig | None = None) -> XFo
             except OSError as exc:
                 reason = f"could not start {config.executable!r}: {exc}; {_INSTALL}"
                 return XFoilResult(nan, nan, nan, False, reason, 0.0)
-            returncode: int | None = None
-            try:
-                returncode = proc.wait(timeout=config.timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            finally:
-                if proc.returncode is None:  # the timeout, or the caller was interrupted
-                    kill_process_group(proc)
+            returncode = wait_or_kill(proc, config.timeout)
             seconds = time.perf_counter() - t0
             text = read_tail(out, OUTPUT_BYTES)
     if returncode is None:
