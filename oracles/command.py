@@ -51,7 +51,7 @@ from sqdf_bbo.text import parse_real
 
 from .base import Evaluation, Oracle
 
-__all__ = ["CommandOracle", "kill_process_group", "read_tail"]
+__all__ = ["CommandOracle", "wait_or_kill", "read_tail"]
 
 _FORMATS = ("npy", "csv")
 
@@ -100,7 +100,7 @@ def _read_bounded(path: Path, limit: int) -> bytes | None:
     return None if len(data) > limit else data
 
 
-def kill_process_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL ``proc`` and its process group (POSIX), then reap ``proc``.
 
     Must run before ``proc`` is reaped: until then its pid names its group.
@@ -111,6 +111,19 @@ def kill_process_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(OSError):
         proc.kill()
     proc.wait()
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float | None) -> int | None:
+    """Wait for ``proc`` (started in a session of its own); its exit status, or ``None`` when
+    it ran past ``timeout`` seconds. At the timeout, or when the caller is interrupted while
+    waiting, its whole process group is killed (SIGKILL) and reaped."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        if proc.returncode is None:  # the timeout, or the caller was interrupted
+            _kill_group(proc)
 
 
 def _reason(head: str, run: _Run) -> str:
@@ -287,14 +300,7 @@ class CommandOracle(Oracle):
                 stderr=err,
                 start_new_session=_POSIX,
             )
-            returncode: int | None = None
-            try:
-                returncode = proc.wait(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            finally:
-                if proc.returncode is None:  # the timeout, or the caller was interrupted
-                    kill_process_group(proc)
+            returncode = wait_or_kill(proc, self.timeout)
             return _Run(returncode, read_tail(out), read_tail(err))
 
     def _evaluate(self, x: torch.Tensor) -> Evaluation:

@@ -55,7 +55,7 @@ from sqdf_bbo.data import KULFAN_DIM, KulfanStandardization
 
 from .airfoil import geometry_failures, kulfan_coordinates, kulfan_thickness
 from .base import Evaluation, Oracle
-from .command import kill_process_group, read_tail
+from .command import read_tail, wait_or_kill
 
 __all__ = [
     "XFoilConfig",
@@ -97,7 +97,7 @@ class XFoilConfig:
         alpha: angle of attack in degrees (one per run).
         Re: chord Reynolds number (> 0).
         n_crit: e^n transition amplification factor (9 = average wind tunnel).
-        panels: panel nodes after repaneling (``PANE``; XFoil's default 160, at most 490).
+        panels: panel nodes after repaneling (``PANE``; XFoil's default 160, at most 368).
         max_iter: viscous iterations before XFoil gives up (``ITER``).
         timeout: seconds one run may take before its process group is killed.
         min_thickness: smallest valid t_max in chord units; ``None`` disables the check
@@ -125,8 +125,8 @@ class XFoilConfig:
                 f"need Re > 0, n_crit > 0 and intersection_tol >= 0; got Re={self.Re}, "
                 f"n_crit={self.n_crit}, intersection_tol={self.intersection_tol}"
             )
-        if not 20 <= self.panels <= 490:
-            raise ValueError(f"panels must lie in [20, 490] (XFoil's limit), got {self.panels}")
+        if not 20 <= self.panels <= 368:  # 6.99's arrays: 370 nodes, 2 for the trailing edge
+            raise ValueError(f"panels must lie in [20, 368] (XFoil's limit), got {self.panels}")
         if self.max_iter < 1:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
@@ -141,14 +141,8 @@ class XFoilConfig:
 
 @dataclass(frozen=True)
 class XFoilResult:
-    """One XFoil run.
-
-    Attributes:
-        CL, CD, CM: lift, drag and moment coefficients (NaN when the run failed).
-        converged: the viscous solution converged and was read back.
-        failure: why the run failed (``""`` when it did not).
-        seconds: wall time of the XFoil process.
-    """
+    """One XFoil run: CL, CD, CM (NaN when it failed), whether it converged, why it failed
+    (``""`` when it did not), and the wall time of the XFoil process."""
 
     CL: float
     CD: float
@@ -326,14 +320,7 @@ def run_xfoil(coordinates: np.ndarray, config: XFoilConfig | None = None) -> XFo
             except OSError as exc:
                 reason = f"could not start {config.executable!r}: {exc}; {_INSTALL}"
                 return XFoilResult(nan, nan, nan, False, reason, 0.0)
-            returncode: int | None = None
-            try:
-                returncode = proc.wait(timeout=config.timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            finally:
-                if proc.returncode is None:  # the timeout, or the caller was interrupted
-                    kill_process_group(proc)
+            returncode = wait_or_kill(proc, config.timeout)
             seconds = time.perf_counter() - t0
             text = read_tail(out, OUTPUT_BYTES)
     if returncode is None:

@@ -302,6 +302,9 @@ def test_airfoil_table_and_demo_write_their_files(tmp_path: Path) -> None:
     assert table["method"].tolist() == ["cma-es"] and int(table["n_seeds"].iloc[0]) == 2
     assert table["best_validated_mean"].iloc[0] == pytest.approx(runs["best_validated"].mean())
     assert (tmp_path / "t" / "airfoil_curves.png").stat().st_size > 1000
+    xfoil_md = (tmp_path / "t" / "xfoil_table.md").read_text().splitlines()
+    assert xfoil_md[2].startswith("| cma-es | 16 | 2 |")
+    assert xfoil_md[-1].startswith("| best database airfoil |") and "fx76mp120" in xfoil_md[-1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         best = run_airfoil_demo(tmp_path / "demo", ["cma-es"], budgets=(8, 8), top=3)

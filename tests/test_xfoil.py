@@ -268,6 +268,7 @@ def test_missing_executable_says_how_to_install(tmp_path: Path) -> None:
     "bad",
     [
         {"panels": 10},
+        {"panels": 369},
         {"Re": 0.0},
         {"n_crit": -1.0},
         {"timeout": 0.0},
@@ -311,3 +312,13 @@ def test_parallel_runs_give_the_serial_values_and_leave_no_files(
     np.testing.assert_allclose(free["LD"][valid], y[valid], rtol=1e-12)
     assert np.isfinite(free["LD"][1])  # the free function runs thin shapes too
     assert list(tmp_path.iterdir()) == []  # every run's folder (and XFoil's :00.bl) is gone
+
+
+def test_missing_xfoil_fails_where_it_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("SQDF_REQUIRE_XFOIL", "1")  # what .ci/run sets
+    with pytest.raises(pytest.fail.Exception, match="apt-get install xfoil"):
+        require_xfoil()
+    monkeypatch.delenv("SQDF_REQUIRE_XFOIL")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install xfoil"):
+        require_xfoil()
