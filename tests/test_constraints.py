@@ -179,13 +179,12 @@ def test_sqdf_with_a_known_constraint_asks_only_feasible_designs() -> None:
         b = opt.ask()
         assert len(b) == 16 and bool((b.x[:, 0] >= 0.5).all())
         opt.tell(b.ids, -b.x[:, 0])  # the reward pulls towards the infeasible side
-    assert opt.constraint_tau is not None and opt.constraint_tau.tolist() == [0.05]
+    tau = opt.constraint_model.tau
+    assert tau is not None and tau.tolist() == [0.05]
     # the barrier is in the reward: an infeasible design scores lower than without it
     x = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
-    plain = opt.constraint_tau
-    opt.constraint_tau = None
-    r_plain = opt.reward(x)
-    opt.constraint_tau = plain
+    r_plain = opt.objective(x)
+    assert opt.constraint_term(x) is not None
     r = opt.reward(x)
     assert float(r[0]) < float(r_plain[0]) - 1.0 and float(r[1]) == pytest.approx(
         float(r_plain[1]), abs=1e-3
@@ -296,8 +295,9 @@ def test_transient_failures_teach_nothing() -> None:
     b.tell(both, [values[i] for i in both])  # b never hears of the transient points
     assert a.history.set_index("id").loc[transient, "transient"].all()
     na, nb = a.ask(), b.ask()
-    assert a.use_feasibility and b.use_feasibility
-    sa, sb = a.feasibility.state_dict(), b.feasibility.state_dict()
+    assert a.constraint_model.use_feasibility and b.constraint_model.use_feasibility
+    sa = a.constraint_model.feasibility.state_dict()
+    sb = b.constraint_model.feasibility.state_dict()
     assert sa["n_train"] == sb["n_train"] == len(both)
     for k, v in sa.items():
         assert torch.equal(v, sb[k]) if isinstance(v, torch.Tensor) else v == sb[k], k

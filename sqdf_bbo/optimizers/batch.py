@@ -1,5 +1,5 @@
 """What ``ask`` returns (:class:`Batch`) and what an algorithm's ``_propose`` returns
-(:class:`Proposal`)."""
+(:class:`Proposal`; :func:`sample_proposal` makes one from a diffusion prior)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Batch", "Proposal"]
+from sqdf_bbo.diffusion.prior import DiffusionPrior
+
+__all__ = ["Batch", "Proposal", "sample_proposal"]
 
 
 @dataclass(frozen=True)
@@ -38,3 +40,20 @@ class Proposal:
 
     x: torch.Tensor
     trajectories: torch.Tensor | None = None
+
+
+def sample_proposal(
+    prior: DiffusionPrior, n: int, generator: torch.Generator, clip: bool
+) -> Proposal:
+    """n designs of ``prior`` (network in eval mode) with their trajectories ``(n, K+1, *shape)``;
+    designs mapped by ``prior.to_design`` (clamped to the value range) when ``clip`` (the
+    trajectory keeps the chain)."""
+    net = prior.denoiser
+    was_training = net.training
+    net.eval()
+    try:
+        out = prior.sample(n, generator, return_trajectory=True)
+    finally:
+        net.train(was_training)
+    x = prior.to_design(out.x) if clip else out.x
+    return Proposal(x, out.trajectory)

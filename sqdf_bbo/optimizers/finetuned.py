@@ -23,21 +23,22 @@ import pandas as pd
 import torch
 
 from sqdf_bbo.config import Range, as_config, check_fields, config_from_dict, config_to_dict
-from sqdf_bbo.constraints import Constraints
+from sqdf_bbo.constraints import Constraints, as_constraints
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning import FineTuner
 from sqdf_bbo.finetuning.kl import chain_kl
-from sqdf_bbo.optimizers.base import Observations, Optimizer, Proposal
+from sqdf_bbo.optimizers.base import Observations, Optimizer
+from sqdf_bbo.optimizers.batch import Proposal, sample_proposal
+from sqdf_bbo.optimizers.constraint_term import ConstraintTerm
 from sqdf_bbo.study.store import StudyError
 from sqdf_bbo.surrogates import SURROGATES, check_options, make_surrogate
-from sqdf_bbo.surrogates.feasibility import FeasibilityModel, check_feasibility_options
+from sqdf_bbo.surrogates.feasibility import check_feasibility_options
 
 __all__ = [
     "FinetunedPriorOptimizer",
     "FinetunedPriorConfig",
     "RewardGuards",
     "SURROGATE_OBJECTIVES",
-    "sample_proposal",
     "tail_mean",
 ]
 
@@ -99,13 +100,10 @@ class FinetunedPriorConfig(RewardGuards):
         surrogate_options: keyword overrides of the surrogate's config (JSON values), e.g.
             ``{"n_heads": 8}``.
         standardize_reward: fine-tune against (r̂ − ȳ)/s_y instead of raw r̂ (scale-free α).
-        learn_feasibility: once design failures were told, fit a feasibility model
-            P(feasible | x) on the told points (complete = 1, failed = 0; transient failures
-            left out) and fine-tune against r + α · log P (docs/constraints.md). On by
-            default; it changes nothing while no design has failed.
-        feasibility_options: overrides of
-            :class:`~sqdf_bbo.surrogates.feasibility.FeasibilityConfig` (JSON values), e.g.
-            ``{"objective": "optimistic"}``.
+        learn_feasibility: once a design failed, fine-tune against r + α · log P(feasible |
+            x) learned from the told points (:mod:`.constraint_term`, docs/constraints.md).
+        feasibility_options: :class:`~sqdf_bbo.surrogates.feasibility.FeasibilityConfig`
+            overrides (JSON values), e.g. ``{"objective": "optimistic"}``.
         clip_designs: map sampler outputs to designs with ``prior.to_design`` (clamp to the
             prior's ``value_range``, if any), both for asked designs and inside every reward
             path (the soft-Q estimate f(x_prev) and rollouts are scored as the oracle would
@@ -156,23 +154,6 @@ class FinetunedPriorConfig(RewardGuards):
         return config_from_dict(cls, d)
 
 
-def sample_proposal(
-    prior: DiffusionPrior, n: int, generator: torch.Generator, clip: bool
-) -> Proposal:
-    """n designs of ``prior`` (network in eval mode) with their trajectories ``(n, K+1, *shape)``;
-    designs mapped by ``prior.to_design`` (clamped to the value range) when ``clip`` (the
-    trajectory keeps the chain)."""
-    net = prior.denoiser
-    was_training = net.training
-    net.eval()
-    try:
-        out = prior.sample(n, generator, return_trajectory=True)
-    finally:
-        net.train(was_training)
-    x = prior.to_design(out.x) if clip else out.x
-    return Proposal(x, out.trajectory)
-
-
 def tail_mean(logs: list[dict[str, float]], key: str, fraction: float = 0.25) -> float:
     """Mean of ``key`` over the last ``fraction`` of per-step logs (finite values only)."""
     tail = logs[-max(1, int(len(logs) * fraction)) :] if logs else []
@@ -194,9 +175,8 @@ class FinetunedPriorOptimizer(Optimizer):
         feature_map: optional ``(n, *shape) -> (n, F)`` map the surrogate sees instead of the
             flattened designs (e.g. a classifier's features). It is code, so a study folder
             records only that one was used: pass it again to ``load(path, feature_map=...)``.
-        constraints: known constraints (see :class:`~sqdf_bbo.optimizers.base.Optimizer`);
-            besides keeping every asked design feasible they enter the reward as
-            α · Σ_j log σ(c_j/τ_j) (:mod:`sqdf_bbo.constraints`).
+        constraints: known constraints (:class:`~sqdf_bbo.optimizers.base.Optimizer`); they
+            also enter the reward (:mod:`.constraint_term`).
     """
 
     config_class: ClassVar[type[FinetunedPriorConfig]]
@@ -220,6 +200,8 @@ class FinetunedPriorOptimizer(Optimizer):
             )
         seed = self.check_seed(seed)  # before any generator is seeded from it
         config = as_config(config, self.config_class)
+        constraints = as_constraints(constraints)  # the base keeps the same object
+        self.constraints = constraints
         self.prior = prior
         self.config = config
         self.feature_map = feature_map
@@ -264,53 +246,17 @@ class FinetunedPriorOptimizer(Optimizer):
         return r
 
     def constraint_term(self, x: torch.Tensor) -> torch.Tensor | None:
-        """h(x) = α · Σ_j log σ(c_j(g(x))/τ_j) + α · log P(g(x)), ``(n,)``: the barrier of the
-        known constraints (when given) and the learned feasibility (once design failures
-        were told), α the fine-tuner's KL weight (docs/constraints.md); ``None`` when
-        neither applies. SQDF does not discount it (``discount_constraints``)."""
-        if not self._has_constraint_term():
+        """h(g(x)) ``(n,)``, the α-weighted log-feasibility (:mod:`.constraint_term`), or
+        ``None`` before it has a part. SQDF does not discount it."""
+        if not self.constraint_model.active:
             return None
         d = self.prior.to_design(x) if self.config.clip_designs else x
-        alpha = float(self.trainer.config.alpha)
-        h = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-        if self.constraints is not None and self.constraint_tau is not None:
-            h = h + alpha * self.constraints.log_barrier(d, self.constraint_tau).to(x.dtype)
-        if self.use_feasibility:
-            h = h + alpha * self.feasibility.log_feasibility(d).to(x.dtype)
-        return h
-
-    def _has_constraint_term(self) -> bool:
-        known = self.constraints is not None and self.constraint_tau is not None
-        return known or self.use_feasibility
-
-    def _design_failures(self) -> int:
-        """Told points (asked or external) that failed for a reason about the design."""
-        return sum(1 for p in self._points.values() if p.state == "failed" and not p.transient)
+        return self.constraint_model(d, float(self.trainer.config.alpha))
 
     def _refit_needed(self) -> bool:
         """New design failures teach the feasibility model: refit (when it is on)."""
-        if self.fitted_failures is None:  # a study saved before failures taught: as then
-            self.fitted_failures = self._design_failures()
-        return self.config.learn_feasibility and self._design_failures() != self.fitted_failures
-
-    def _fit_constraint_models(self) -> dict[str, float]:
-        """Step 3 of a round (:meth:`_fit`): the feasibility model and the barrier's τ."""
-        told = self.observations(include_failed=True)
-        failed = [s == "failed" and not t for s, t in zip(told.states, told.transient)]
-        n_failed = sum(failed)
-        # 3a. Learned feasibility: complete = 1, design failure = 0 (transient ones left out).
-        self.use_feasibility = self.config.learn_feasibility and n_failed > 0
-        self.fitted_failures = self._design_failures()
-        if self.use_feasibility:
-            keep = [s == "complete" or f for s, f in zip(told.states, failed)]
-            rows = torch.tensor(keep, device=told.x.device)
-            labels = torch.tensor([s == "complete" for s, k in zip(told.states, keep) if k])
-            d = self.prior.to_design(told.x[rows]) if self.config.clip_designs else told.x[rows]
-            self.feasibility.fit(d, labels)
-        # 3b. Known constraints: τ_j from the spread of c_j over every told design.
-        if self.constraints is not None:
-            self.constraint_tau = self.constraints.temperatures(told.x)
-        return {"n_design_failures": float(n_failed)}
+        failures = sum(1 for p in self._points.values() if p.state == "failed" and not p.transient)
+        return self.constraint_model.refit_needed(failures)
 
     def batch_optimism(self, round: int) -> dict[str, float]:
         """How far the current surrogate's predictions of round ``round``'s asked batch lie
@@ -377,7 +323,8 @@ class FinetunedPriorOptimizer(Optimizer):
         self.surrogate.fit(x, y)
         # 3. What the reward knows of feasibility: the feasibility model on the told points
         #    (design failures included) and the known constraints' temperatures.
-        constraint_log = self._fit_constraint_models()
+        design = self.prior.to_design if self.config.clip_designs else (lambda d: d)
+        constraint_log = self.constraint_model.fit(self.observations(include_failed=True), design)
         # 4. The reward's scale (see reward()): standardized with the observed values, so that
         #    α means the same thing for any scale of the oracle; the best value for reward_cap.
         mean_y = float(y.mean())
@@ -396,7 +343,7 @@ class FinetunedPriorOptimizer(Optimizer):
         #    by SQDF's γ^k) + constraint_term() (the log-feasibility, undiscounted). The next
         #    ask() samples its batch from the fine-tuned policy (_propose), keeping each chain
         #    for step 5 of the next round.
-        h = self.constraint_term if self._has_constraint_term() else None
+        h = self.constraint_term if self.constraint_model.active else None
         logs = self.trainer.train(self.objective, progress=self.config.progress, constraint_fn=h)
         self.round_log.append(
             {
@@ -421,12 +368,13 @@ class FinetunedPriorOptimizer(Optimizer):
         self.surrogate = make_surrogate(
             cfg.surrogate, seed=seed + 3, feature_map=self.feature_map, **options
         )
-        self.feasibility = FeasibilityModel(
-            seed=seed + 4, feature_map=self.feature_map, **dict(cfg.feasibility_options)
+        self.constraint_model = ConstraintTerm(
+            self.constraints,
+            cfg.learn_feasibility,
+            cfg.feasibility_options,
+            seed + 4,
+            self.feature_map,
         )
-        self.use_feasibility = False  # whether the reward holds α · log P(feasible | x)
-        self.fitted_failures: int | None = 0  # design failures the last fit learned from
-        self.constraint_tau: torch.Tensor | None = None  # τ (m,) of the known constraints
         self.reward_shift = 0.0
         self.reward_scale = 1.0
         self.value_scale = 1.0  # observed std of the values (target std units of the gaps)
@@ -510,10 +458,7 @@ class FinetunedPriorOptimizer(Optimizer):
             "value_scale": self.value_scale,
             "best_value": self.best_value,
             "round_log": self.round_log,
-            "feasibility": self.feasibility.state_dict(),
-            "use_feasibility": self.use_feasibility,
-            "fitted_failures": self.fitted_failures,
-            "constraint_tau": self.constraint_tau,
+            **self.constraint_model.state_dict(),
         }
 
     def _settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None:
@@ -539,11 +484,4 @@ class FinetunedPriorOptimizer(Optimizer):
         self.value_scale = float(state.get("value_scale", self.reward_scale))
         self.best_value = float(state.get("best_value", math.nan))
         self.round_log = [dict(r) for r in state["round_log"]]
-        # studies saved before failures taught anything: no feasibility model, no barrier
-        if "feasibility" in state:
-            self.feasibility.load_state_dict(dict(state["feasibility"])).to(self.device)
-        self.use_feasibility = bool(state.get("use_feasibility", False))
-        fitted = state.get("fitted_failures")
-        self.fitted_failures = None if fitted is None else int(fitted)
-        tau = state.get("constraint_tau")
-        self.constraint_tau = None if tau is None else torch.as_tensor(tau, dtype=torch.float64)
+        self.constraint_model.load_state_dict(state, self.device)

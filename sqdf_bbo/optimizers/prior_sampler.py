@@ -7,7 +7,7 @@ from typing import Any
 
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.optimizers.base import Optimizer, Proposal
-from sqdf_bbo.optimizers.finetuned import sample_proposal
+from sqdf_bbo.optimizers.batch import sample_proposal
 
 __all__ = ["PriorSampler"]
 
