@@ -12,9 +12,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from sqdf_bbo.config import Range
 from sqdf_bbo.progress import progress_bar
 
-__all__ = ["HeadsMLP", "train_heads", "fit_heads"]
+__all__ = ["HeadsMLP", "train_heads", "fit_heads", "HEAD_LIMITS"]
+
+#: The sane ranges of the settings every config of MLP heads has (``LIMITS`` entries).
+HEAD_LIMITS: dict[str, Range] = {
+    "n_heads": Range(1, 1024),
+    "hidden": Range(1, 65_536),
+    "depth": Range(1, 64),
+    "steps": Range(1, 1_000_000),
+    "batch_size": Range(1, 1_000_000),
+    "lr": Range(0, 1, low_open=True),
+    "weight_decay": Range(0, 100),
+}
 
 
 class HeadsMLP(nn.Module):

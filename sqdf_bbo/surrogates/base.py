@@ -43,6 +43,7 @@ __all__ = [
     "SURROGATES",
     "make_surrogate",
     "check_options",
+    "check_config_options",
 ]
 
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
@@ -92,18 +93,23 @@ def feature_scales(z: torch.Tensor, std_floor: float) -> tuple[torch.Tensor, tor
 def check_options(surrogate_class: type[Surrogate], options: Mapping[str, Any]) -> None:
     """``ConfigError`` unless ``options`` (keyword overrides of the surrogate's config, e.g. an
     optimizer's ``surrogate_options``) name fields of its config with valid values."""
-    config_class = surrogate_class.config_class
+    check_config_options(surrogate_class.config_class, options, "surrogate_options")
+
+
+def check_config_options(config_class: type, options: Mapping[str, Any], label: str) -> None:
+    """``ConfigError`` (its message starting with ``label``) unless ``options`` name fields of
+    the dataclass ``config_class`` with values it accepts."""
     fields = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(options) - fields)
     if unknown:
         raise ConfigError(
-            f"surrogate_options: unknown {config_class.__name__} option(s) {unknown}; "
+            f"{label}: unknown {config_class.__name__} option(s) {unknown}; "
             f"valid: {', '.join(sorted(fields))}"
         )
     try:
         config_class(**options)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"surrogate_options: {err}") from None
+        raise ConfigError(f"{label}: {err}") from None
 
 
 def flatten_features(x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 
 from sqdf_bbo.config import Range, check_fields
-from sqdf_bbo.surrogates._nets import HeadsMLP, fit_heads
+from sqdf_bbo.surrogates._nets import HEAD_LIMITS, HeadsMLP, fit_heads
 from sqdf_bbo.surrogates.base import Surrogate, SurrogateConfig, check_positive
 
 __all__ = ["EnsembleConfig", "EnsembleSurrogate"]
@@ -39,15 +39,7 @@ class EnsembleConfig(SurrogateConfig):
     """
 
     #: The sane range of each numeric setting (checked by ``check_fields``).
-    LIMITS: ClassVar[dict[str, Range]] = {
-        "n_heads": Range(1, 1024),
-        "hidden": Range(1, 65_536),
-        "depth": Range(1, 64),
-        "steps": Range(1, 1_000_000),
-        "batch_size": Range(1, 1_000_000),
-        "lr": Range(0, 1, low_open=True),
-        "weight_decay": Range(0, 100),
-    }
+    LIMITS: ClassVar[dict[str, Range]] = HEAD_LIMITS
 
     n_heads: int = 4
     hidden: int = 64

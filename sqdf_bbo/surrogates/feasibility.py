@@ -27,11 +27,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from sqdf_bbo.config import ConfigError, Range, check_fields
-from sqdf_bbo.surrogates._nets import HeadsMLP, fit_heads
+from sqdf_bbo.config import Range, check_fields
+from sqdf_bbo.surrogates._nets import HEAD_LIMITS, HeadsMLP, fit_heads
 from sqdf_bbo.surrogates.base import (
     FeatureMap,
     SurrogateConfig,
+    check_config_options,
     feature_scales,
     flatten_features,
 )
@@ -63,13 +64,7 @@ class FeasibilityConfig(SurrogateConfig):
 
     #: The sane range of each numeric setting (checked by ``check_fields``).
     LIMITS: ClassVar[dict[str, Range]] = {
-        "n_heads": Range(1, 1024),
-        "hidden": Range(1, 65_536),
-        "depth": Range(1, 64),
-        "steps": Range(1, 1_000_000),
-        "batch_size": Range(1, 1_000_000),
-        "lr": Range(0, 1, low_open=True),
-        "weight_decay": Range(0, 100),
+        **HEAD_LIMITS,
         "floor": Range(0, 1, low_open=True, high_open=True),
     }
 
@@ -97,17 +92,7 @@ class FeasibilityConfig(SurrogateConfig):
 def check_feasibility_options(options: dict[str, Any]) -> None:
     """``ConfigError`` unless ``options`` (an optimizer's ``feasibility_options``) name fields of
     :class:`FeasibilityConfig` with valid values."""
-    fields = {f.name for f in dataclasses.fields(FeasibilityConfig)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ConfigError(
-            f"feasibility_options: unknown FeasibilityConfig option(s) {unknown}; "
-            f"valid: {', '.join(sorted(fields))}"
-        )
-    try:
-        FeasibilityConfig(**options)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"feasibility_options: {err}") from None
+    check_config_options(FeasibilityConfig, options, "feasibility_options")
 
 
 class FeasibilityModel:

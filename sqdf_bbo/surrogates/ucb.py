@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 
 from sqdf_bbo.config import Range, check_fields
-from sqdf_bbo.surrogates._nets import HeadsMLP, fit_heads
+from sqdf_bbo.surrogates._nets import HEAD_LIMITS, HeadsMLP, fit_heads
 from sqdf_bbo.surrogates.base import Surrogate, SurrogateConfig, check_positive
 
 __all__ = ["UCBConfig", "UCBSurrogate", "BONUS_FORMS", "official_ucb_bonus"]
@@ -94,12 +94,7 @@ class UCBConfig(SurrogateConfig):
         "beta": Range(0, 1e6),
         "ridge": Range(0, 1e6, low_open=True),
         "bonus_max": Range(0, 1e6),
-        "hidden": Range(1, 65_536),
-        "depth": Range(1, 64),
-        "steps": Range(1, 1_000_000),
-        "batch_size": Range(1, 1_000_000),
-        "lr": Range(0, 1, low_open=True),
-        "weight_decay": Range(0, 100),
+        **{k: v for k, v in HEAD_LIMITS.items() if k != "n_heads"},
     }
 
     bonus: str = "official"
