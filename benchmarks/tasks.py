@@ -29,6 +29,11 @@ Registered tasks (``available_tasks()``):
                     image (``DigitsInkOracle``, ∈ [0, 1]; real digits ≈ 0.3, the
                     maximum is an all-ink square — not a digit); same
                     naturalness and diversity as ``digits-logit``.
+``ehrlich-v32-l32-c4-k4-q4``, ``ehrlich-v32-l128-c4-k4-q4``
+                    Ehrlich functions (instance seed 0) over sequences as one-hot
+                    designs (L, v); naturalness = exact chain log-likelihood
+                    (NaN when infeasible); extra columns ``feasible_frac``,
+                    ``hamming``, ``vendi_onehot`` (:mod:`benchmarks.sequence_tasks`).
 ``airfoil-ld``      UIUC airfoils as standardized 18-D Kulfan vectors (the
                     ``airfoil`` prior); reward = NeuralFoil xlarge L/D at α = 5°,
                     Re = 1e6, n_crit = 9, failed when t_max < 0.12 or the shape
@@ -54,6 +59,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks import sequence_tasks
 from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
 from oracles.airfoil import NeuralFoilOracle, geometry_failures, neuralfoil_aero
 from oracles.digits import DigitsClassOracle, DigitsInkOracle
@@ -95,6 +101,10 @@ class Task:
             for a batch (written as extra rounds.csv columns); ``None``: none.
         start: optional ``() → (*shape)``, the design a local search starts from;
             ``None``: the center of ``box``.
+        natural: optional ``(n, seed) → (n, L)`` integer tokens, natural sequences for the
+            sequence methods that start from sequences instead of a prior (GA, LaMBO-2);
+            ``None`` for tasks whose designs are not sequences.
+        num_states: v of a sequence task (designs ``(L, v)``); ``None`` otherwise.
     """
 
     name: str
@@ -108,6 +118,8 @@ class Task:
     is_image: bool = False
     extra_metrics: Callable[[torch.Tensor], dict[str, float]] | None = None
     start: Callable[[], torch.Tensor] | None = None
+    natural: Callable[[int, int], torch.Tensor] | None = None
+    num_states: int | None = None
     _prior: object | None = field(default=None, repr=False)
 
     def prior(self):
@@ -386,3 +398,28 @@ def _airfoil_ld_task() -> Task:
 
 
 register_task("airfoil-ld", _airfoil_ld_task)
+
+
+# ---------------------------------------------------------------------------- ehrlich-…
+def _ehrlich_task(name: str) -> Task:
+    o = sequence_tasks.instance(name)
+    return Task(
+        name=name,
+        description=(
+            f"Ehrlich function, v={o.num_states}, L={o.length}, c={o.num_motifs}, "
+            f"k={o.motif_length}, q={o.quantization}; infeasible sequences fail"
+        ),
+        make_prior=lambda: _load_prior(name),
+        make_oracle=lambda seed: sequence_tasks.ehrlich_oracle(name, seed=seed),
+        make_naturalness=lambda: sequence_tasks.ChainLogLikelihood(o),
+        make_heldout=lambda: sequence_tasks.heldout_designs(name),
+        feature_fn=lambda x: sequence_tasks.sequence_features(name, x),
+        box=(-1.0, 1.0),
+        extra_metrics=lambda x: sequence_tasks.sequence_extra_metrics(name, x),
+        natural=lambda n, seed: sequence_tasks.natural_sequences(name, n, seed),
+        num_states=o.num_states,
+    )
+
+
+for _name in sequence_tasks.SEQUENCE_TASKS:
+    register_task(_name, lambda _n=_name: _ehrlich_task(_n))
