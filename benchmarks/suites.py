@@ -339,3 +339,19 @@ SUITES["ehrlich-smoke"] = Suite(
     rollouts_per_step=2,
     description="end-to-end check of the sequence methods in seconds (tests)",
 )
+
+SUITES["ehrlich"] = Suite(
+    name="ehrlich",
+    tasks=("ehrlich-v32-l32-c4-k4-q4", "ehrlich-v32-l128-c4-k4-q4"),
+    methods=SEQUENCE_METHODS,
+    seeds=(0, 1, 2, 3, 4),
+    budgets=(128,) * 12,
+    finetune_steps=40,
+    finetune_batch_size=32,
+    surrogate_steps=200,
+    rollouts_per_step=4,
+    description=(
+        "Ehrlich (32, 32, 4, 4, 4) and (32, 128, 4, 4, 4): the sequence methods, 12 rounds x 128 "
+        "(the published LaMBO-2 protocol), 5 seeds"
+    ),
+)

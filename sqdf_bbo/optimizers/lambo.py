@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from sqdf_bbo.config import as_config, check_fields, config_to_dict
+from sqdf_bbo.finetuning.checkpoint import load_optimizer_tensors, optimizer_tensors
 from sqdf_bbo.optimizers.base import Optimizer, Proposal
 from sqdf_bbo.sequences import decode_tokens, one_hot_designs
 
@@ -281,6 +282,7 @@ class LaMBO2(Optimizer):
 
     def _extra_state(self) -> dict[str, Any]:
         state = {f"net/{k}": v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+        state.update({f"adam/{k}": v for k, v in optimizer_tensors(self._opt).items()})
         return {
             **state,
             "shift": self._shift,
@@ -291,5 +293,7 @@ class LaMBO2(Optimizer):
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         net = {k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("net/")}
         self.net.load_state_dict(net)
+        adam = {k[5:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("adam/")}
+        load_optimizer_tensors(self._opt, adam)
         self._shift, self._scale = float(state["shift"]), float(state["scale"])
         self._n_initial_used = int(state.get("n_initial_used", 0))
