@@ -60,12 +60,14 @@ def train_denoiser(
     progress: bool = True,
     desc: str = "denoiser",
     loss_fn: Callable[..., torch.Tensor] | None = None,
+    timesteps: torch.Tensor | None = None,
 ) -> tuple[nn.Module, float]:
     """Fit ``net`` with the DDPM ε-loss; returns (EMA copy of ``net``, mean loss of the last 5% of steps).
 
     ``data(batch_size, generator)`` returns clean examples x_0, shape ``(b, *shape)``.
     Loss: ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t ~ U{0, …, T−1}; ``loss_fn(net, x_t, t, x_0,
-    ε)`` replaces it (the sequence prior's token cross-entropy).
+    ε)`` replaces it (the sequence prior's token cross-entropy); ``timesteps`` ``(m,)``
+    restricts t to those values (uniform over them), e.g. the sampler's own K timesteps.
     """
     device = next(net.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -88,7 +90,10 @@ def train_denoiser(
     for step in bar:
         # 1. x_0 from the data, t uniform, ε standard normal.
         x0 = data(cfg.batch_size, gen)
-        t = torch.randint(T, (x0.shape[0],), generator=gen)
+        if timesteps is None:
+            t = torch.randint(T, (x0.shape[0],), generator=gen)
+        else:
+            t = timesteps[torch.randint(len(timesteps), (x0.shape[0],), generator=gen)]
         eps = torch.randn(x0.shape, generator=gen)
         x0, t, eps = x0.to(device), t.to(device), eps.to(device)
         ab = ab_all[t].reshape(-1, *([1] * (x0.ndim - 1)))

@@ -64,15 +64,15 @@ class SequenceRecipe:
         num_inference_steps, eta: the shipped sampler.
     """
 
-    steps: int = 6000
+    steps: int = 1500
     batch_size: int = 128
     lr: float = 2e-3
     ema_decay: float = 0.999
     seed: int = 0
     pool_size: int = 20_000
     train_length: int = 32
-    width: int = 96
-    depth: int = 6
+    width: int = 64
+    depth: int = 4
     kernel: int = 5
     num_inference_steps: int = 20
     eta: float = 1.0

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.runner import run_suite
+from benchmarks.suites import SEQUENCE_METHODS, get_suite
 from oracles.ehrlich import EhrlichOracle
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.sequence import OneHotDecoder, SequenceDenoiser
@@ -37,7 +39,9 @@ _TINY_LAMBO = {"train_steps": 3, "guidance_steps": 2, "width": 8, "depth": 1, "t
 
 class TestLaMBO2Contract(OptimizerContract):
     def make_optimizer(self, study: Path | None = None) -> Optimizer:
-        return LaMBO2(_START, V, batch_size=self.batch_size, seed=0, config=_TINY_LAMBO, study=study)
+        return LaMBO2(
+            _START, V, batch_size=self.batch_size, seed=0, config=_TINY_LAMBO, study=study
+        )
 
     def objective(self, x: torch.Tensor) -> torch.Tensor:
         return _count_zeros(x)
@@ -96,7 +100,22 @@ def test_one_hot_decoder_and_prior_round_trip(tmp_path: Path) -> None:
     prior = DiffusionPrior(net, shape=(5, 4), num_inference_steps=3, decoder=OneHotDecoder(4))
     prior.save(tmp_path / "p")
     back = DiffusionPrior.load(tmp_path / "p")
-    assert isinstance(back.decoder, OneHotDecoder) and back.with_settings(eta=0.5).decoder is not None
+    assert (
+        isinstance(back.decoder, OneHotDecoder) and back.with_settings(eta=0.5).decoder is not None
+    )
     s = back.sample(6, torch.Generator().manual_seed(0)).x
     assert torch.equal(back.to_design(s), one_hot_designs(s.argmax(-1), 4))
     assert torch.equal(prior.to_design(s), back.to_design(s))
+
+
+def test_every_sequence_method_runs_through_ask_tell(tmp_path: Path) -> None:
+    """The ehrlich-smoke suite (prior, sqdf, seiko-bootstrap, ga, lambo2; 2 rounds of 8):
+    infeasible asks are failed points, the sequence columns are written."""
+    rounds = run_suite(get_suite("ehrlich-smoke"), tmp_path, progress=False, report=False)
+    assert sorted(rounds["method"].unique()) == sorted(SEQUENCE_METHODS)
+    assert len(rounds) == 2 * len(SEQUENCE_METHODS)
+    for col in ("feasible_frac", "hamming", "vendi_onehot"):
+        assert rounds[col].between(0, 1e9).all()
+    infeasible = (1 - rounds["feasible_frac"]) * rounds["batch_size"]
+    assert (rounds["n_failed"] == infeasible.round()).all()
+    assert rounds["best_so_far"].between(0, 1).all()
