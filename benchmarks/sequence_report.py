@@ -46,17 +46,10 @@ def _mean_se(v: np.ndarray, digits: int) -> str:
     return f"{v.mean():.{digits}f}" + (f" ± {se:.{digits}f}" if math.isfinite(se) else "")
 
 
-def sequence_table(rounds: pd.DataFrame) -> str:
-    """Markdown tables, one per task (module docstring)."""
-    lines: list[str] = []
+def _rows(rounds: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
+    """(task, method, cells) per task and method (module docstring's columns)."""
+    out = []
     for task, sub in rounds.groupby("task", sort=False):
-        q = int(sub["queries"].max())
-        lines += [f"### {task} — {q} queries per run", ""]
-        lines.append(
-            "| method | seeds | best | solved (median queries) | feasible asks (all / last) "
-            "| last batch: Hamming | Vendi (one-hot) | chain log-lik. |"
-        )
-        lines.append("|---|---|---|---|---|---|---|---|")
         for method, m in sub.groupby("method", sort=False):
             runs = [r.sort_values("round") for _, r in m.groupby("seed")]
             best = np.array([r["best_so_far"].iloc[-1] for r in runs], dtype=float)
@@ -66,13 +59,38 @@ def sequence_table(rounds: pd.DataFrame) -> str:
             n_all = sum(float(r["batch_size"].sum()) for r in runs)
             last = pd.DataFrame([r.iloc[-1] for r in runs])
             med = f" ({int(np.median(solved))})" if solved else ""
-            lines.append(
-                f"| {method} | {len(runs)} | {_mean_se(best, 3)} | {len(solved)}/{len(runs)}{med} "
-                f"| {n_feas / n_all:.3f} / {_mean_se(last['feasible_frac'].to_numpy(float), 3)} "
-                f"| {_mean_se(last['hamming'].to_numpy(float), 1)} "
-                f"| {_mean_se(last['vendi_onehot'].to_numpy(float), 1)} "
-                f"| {_mean_se(last['naturalness'].to_numpy(float), 1)} |"
-            )
+            cells = [
+                str(len(runs)),
+                _mean_se(best, 3),
+                f"{len(solved)}/{len(runs)}{med}",
+                f"{n_feas / n_all:.3f} / {_mean_se(last['feasible_frac'].to_numpy(float), 3)}",
+                _mean_se(last["hamming"].to_numpy(float), 1),
+                _mean_se(last["vendi_onehot"].to_numpy(float), 1),
+                _mean_se(last["naturalness"].to_numpy(float), 1),
+            ]
+            out.append((str(task), str(method), cells))
+    return out
+
+
+_HEADER = (
+    "seeds | best | solved (median queries) | feasible asks (all / last round) "
+    "| last batch: Hamming | Vendi (one-hot) | chain log-lik."
+)
+
+
+def sequence_table(rounds: pd.DataFrame, combined: bool = False) -> str:
+    """Markdown: one table per task (module docstring), or one table with a task column."""
+    rows = _rows(rounds)
+    if combined:
+        lines = [f"| task | method | {_HEADER} |", "|---|---|" + "---|" * 7]
+        lines += [f"| {t} | {m} | " + " | ".join(c) + " |" for t, m, c in rows]
+        return "\n".join(lines) + "\n"
+    lines: list[str] = []
+    for task in dict.fromkeys(t for t, _, _ in rows):
+        q = int(rounds.loc[rounds["task"] == task, "queries"].max())
+        lines += [f"### {task} — {q} queries per run", "", f"| method | {_HEADER} |"]
+        lines.append("|---|" + "---|" * 7)
+        lines += [f"| {m} | " + " | ".join(c) + " |" for t, m, c in rows if t == task]
         lines.append("")
     return "\n".join(lines)
 
