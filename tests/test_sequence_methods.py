@@ -109,11 +109,15 @@ def test_one_hot_decoder_and_prior_round_trip(tmp_path: Path) -> None:
 
 
 def test_every_sequence_method_runs_through_ask_tell(tmp_path: Path) -> None:
-    """The ehrlich-smoke suite (prior, sqdf, seiko-bootstrap, ga, lambo2; 2 rounds of 8):
-    infeasible asks are failed points, the sequence columns are written."""
-    rounds = run_suite(get_suite("ehrlich-smoke"), tmp_path, progress=False, report=False)
-    assert sorted(rounds["method"].unique()) == sorted(SEQUENCE_METHODS)
-    assert len(rounds) == 2 * len(SEQUENCE_METHODS)
+    """The prior-based methods of the ehrlich-smoke suite on the shipped prior (2 rounds of 8;
+    GA and LaMBO-2 run their ask/tell loops in the contract tests above): infeasible asks are
+    failed points, the sequence columns are written."""
+    methods = ["prior", "sqdf", "seiko-bootstrap"]
+    assert set(methods) | {"ga", "lambo2"} == set(SEQUENCE_METHODS)
+    suite = get_suite("ehrlich-smoke").restricted(methods=methods)
+    rounds = run_suite(suite, tmp_path, progress=False, report=False)
+    assert sorted(rounds["method"].unique()) == sorted(methods)
+    assert len(rounds) == 2 * len(methods)
     for col in ("feasible_frac", "hamming", "vendi_onehot"):
         assert rounds[col].between(0, 1e9).all()
     infeasible = (1 - rounds["feasible_frac"]) * rounds["batch_size"]
