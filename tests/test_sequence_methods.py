@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from benchmarks.runner import run_suite
-from benchmarks.suites import SEQUENCE_METHODS, get_suite
+from benchmarks.suites import SEQUENCE_METHODS, get_suite, make_optimizer
+from benchmarks.tasks import get_task
 from oracles.ehrlich import EhrlichOracle
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.sequence import OneHotDecoder, SequenceDenoiser
@@ -123,3 +124,8 @@ def test_every_sequence_method_runs_through_ask_tell(tmp_path: Path) -> None:
     infeasible = (1 - rounds["feasible_frac"]) * rounds["batch_size"]
     assert (rounds["n_failed"] == infeasible.round()).all()
     assert rounds["best_so_far"].between(0, 1).all()
+
+
+def test_sequence_methods_refuse_other_tasks() -> None:
+    with pytest.raises(ValueError, match="needs a sequence task"):
+        make_optimizer("ga", get_task("rings"), 0, get_suite("smoke"))
