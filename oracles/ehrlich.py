@@ -135,8 +135,8 @@ class EhrlichOracle(Oracle):
         dim: L, the sequence length.
         num_motifs: c.
         motif_length: k.
-        quantization: q (``None``: k, no quantization); k must be a multiple of ⌈k/q⌉… as in
-            holo any q in [1, k] is accepted.
+        quantization: q in [1, k] (``None``: k, no quantization), applied as holo does
+            (module docstring).
         epistasis_factor: ε ≥ 0 of the cubic response.
         noise_std: σ of the observation noise (from the base's seeded generator).
         negate: return −f.
