@@ -35,6 +35,11 @@ Registered tasks (``available_tasks()``):
                     image (``DigitsInkOracle``, ∈ [0, 1]; real digits ≈ 0.3, the
                     maximum is an all-ink square — not a digit); same
                     naturalness and diversity as ``digits-logit``.
+``ehrlich-v32-l32-c4-k4-q4``, ``ehrlich-v32-l128-c4-k4-q4``
+                    Ehrlich functions (instance seed 0) over sequences as one-hot
+                    designs (L, v); naturalness = exact chain log-likelihood
+                    (NaN when infeasible); extra columns ``feasible_frac``,
+                    ``hamming``, ``vendi_onehot`` (:mod:`benchmarks.sequence_tasks`).
 ``airfoil-ld``      UIUC airfoils as standardized 18-D Kulfan vectors (the
                     ``airfoil`` prior); reward = NeuralFoil xlarge L/D at α = 5°,
                     Re = 1e6, n_crit = 9, failed when t_max < 0.12 or the shape
@@ -72,6 +77,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks import sequence_tasks
 from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
 from benchmarks.xfoil_judge import CONDITIONS, Condition, judge_run
 from oracles.airfoil import (
@@ -126,6 +132,10 @@ class Task:
             a run told and its value (NaN = failed), after the last round; ``None``: none.
         constraints: optional ``() → [Constraint, ...]``, the task's known constraints
             (``None``: it has none).
+        natural: optional ``(n, seed) → (n, L)`` integer tokens, natural sequences for the
+            sequence methods that start from sequences instead of a prior (GA, LaMBO-2);
+            ``None`` for tasks whose designs are not sequences.
+        num_states: v of a sequence task (designs ``(L, v)``); ``None`` otherwise.
     """
 
     name: str
@@ -141,6 +151,8 @@ class Task:
     start: Callable[[], torch.Tensor] | None = None
     final_metrics: Callable[[torch.Tensor, np.ndarray], dict[str, float]] | None = None
     constraints: Callable[[], list[Constraint]] | None = None
+    natural: Callable[[int, int], torch.Tensor] | None = None
+    num_states: int | None = None
     _prior: object | None = field(default=None, repr=False)
 
     def prior(self):
@@ -496,3 +508,28 @@ register_task(
         CONDITIONS[0],
     ),
 )
+
+
+# ---------------------------------------------------------------------------- ehrlich-…
+def _ehrlich_task(name: str) -> Task:
+    o = sequence_tasks.instance(name)
+    return Task(
+        name=name,
+        description=(
+            f"Ehrlich function, v={o.num_states}, L={o.length}, c={o.num_motifs}, "
+            f"k={o.motif_length}, q={o.quantization}; infeasible sequences fail"
+        ),
+        make_prior=lambda: _load_prior(name),
+        make_oracle=lambda seed: sequence_tasks.ehrlich_oracle(name, seed=seed),
+        make_naturalness=lambda: sequence_tasks.ChainLogLikelihood(o),
+        make_heldout=lambda: sequence_tasks.heldout_designs(name),
+        feature_fn=lambda x: sequence_tasks.sequence_features(name, x),
+        box=(-1.0, 1.0),
+        extra_metrics=lambda x: sequence_tasks.sequence_extra_metrics(name, x),
+        natural=lambda n, seed: sequence_tasks.natural_sequences(name, n, seed),
+        num_states=o.num_states,
+    )
+
+
+for _name in sequence_tasks.SEQUENCE_TASKS:
+    register_task(_name, lambda _n=_name: _ehrlich_task(_n))
