@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import logging
 import math
 import os
@@ -190,7 +191,11 @@ def hang_probes(work: Path, sizes: Sizes, seed: int, log: Callable[[str], None])
         for k, case in enumerate(c for c in cases if not c.dask):
             probes.append(hang_probe(case, pool, None, work / f"case-{k:02d}"))
     dask_cases = [c for c in cases if c.dask]
-    if dask_cases:
+    if dask_cases and importlib.util.find_spec("distributed") is None:
+        probes += [
+            Probe("stuck workers", c.name, "not run: dask is not installed") for c in dask_cases
+        ]
+    elif dask_cases:
         with dask_cluster() as client:
             for k, case in enumerate(dask_cases):
                 folder = work / f"dask-{k:02d}"
