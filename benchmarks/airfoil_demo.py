@@ -31,10 +31,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.airfoil_tasks import AIRFOIL_CONFIDENCE, AIRFOIL_JUDGE_MODEL
 from benchmarks.plotting import pyplot
 from benchmarks.runner import run_one
 from benchmarks.suites import SUITES
-from benchmarks.tasks import AIRFOIL_CONFIDENCE, AIRFOIL_JUDGE_MODEL, get_task
+from benchmarks.tasks import get_task
 from oracles.airfoil import kulfan_coordinates
 from sqdf_bbo.data import KULFAN_NAMES, kulfan_from_database
 from sqdf_bbo.diffusion.priors import load_standardization

@@ -25,6 +25,11 @@ Methods (``METHODS``), all driven through the public ask/tell API:
 ``cma-es``            :class:`~sqdf_bbo.optimizers.CMAES` (pycma, ``airfoil`` extra) in the
                       task's box from ``task.start_design()``, σ0 = 0.15 × box width, one
                       population of the round's budget per round
+``ga``                :class:`~sqdf_bbo.optimizers.GeneticAlgorithm` (sequence tasks): holo's
+                      discrete evolution, the paper's settings, starting from the task's
+                      natural sequences
+``lambo2``            :class:`~sqdf_bbo.optimizers.LaMBO2` (sequence tasks): our LaMBO-2
+                      variant, cortex's defaults, starting from the task's natural sequences
 ====================  =====================================================================
 
 Any method followed by ``+known`` (``sqdf+known``, ``cma-es+known``, …) gets the task's known
@@ -69,7 +74,9 @@ from sqdf_bbo.optimizers import (
     GPBO,
     SEIKO,
     SQDF,
+    GeneticAlgorithm,
     GPBOConfig,
+    LaMBO2,
     PriorSampler,
     SEIKOConfig,
     SQDFOptimizerConfig,
@@ -91,6 +98,8 @@ METHODS = (
     "sqdf-nofeas",
     "seiko-fullbp",
     "cma-es",
+    "ga",
+    "lambo2",
 )
 KNOWN = "+known"  # suffix: the method with the task's known constraints
 
@@ -324,6 +333,15 @@ def make_optimizer(
     alpha = {} if alpha_official is None else {"alpha_official": float(alpha_official)}
     if method == "prior":
         return PriorSampler(task.prior(), batch_size=batch, seed=seed, constraints=constraints)
+    if method in ("ga", "lambo2"):
+        if task.natural is None or task.num_states is None:
+            raise ValueError(
+                f"method {method!r} needs a sequence task (ehrlich-…), got {task.name!r}"
+            )
+        start = task.natural(batch, seed)
+        if method == "ga":
+            return GeneticAlgorithm(start, task.num_states, batch_size=batch, seed=seed)
+        return LaMBO2(start, task.num_states, batch_size=batch, seed=seed)
     if method == "cma-es":
         return CMAES(
             task.prior().shape,
@@ -394,3 +412,35 @@ def make_optimizer(
         )
         return SQDF(task.prior(), batch_size=batch, seed=seed, config=cfg, constraints=constraints)
     raise ValueError(f"unknown method {method!r}; accepted values: {', '.join(METHODS)}")
+
+
+SEQUENCE_METHODS = ("prior", "sqdf", "seiko-bootstrap", "ga", "lambo2")
+
+SUITES["ehrlich-smoke"] = Suite(
+    name="ehrlich-smoke",
+    tasks=("ehrlich-v32-l32-c4-k4-q4",),
+    methods=SEQUENCE_METHODS,
+    seeds=(0,),
+    budgets=(8, 8),
+    finetune_steps=2,
+    finetune_batch_size=8,
+    surrogate_steps=20,
+    rollouts_per_step=2,
+    description="end-to-end check of the sequence methods in seconds (tests)",
+)
+
+SUITES["ehrlich"] = Suite(
+    name="ehrlich",
+    tasks=("ehrlich-v32-l32-c4-k4-q4", "ehrlich-v32-l128-c4-k4-q4"),
+    methods=SEQUENCE_METHODS,
+    seeds=(0, 1, 2, 3, 4),
+    budgets=(128,) * 12,
+    finetune_steps=40,
+    finetune_batch_size=32,
+    surrogate_steps=200,
+    rollouts_per_step=4,
+    description=(
+        "Ehrlich (32, 32, 4, 4, 4) and (32, 128, 4, 4, 4): the sequence methods, 12 rounds x 128 "
+        "(the published LaMBO-2 protocol), 5 seeds"
+    ),
+)

@@ -35,6 +35,11 @@ Registered tasks (``available_tasks()``):
                     image (``DigitsInkOracle``, ∈ [0, 1]; real digits ≈ 0.3, the
                     maximum is an all-ink square — not a digit); same
                     naturalness and diversity as ``digits-logit``.
+``ehrlich-v32-l32-c4-k4-q4``, ``ehrlich-v32-l128-c4-k4-q4``
+                    Ehrlich functions (instance seed 0) over sequences as one-hot
+                    designs (L, v); naturalness = exact chain log-likelihood
+                    (NaN when infeasible); extra columns ``feasible_frac``,
+                    ``hamming``, ``vendi_onehot`` (:mod:`benchmarks.sequence_tasks`).
 ``airfoil-ld``      UIUC airfoils as standardized 18-D Kulfan vectors (the
                     ``airfoil`` prior); reward = NeuralFoil xlarge L/D at α = 5°,
                     Re = 1e6, n_crit = 9, failed when t_max < 0.12 or the shape
@@ -61,10 +66,7 @@ are computed once.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, partial
 
@@ -72,22 +74,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
-from benchmarks.xfoil_judge import CONDITIONS, Condition, judge_run
-from oracles.airfoil import (
-    NeuralFoilOracle,
-    airfoil_constraints,
-    geometry_failures,
-    neuralfoil_aero,
+from benchmarks import sequence_tasks
+from benchmarks.airfoil_tasks import (
+    airfoil_extra_metrics,
+    airfoil_naturalness,
+    airfoil_oracle,
+    airfoil_standardized,
+    airfoil_start,
+    airfoil_task_constraints,
+    airfoil_xfoil_judge,
+    xfoil_oracle,
 )
-from oracles.cluster import dask_client, dask_executor
+from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
+from benchmarks.xfoil_judge import CONDITIONS, Condition
 from oracles.digits import DigitsClassOracle, DigitsInkOracle
 from oracles.toy import RingsOracle
-from oracles.xfoil import XFoilOracle
 from sqdf_bbo import load_prior
 from sqdf_bbo.constraints import Constraint
-from sqdf_bbo.data import RingsDistribution, airfoil_split, digits_split, kulfan_from_database
-from sqdf_bbo.diffusion.priors import load_standardization
+from sqdf_bbo.data import RingsDistribution, airfoil_split, digits_split
 from sqdf_bbo.metrics import mean_pairwise_distance, median_pairwise_distance, vendi_score
 
 __all__ = [
@@ -126,6 +130,10 @@ class Task:
             a run told and its value (NaN = failed), after the last round; ``None``: none.
         constraints: optional ``() → [Constraint, ...]``, the task's known constraints
             (``None``: it has none).
+        natural: optional ``(n, seed) → (n, L)`` integer tokens, natural sequences for the
+            sequence methods that start from sequences instead of a prior (GA, LaMBO-2);
+            ``None`` for tasks whose designs are not sequences.
+        num_states: v of a sequence task (designs ``(L, v)``); ``None`` otherwise.
     """
 
     name: str
@@ -141,6 +149,8 @@ class Task:
     start: Callable[[], torch.Tensor] | None = None
     final_metrics: Callable[[torch.Tensor, np.ndarray], dict[str, float]] | None = None
     constraints: Callable[[], list[Constraint]] | None = None
+    natural: Callable[[int, int], torch.Tensor] | None = None
+    num_states: int | None = None
     _prior: object | None = field(default=None, repr=False)
 
     def prior(self):
@@ -342,114 +352,23 @@ def _digits_ink_task() -> Task:
 register_task("digits-ink", _digits_ink_task)
 
 
-# ---------------------------------------------------------------------------- airfoil-ld
-AIRFOIL_MIN_THICKNESS = 0.12
-AIRFOIL_CONFIDENCE = 0.9  # NeuralFoil analysis_confidence above which a value counts
-AIRFOIL_JUDGE_MODEL = "xxxlarge"  # the larger NeuralFoil model that validates L/D
-XFOIL_DASK_WORKERS = 2  # worker processes of the airfoil-xfoil task's LocalCluster
-
-
-def _airfoil_oracle(seed: int, model_size: str = "xlarge", condition: Condition = CONDITIONS[0]):
-    return NeuralFoilOracle(
-        model_size=model_size,
-        alpha=condition.alpha,
-        Re=condition.Re,
-        n_crit=condition.n_crit,
-        min_thickness=AIRFOIL_MIN_THICKNESS,
-        standardization=load_standardization("airfoil"),
-        seed=seed,
-    )
-
-
-def airfoil_extra_metrics(
-    x: torch.Tensor, condition: Condition = CONDITIONS[0]
-) -> dict[str, float]:
-    """The airfoil tasks' extra numbers for standardized designs ``x (n, 18)`` at ``condition``
-    (default α 5°, Re 1e6, the ``airfoil-ld`` task's).
-
-    * ``valid_frac``: share of valid geometry (finite, not self-intersecting, t_max ≥ 0.12);
-    * ``conf_frac``: share whose xxxlarge NeuralFoil ``analysis_confidence`` exceeds 0.9
-      (computed for every finite design, valid or not: a naturalness measure);
-    * ``validated_ld_mean`` / ``validated_ld_max``: the validated L/D of the batch, i.e.
-      the xxxlarge model's L/D where the design is valid and that confidence exceeds 0.9,
-      0 elsewhere (the optimized model is xlarge; a larger model and its confidence are a
-      check no method sees).
-    """
-    judge = _airfoil_judge()
-    k = judge.kulfan(x)
-    n = k.shape[0]
-    bad = geometry_failures(k, AIRFOIL_MIN_THICKNESS, judge.config.intersection_tol)
-    finite = np.isfinite(k).all(1)
-    conf = np.zeros(n)
-    ld = np.zeros(n)
-    if finite.any():
-        aero = neuralfoil_aero(
-            k[finite],
-            alpha=condition.alpha,
-            Re=condition.Re,
-            n_crit=condition.n_crit,
-            model_size=AIRFOIL_JUDGE_MODEL,
-        )
-        conf[finite] = np.nan_to_num(aero["confidence"], nan=0.0)
-        ld[finite] = np.nan_to_num(aero["LD"], nan=0.0, posinf=0.0, neginf=0.0)
-    valid = np.array([i not in bad for i in range(n)], dtype=bool)
-    confident = conf > AIRFOIL_CONFIDENCE
-    validated = np.where(valid & confident, ld, 0.0)
-    return {
-        "valid_frac": float(valid.mean()),
-        "conf_frac": float(confident.mean()),
-        "validated_ld_mean": float(validated.mean()),
-        "validated_ld_max": float(validated.max()),
-    }
-
-
-@lru_cache(maxsize=1)
-def _airfoil_judge():
-    return _airfoil_oracle(0, AIRFOIL_JUDGE_MODEL)
-
-
-def _airfoil_standardized(kulfan: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(load_standardization("airfoil").from_kulfan(kulfan), dtype=torch.float32)
-
-
-@lru_cache(maxsize=1)
-def _airfoil_naturalness() -> NaturalnessModel:
-    x = _airfoil_standardized(airfoil_split().kulfan_train)
-    return PCAGMMDensity(n_pca=10, n_components=8, seed=0).fit(x)
-
-
-def _airfoil_start() -> torch.Tensor:
-    return _airfoil_standardized(kulfan_from_database("naca2412")[None])[0]
-
-
-def airfoil_xfoil_judge(x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
-    """The airfoil tasks' ``final_metrics``: the run's 10 best designs judged by XFoil
-    (:func:`benchmarks.xfoil_judge.judge_run`)."""
-    return judge_run(x, y, load_standardization("airfoil"))
-
-
+# ---------------------------------------------------------------------------- airfoil-…
 def _airfoil_task(name: str, description: str, make_oracle, condition: Condition) -> Task:
     return Task(
         name=name,
         description=description,
         make_prior=lambda: _load_prior("airfoil"),
         make_oracle=make_oracle,
-        make_naturalness=_airfoil_naturalness,
-        make_heldout=lambda: _airfoil_standardized(airfoil_split().kulfan_heldout),
+        make_naturalness=airfoil_naturalness,
+        make_heldout=lambda: airfoil_standardized(airfoil_split().kulfan_heldout),
         feature_fn=_flatten,
         box=(-3.0, 3.0),
         is_image=False,
         extra_metrics=partial(airfoil_extra_metrics, condition=condition),
-        start=_airfoil_start,
+        start=airfoil_start,
         final_metrics=airfoil_xfoil_judge,
-        constraints=_airfoil_constraints,
+        constraints=airfoil_task_constraints,
     )
-
-
-def _airfoil_constraints() -> list[Constraint]:
-    """The oracles' geometry rules (t_max ≥ 0.12, no self-intersection) on standardized
-    designs (:func:`oracles.airfoil.airfoil_constraints`)."""
-    return airfoil_constraints(load_standardization("airfoil"), AIRFOIL_MIN_THICKNESS)
 
 
 def _airfoil_ld_task(condition: Condition = CONDITIONS[0], name: str = "airfoil-ld") -> Task:
@@ -457,30 +376,8 @@ def _airfoil_ld_task(condition: Condition = CONDITIONS[0], name: str = "airfoil-
         name,
         "UIUC airfoils (standardized Kulfan vectors); reward = NeuralFoil xlarge L/D at "
         f"{condition.describe()}, failed below t_max 0.12",
-        partial(_airfoil_oracle, condition=condition),
+        partial(airfoil_oracle, condition=condition),
         condition,
-    )
-
-
-@lru_cache(maxsize=1)
-def _xfoil_executor() -> Executor:
-    """A Dask executor on a LocalCluster of 2 worker processes, closed at exit (once per process)."""
-    stack = contextlib.ExitStack()
-    client = stack.enter_context(dask_client(f"local:{XFOIL_DASK_WORKERS}"))
-    atexit.register(stack.close)
-    return dask_executor(client)
-
-
-def _xfoil_oracle(seed: int) -> XFoilOracle:
-    c = CONDITIONS[0]
-    return XFoilOracle(
-        alpha=c.alpha,
-        Re=c.Re,
-        n_crit=c.n_crit,
-        min_thickness=AIRFOIL_MIN_THICKNESS,
-        standardization=load_standardization("airfoil"),
-        seed=seed,
-        executor=_xfoil_executor(),
     )
 
 
@@ -492,7 +389,32 @@ register_task(
         "airfoil-xfoil",
         "UIUC airfoils (standardized Kulfan vectors); reward = XFoil L/D at "
         f"{CONDITIONS[0].describe()} on a Dask LocalCluster, failed below t_max 0.12",
-        _xfoil_oracle,
+        xfoil_oracle,
         CONDITIONS[0],
     ),
 )
+
+
+# ---------------------------------------------------------------------------- ehrlich-…
+def _ehrlich_task(name: str) -> Task:
+    o = sequence_tasks.instance(name)
+    return Task(
+        name=name,
+        description=(
+            f"Ehrlich function, v={o.num_states}, L={o.length}, c={o.num_motifs}, "
+            f"k={o.motif_length}, q={o.quantization}; infeasible sequences fail"
+        ),
+        make_prior=lambda: _load_prior(name),
+        make_oracle=lambda seed: sequence_tasks.ehrlich_oracle(name, seed=seed),
+        make_naturalness=lambda: sequence_tasks.ChainLogLikelihood(o),
+        make_heldout=lambda: sequence_tasks.heldout_designs(name),
+        feature_fn=lambda x: sequence_tasks.sequence_features(name, x),
+        box=(-1.0, 1.0),
+        extra_metrics=lambda x: sequence_tasks.sequence_extra_metrics(name, x),
+        natural=lambda n, seed: sequence_tasks.natural_sequences(name, n, seed),
+        num_states=o.num_states,
+    )
+
+
+for _name in sequence_tasks.SEQUENCE_TASKS:
+    register_task(_name, lambda _n=_name: _ehrlich_task(_n))

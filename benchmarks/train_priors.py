@@ -28,6 +28,9 @@ What it trains (deterministic: seeded generators, fixed thread count):
    (:func:`sqdf_bbo.diffusion.consistency.distill_consistency`), and the per-noise-level
    error report against Tweedie's one-call estimate.
 5. ``classifier``: :func:`sqdf_bbo.classifier.train_digits_classifier`.
+6. ``ehrlich-…``: the sequence prior of an Ehrlich instance
+   (:mod:`benchmarks.sequence_priors`; the shipped ones and any other instance name), with its
+   evidence (feasible share, chain log-likelihood, diversity) on 1000 samples.
 """
 
 from __future__ import annotations
@@ -44,6 +47,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from benchmarks.denoiser_training import DenoiserTrainConfig, train_denoiser
+from benchmarks.sequence_priors import (
+    SEQUENCE_RECIPE,
+    SHIPPED_SEQUENCE_PRIORS,
+    ehrlich_oracle,
+    sequence_prior_evidence,
+    train_sequence_prior,
+)
 from sqdf_bbo.classifier import (
     ClassifierTrainConfig,
     save_digits_classifier,
@@ -59,9 +70,8 @@ from sqdf_bbo.data import (
 )
 from sqdf_bbo.diffusion.consistency import consistency_error_report, distill_consistency
 from sqdf_bbo.diffusion.networks import MLPDenoiser
-from sqdf_bbo.diffusion.prior import DiffusionPrior, call_denoiser
+from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import STANDARDIZATION_FILE
-from sqdf_bbo.progress import progress_bar
 
 __all__ = [
     "DenoiserTrainConfig",
@@ -79,41 +89,20 @@ __all__ = [
 ]
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "sqdf_bbo" / "embedded"
-NAMES = ("digits", "rings", "airfoil", "classifier")
+NAMES = ("digits", "rings", "airfoil", "classifier", *SHIPPED_SEQUENCE_PRIORS)
 
 
-@dataclass(frozen=True)
-class DenoiserTrainConfig:
-    """DDPM ε-loss training settings.
-
-    Attributes:
-        steps: optimizer steps.
-        batch_size: examples per step.
-        lr: AdamW learning rate (linear warm-up over 2% of steps, then cosine to 0).
-        weight_decay: AdamW weight decay.
-        ema_decay: decay of the exponential moving average of the weights (the
-            EMA weights are the ones shipped); 0 disables it.
-        seed: seeds initialization, data order, t and ε.
-    """
-
-    steps: int = 4000
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(
-                f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
-            )
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.ema_decay < 1:
-            raise ValueError(
-                "need lr > 0, weight_decay >= 0 and 0 <= ema_decay < 1; "
-                f"got {self.lr}, {self.weight_decay}, {self.ema_decay}"
-            )
+def _prior_name(name: str) -> str:
+    """``--only`` values: a name of :data:`NAMES` or any Ehrlich instance name."""
+    if name in NAMES:
+        return name
+    try:
+        ehrlich_oracle(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is neither one of {', '.join(NAMES)} nor an Ehrlich instance: {err}"
+        ) from None
+    return name
 
 
 @dataclass(frozen=True)
@@ -204,68 +193,6 @@ def airfoil_mlp(seed: int = 0) -> nn.Module:
 def airfoil_standardization():
     """The :class:`~sqdf_bbo.data.KulfanStandardization` of the training airfoils."""
     return KulfanStandardization.fit(airfoil_split().kulfan_train)
-
-
-def train_denoiser(
-    net: nn.Module,
-    data: Callable[[int, torch.Generator], torch.Tensor],
-    scheduler,
-    cfg: DenoiserTrainConfig,
-    *,
-    progress: bool = True,
-    desc: str = "denoiser",
-) -> tuple[nn.Module, float]:
-    """Fit ``net`` with the DDPM ε-loss; returns (EMA copy of ``net``, mean loss of the last 5% of steps).
-
-    ``data(batch_size, generator)`` returns clean examples x_0, shape ``(b, *shape)``.
-    Loss: ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t ~ U{0, …, T−1}.
-    """
-    device = next(net.parameters()).device
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    ab_all = scheduler.alphas_cumprod.float().to(device)
-    T = len(ab_all)
-    ema = copy.deepcopy(net).requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(1, cfg.steps // 50)
-    sched = torch.optim.lr_scheduler.SequentialLR(
-        opt,
-        [
-            torch.optim.lr_scheduler.LinearLR(opt, 0.01, 1.0, total_iters=warm),
-            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps - warm)),
-        ],
-        milestones=[warm],
-    )
-    tail: list[float] = []
-    net.train()
-    bar = progress_bar(range(cfg.steps), progress=progress, desc=desc, leave=False)
-    for step in bar:
-        # 1. x_0 from the data, t uniform, ε standard normal.
-        x0 = data(cfg.batch_size, gen)
-        t = torch.randint(T, (x0.shape[0],), generator=gen)
-        eps = torch.randn(x0.shape, generator=gen)
-        x0, t, eps = x0.to(device), t.to(device), eps.to(device)
-        ab = ab_all[t].reshape(-1, *([1] * (x0.ndim - 1)))
-        # 2. x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, loss on ε.
-        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-        loss = (call_denoiser(net, xt, t) - eps).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        # 3. EMA of the weights.
-        with torch.no_grad():
-            d = cfg.ema_decay if step > warm else 0.0
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.mul_(d).add_(p.detach(), alpha=1 - d)
-            for be, b in zip(ema.buffers(), net.buffers()):
-                be.copy_(b)
-        if step >= cfg.steps * 0.95:
-            tail.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    ema.eval()
-    return ema, sum(tail) / max(1, len(tail))
 
 
 def _digits_data() -> Callable[[int, torch.Generator], torch.Tensor]:
@@ -393,7 +320,10 @@ def _quick(recipe: PriorRecipe) -> PriorRecipe:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--only", choices=NAMES, action="append", help="train only these (repeatable)"
+        "--only",
+        type=_prior_name,
+        action="append",
+        help=f"train only these (repeatable): {', '.join(NAMES)} or any ehrlich-v..-l..-c..-k..-q.. instance",
     )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (not for shipping)")
     parser.add_argument(
@@ -436,6 +366,20 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"[classifier] final loss {info['final_loss']:.4f}, train acc {info['train_accuracy']:.4f}, "
                 f"held-out acc {info['heldout_accuracy']:.4f}, {time.perf_counter() - t0:.1f} s"
+            )
+            continue
+        if name.startswith("ehrlich-"):
+            if args.distill_only:
+                continue  # sequence priors have no consistency model
+            recipe = (
+                replace(SEQUENCE_RECIPE, steps=60, pool_size=512) if args.quick else SEQUENCE_RECIPE
+            )
+            prior = train_sequence_prior(name, recipe, device=args.device, progress=progress)
+            prior.save(out / name)
+            ev = sequence_prior_evidence(prior, ehrlich_oracle(name), n=1000)
+            print(
+                f"[{name}] evidence on 1000 samples: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in ev.items())
             )
             continue
         recipe = RECIPES[name]

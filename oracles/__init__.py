@@ -12,6 +12,8 @@
 ``LinearOracle``           ``aᵀx`` (no maximum: leaves any manifold)
 ``BumpOracle``             Gaussian bump; ``RingsOracle`` = the rings benchmark's
 ``CommandOracle``          an external program: files in, files out
+``EhrlichOracle``          Ehrlich functions: motifs in sequences, infeasible
+                           transitions fail (holo's values; docs/sequences.md)
 ``NeuralFoilOracle``       airfoil L/D by NeuralFoil from Kulfan vectors (``airfoil`` extra)
 ``XFoilOracle``            airfoil L/D by XFoil 6.99, one process per design
                            (system program: ``apt-get install xfoil``)
@@ -42,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "BumpOracle": "toy",
     "RingsOracle": "toy",
     "CommandOracle": "command",
+    "EhrlichOracle": "ehrlich",
     "NeuralFoilOracle": "airfoil",
     "NeuralFoilConfig": "airfoil",
     "XFoilOracle": "xfoil",

@@ -17,6 +17,8 @@ _EXPORTS: dict[str, str] = {
     "StepOutput": "diffusion.prior",
     "MLPDenoiser": "diffusion.networks",
     "GaussianDenoiser": "diffusion.networks",
+    "SequenceDenoiser": "diffusion.sequence",
+    "OneHotDecoder": "diffusion.sequence",
     "ConsistencyModel": "diffusion.consistency",
     "distill_consistency": "diffusion.consistency",
     "consistency_error_report": "diffusion.consistency",

@@ -246,9 +246,10 @@ def test_cmaes_finds_the_maximum_and_ranks_failures_last() -> None:
 def test_airfoil_task_registers_and_runs_through_ask_tell(tmp_path: Path) -> None:
     pytest.importorskip("neuralfoil")
     pytest.importorskip("cma")
+    from benchmarks.airfoil_tasks import airfoil_extra_metrics
     from benchmarks.runner import ROUND_COLUMNS, run_one
     from benchmarks.suites import SUITES
-    from benchmarks.tasks import airfoil_extra_metrics, available_tasks, get_task
+    from benchmarks.tasks import available_tasks, get_task
     from benchmarks.xfoil_judge import CONDITIONS, SUMMARY_KEYS
 
     assert "airfoil-ld" in available_tasks() and "airfoil" in SUITES

@@ -30,7 +30,7 @@ PACKAGE = ROOT / "sqdf_bbo"
 #: The library's layers, lowest first. A module may import its own layer and those below.
 LAYERS: list[tuple[str, ...]] = [
     ("config", "progress", "checksums", "distributed", "text", "constraints"),  # utilities
-    ("data", "metrics"),  # bundled data sets, benchmark measures
+    ("data", "metrics", "sequences"),  # bundled data, benchmark measures, sequence designs
     ("classifier",),  # the digits classifier (reward and features of the digits tasks)
     ("diffusion",),  # the pretrained prior: networks, io, consistency model, shipped priors
     ("surrogates",),  # differentiable reward models fitted to observations

@@ -29,12 +29,22 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_available_priors() -> None:
-    assert available_priors() == ["airfoil", "digits", "rings"]
-    assert sqdf_bbo.available_priors() == ["airfoil", "digits", "rings"]
+    names = [
+        "airfoil",
+        "digits",
+        "ehrlich-v32-l128-c4-k4-q4",
+        "ehrlich-v32-l32-c4-k4-q4",
+        "rings",
+    ]
+    assert available_priors() == names
+    assert sqdf_bbo.available_priors() == names
 
 
 def test_unknown_prior_lists_accepted_names() -> None:
-    with pytest.raises(ValueError, match=r"unknown prior 'mnist'.*digits, rings"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown prior 'mnist'.*digits, ehrlich-v32-l128-c4-k4-q4, ehrlich-v32-l32-c4-k4-q4, rings",
+    ):
         load_prior("mnist")
 
 

@@ -101,6 +101,10 @@ class DiffusionPrior:
         value_range: ``(low, high)`` of valid designs, or ``None`` if unbounded.
         consistency: optional consistency model ``f(x_t, t) → x0`` (see
             :mod:`sqdf_bbo.diffusion.consistency`).
+        decoder: optional design map ``(n, *shape) → (n, *shape)`` used by :meth:`to_design`
+            instead of the clamp to ``value_range`` (e.g. the one-hot decoder of a sequence
+            prior, :class:`~sqdf_bbo.diffusion.sequence.OneHotDecoder`); a registered network
+            so that ``save``/``load`` rebuild it.
         name: a label for reports.
     """
 
@@ -114,6 +118,7 @@ class DiffusionPrior:
         num_inference_steps: int = 50,
         value_range: tuple[float, float] | None = (-1.0, 1.0),
         consistency: nn.Module | None = None,
+        decoder: nn.Module | None = None,
         name: str = "custom",
     ) -> None:
         from diffusers import DDIMScheduler  # lazy: diffusers is slow to import
@@ -127,6 +132,8 @@ class DiffusionPrior:
             raise ValueError(f"eta must lie in [0, 1], got {eta}")
         if int(num_inference_steps) < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if decoder is not None and not isinstance(decoder, nn.Module):
+            raise TypeError(f"decoder must be a torch nn.Module, got {type(decoder).__name__}")
         if value_range is not None and not float(value_range[0]) < float(value_range[1]):
             raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
         if scheduler is None:
@@ -144,6 +151,7 @@ class DiffusionPrior:
         self.scheduler.set_timesteps(int(num_inference_steps))
         self.denoiser = denoiser
         self.consistency = consistency
+        self.decoder = decoder
         self.shape = shape
         self.eta = float(eta)
         self.num_inference_steps = int(num_inference_steps)
@@ -194,6 +202,8 @@ class DiffusionPrior:
         self.denoiser.to(device)
         if self.consistency is not None:
             self.consistency.to(device)
+        if self.decoder is not None:
+            self.decoder.to(device)
         return self
 
     def clone(self) -> DiffusionPrior:
@@ -216,6 +226,7 @@ class DiffusionPrior:
             else num_inference_steps,
             value_range=self.value_range,
             consistency=self.consistency,
+            decoder=self.decoder,
             name=self.name,
         )
 
@@ -232,9 +243,10 @@ class DiffusionPrior:
         return x
 
     def to_design(self, x: torch.Tensor) -> torch.Tensor:
-        """The design an oracle sees for sampler output ``x (n, *shape)``: clamped to
-        ``value_range`` (unchanged when the prior is unbounded). Differentiable; the
-        gradient is zero where a coordinate lies outside the range.
+        """The design an oracle sees for sampler output ``x (n, *shape)``: ``decoder(x)`` when
+        the prior has a decoder, else clamped to ``value_range`` (unchanged when the prior is
+        unbounded). Differentiable; the clamp's gradient is zero where a coordinate lies
+        outside the range.
 
         This is the one map from the sampler's space to the design space: ``ask`` applies
         it to the proposed batch and every reward path (SQDF's soft-Q estimate, SEIKO's
@@ -242,6 +254,8 @@ class DiffusionPrior:
         never rewarded for values the oracle cannot see. A standardization inverse for
         tabular priors or a latent decoder would go here.
         """
+        if self.decoder is not None:
+            return self.decoder(x)
         if self.value_range is None:
             return x
         return x.clamp(*self.value_range)
@@ -462,6 +476,9 @@ class DiffusionPrior:
             "consistency": None
             if self.consistency is None
             else save_module(self.consistency, path / "consistency"),
+            "decoder": None
+            if self.decoder is None
+            else save_module(self.decoder, path / "decoder"),
         }
         (path / "prior.json").write_text(json.dumps(meta, indent=2))
         write_checksums(path)
@@ -500,6 +517,9 @@ class DiffusionPrior:
         cm = None
         if meta.get("consistency"):
             cm = load_module(meta["consistency"], path / "consistency").to(device)
+        decoder = None
+        if meta.get("decoder"):
+            decoder = load_module(meta["decoder"], path / "decoder").to(device)
         vr = meta.get("value_range")
         return cls(
             net,
@@ -509,5 +529,6 @@ class DiffusionPrior:
             num_inference_steps=meta["num_inference_steps"],
             value_range=None if vr is None else (vr[0], vr[1]),
             consistency=cm,
+            decoder=decoder,
             name=meta.get("name", "custom"),
         )

@@ -11,6 +11,10 @@
 ``GPBO``            ``method="gp-bo"``: BoTorch ``SingleTaskGP`` +
                     ``qLogExpectedImprovement`` directly in the raw design box
                     (no generative prior).
+``GeneticAlgorithm`` ``method="ga"``: holo's discrete evolution on token sequences
+                    (one-hot designs ``(L, v)``; docs/sequences.md).
+``LaMBO2``          ``method="lambo2"``: our LaMBO-2 variant (guided masked-LM infill
+                    of the best sequences; docs/sequences.md).
 ``CMAES``           ``method="cma-es"``: pycma's CMA-ES in the design box, one
                     population per round (``airfoil`` extra; no generative prior).
 ==================  =========================================================
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 from sqdf_bbo.optimizers.base import Optimizer
 from sqdf_bbo.optimizers.cmaes import CMAES, CMAESConfig
+from sqdf_bbo.optimizers.genetic import GAConfig, GeneticAlgorithm
 from sqdf_bbo.optimizers.gp_bo import GPBO, GPBOConfig
+from sqdf_bbo.optimizers.lambo import LaMBO2, LaMBO2Config
 from sqdf_bbo.optimizers.prior_sampler import PriorSampler
 from sqdf_bbo.optimizers.seiko import SEIKO, SEIKOConfig
 from sqdf_bbo.optimizers.sqdf import SQDF, SQDFOptimizerConfig
@@ -41,4 +47,8 @@ __all__ = [
     "GPBOConfig",
     "CMAES",
     "CMAESConfig",
+    "GeneticAlgorithm",
+    "GAConfig",
+    "LaMBO2",
+    "LaMBO2Config",
 ]
