@@ -181,3 +181,42 @@ def test_frontier_k_suites_and_steps_option(tmp_path) -> None:
     assert done["suite_settings"]["num_inference_steps"] == 6
     assert json.loads((out / "frontier.json").read_text())["num_inference_steps"] == 6
     assert math.isfinite(float(done["optimizer_wall_s"]))
+
+
+def test_steps_table_conditions_and_ratios() -> None:
+    import pandas as pd
+
+    from benchmarks.steps_table import steps_summary
+
+    def rows(method, alpha, reward, nat, K=None, seeds=(0, 1, 2)):
+        return [
+            {"task": "digits-logit", "method": method, "alpha_official": alpha, "seed": s,
+             "queries": 224, "reward_mean": reward, "best_so_far": reward,
+             "natural_frac": nat, "naturalness": -6.0, "vendi": 3.0, "kl_to_prior": 1.0,
+             "optimism_gap": 0.0, "pred_gap": 0.0, **({} if K is None else
+             {"K": K, "wall_per_round": 2.0 if K == 50 else 1.0, "ask_s": 1.0, "source": "x"})}
+            for s in seeds
+        ]  # fmt: skip
+
+    nan = float("nan")
+    published = pd.DataFrame(
+        rows("prior", nan, 0.0, 1.0) + rows("sqdf", 0.25, 3.0, 1.0) + rows("sqdf", 0.5, 9.0, 1.0)
+        + rows("seiko-ucb", 0.25, 2.0, 1.0) + rows("seiko-bootstrap", 0.25, 2.5, 0.5)
+    )  # fmt: skip
+    runs = pd.DataFrame(
+        rows("prior", nan, 0.0, 1.0, K=50) + rows("sqdf", 0.25, 4.0, 1.0, K=50)
+        + rows("seiko-ucb", 0.25, 1.0, 1.0, K=50) + rows("seiko-bootstrap", 0.25, 2.0, 0.99, K=50)
+        + rows("sqdf-per50", 0.25, 5.0, 1.0, K=20)
+    )  # fmt: skip
+    s = steps_summary(runs, published)
+    # α 0.5 is off digits-logit's declared grid: only the 7-α view sees SQDF's 9.0.
+    assert s["K20 published 7α"]["digits-logit"]["methods"]["sqdf"]["constrained_reward"] == 9.0
+    k20 = s["K20 constant"]["digits-logit"]
+    assert k20["methods"]["sqdf"]["constrained_reward"] == 3.0
+    assert k20["best_seiko"] == "seiko-ucb" and k20["ratio"] == pytest.approx(
+        1.5
+    )  # boot. unnatural
+    assert s["K20 per50"]["digits-logit"]["ratio"] == pytest.approx(2.5)
+    k50 = s["K50"]["digits-logit"]
+    assert k50["best_seiko"] == "seiko-bootstrap" and k50["ratio"] == pytest.approx(2.0)
+    assert k50["wall_per_round"]["sqdf"] == 2.0 and k20["wall_per_round"]["sqdf"] == 1.0
