@@ -21,7 +21,7 @@ __all__ = ["SQDF", "SQDFOptimizerConfig"]
 
 
 _FINETUNE_FIELDS = (
-    "alpha_official", "alpha", "gamma", "eta", "num_inference_steps", "x0_method", "ddim_m",
+    "alpha_official", "alpha", "gamma", "gamma_rule", "eta", "num_inference_steps", "x0_method", "ddim_m",
     "lr", "grad_clip", "onpolicy_fraction", "rollouts_per_step", "buffer_capacity",
     "buffer_method", "buffer_priority", "clear_buffer_each_round", "train", "lora_rank",
 )  # fmt: skip
