@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks.offline.archives import build_archive
+from benchmarks.offline.archives import build_archive, evaluate
 from benchmarks.offline.methods import BATCH, _ensemble, propose
 from benchmarks.offline.report import offline_table, queries_to_reach
 
@@ -51,8 +51,6 @@ def test_surrogate_baselines_propose_in_the_box_and_climb_the_surrogate(rings) -
 
 
 def rings_values(x: torch.Tensor) -> np.ndarray:
-    from benchmarks.offline.archives import evaluate
-
     return evaluate("rings", x)[0]
 
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchmarks.airfoil_tasks import airfoil_standardized
 from benchmarks.tasks import get_task
-from sqdf_bbo.data import RingsDistribution, digits_split
+from sqdf_bbo.data import RingsDistribution, airfoil_split, digits_split
 
 __all__ = ["ARCHIVE_TASKS", "Archive", "build_archive", "evaluate"]
 
@@ -90,9 +91,6 @@ def _designs(task_name: str) -> torch.Tensor:
         gen = torch.Generator().manual_seed(_RINGS_SEED)
         return RingsDistribution().sample(_RINGS_SIZE, gen)
     if task_name == "airfoil-ld":
-        from benchmarks.airfoil_tasks import airfoil_standardized  # lazy: the airfoil extra
-        from sqdf_bbo.data import airfoil_split
-
         return airfoil_standardized(airfoil_split().kulfan_train)
     raise ValueError(f"no archive for task {task_name!r}; accepted: {', '.join(ARCHIVE_TASKS)}")
 
