@@ -190,6 +190,8 @@ def _fmt(v: float | None, nd: int = 3) -> str:
 
 
 def _cr(entry: dict[str, Any]) -> str:
+    if not entry:
+        return "not run"
     r = entry.get("constrained_reward")
     if r is None:
         return "none natural"
