@@ -416,6 +416,7 @@ def bench_cli(args: argparse.Namespace) -> int:
         tasks=split_list(getattr(args, "tasks", None)),
         methods=split_list(getattr(args, "methods", None)),
         seeds=[int(s) for s in seeds] if seeds else None,
+        num_inference_steps=getattr(args, "steps", None),
     )
     for t in suite.tasks:
         get_task(t)  # unknown names fail here, before any run starts

@@ -11,7 +11,8 @@ Recipe (:data:`SEQUENCE_RECIPE`): a :class:`~sqdf_bbo.diffusion.sequence.Sequenc
 pool of chain sequences (x_0 ~ π, the instance's natural family) drawn from a seeded generator,
 AdamW (warm-up + cosine), EMA 0.999 of the weights; cosine ᾱ schedule with leading spacing
 (as the other priors), ``prediction_type="sample"``, K = 20 DDIM steps, η = 1; design map
-:class:`~sqdf_bbo.diffusion.sequence.OneHotDecoder`; no consistency model (SQDF's ``auto``
+:class:`~sqdf_bbo.diffusion.sequence.ViterbiDecoder` restricted to the transitions seen in
+the training pool (every decoded sequence is feasible); no consistency model (SQDF's ``auto``
 x0 estimate is then Tweedie, which for this network is its own x̂0).
 """
 
@@ -32,7 +33,7 @@ from oracles.ehrlich import EhrlichOracle, parse_ehrlich_name, sample_chain
 from sqdf_bbo.config import check_fields
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import load_prior
-from sqdf_bbo.diffusion.sequence import OneHotDecoder, SequenceDenoiser
+from sqdf_bbo.diffusion.sequence import SequenceDenoiser, ViterbiDecoder, allowed_transitions
 from sqdf_bbo.metrics import vendi_score
 from sqdf_bbo.sequences import hamming_diversity, one_hot_designs, one_hot_features
 
@@ -43,6 +44,8 @@ __all__ = [
     "ehrlich_oracle",
     "sequence_scheduler",
     "train_sequence_prior",
+    "training_chain",
+    "sequence_decoder",
     "sequence_prior_evidence",
     "main",
 ]
@@ -135,12 +138,31 @@ def train_sequence_prior(
         eta=recipe.eta,
         num_inference_steps=recipe.num_inference_steps,
         value_range=(-1.0, 1.0),
-        decoder=OneHotDecoder(v),
+        decoder=sequence_decoder(oracle, recipe),
         name=name,
     )
 
 
 _TRAINED: dict[tuple, nn.Module] = {}
+
+
+def training_chain(oracle: EhrlichOracle, recipe: SequenceRecipe = SEQUENCE_RECIPE) -> torch.Tensor:
+    """Tokens ``(pool_size, min(train_length, L))`` of the chain windows a prior is trained on
+    (x_0 ~ π, a seeded generator: the same pool every call)."""
+    gen = torch.Generator().manual_seed(recipe.seed + 10_000)
+    length = min(recipe.train_length, oracle.length)
+    return sample_chain(
+        oracle.stationary_dist, oracle.transition_matrix, length, recipe.pool_size, gen
+    )
+
+
+def sequence_decoder(
+    oracle: EhrlichOracle, recipe: SequenceRecipe = SEQUENCE_RECIPE
+) -> ViterbiDecoder:
+    """The design map: Viterbi decoding restricted to the transitions seen in the training
+    pool (:func:`training_chain`); nothing of the oracle but its natural sequences is used."""
+    v = oracle.num_states
+    return ViterbiDecoder(v, allowed_transitions(training_chain(oracle, recipe), v))
 
 
 def _train_network(
@@ -149,12 +171,7 @@ def _train_network(
     """Steps 1.-2. of :func:`train_sequence_prior`: the trained x0-network (EMA weights, CPU)."""
     v = oracle.num_states
     # 1. The natural family: a pool of chain windows (x_0 ~ π) from a seeded generator.
-    gen = torch.Generator().manual_seed(recipe.seed + 10_000)
-    length = min(recipe.train_length, oracle.length)
-    chain = sample_chain(
-        oracle.stationary_dist, oracle.transition_matrix, length, recipe.pool_size, gen
-    )
-    pool = one_hot_designs(chain, v)
+    pool = one_hot_designs(training_chain(oracle, recipe), v)
 
     def draw(b: int, g: torch.Generator) -> torch.Tensor:
         return pool[torch.randint(pool.shape[0], (b,), generator=g)]

@@ -13,6 +13,8 @@ Methods (``METHODS``), all driven through the public ask/tell API:
 ``sqdf-consistency``  SQDF with the consistency model forced
 ``sqdf-random-buffer``SQDF with uniform buffer sampling
 ``sqdf-gamma1``       ablation: SQDF with γ = 1 (no discount of the soft-Q estimate)
+``sqdf-per50``        SQDF with ``gamma_rule="per50"``: γ_K = 0.9^(50/K), the official
+                      weight profile over the chain at any K (= ``sqdf`` at K = 50)
 ``sqdf-mean``         guard: SQDF against the surrogate's mean (no optimism)
 ``sqdf-cap``          guard: SQDF with the reward capped 1 target std above the best value
 ``sqdf-nofeas``       SQDF without the feasibility model (failed points teach nothing:
@@ -94,6 +96,7 @@ METHODS = (
     "sqdf-consistency",
     "sqdf-random-buffer",
     "sqdf-gamma1",
+    "sqdf-per50",
     "sqdf-mean",
     "sqdf-cap",
     "sqdf-nofeas",
@@ -127,6 +130,9 @@ class Suite:
             ``DeprecationWarning``.
         surrogate_steps: training steps of the neural surrogates per fit.
         rollouts_per_step: SQDF on-policy rollouts per step.
+        num_inference_steps: K, the DDIM sampling steps of every prior-based method (the
+            same trained networks: DDIM changes K at sampling time); ``None`` keeps the
+            prior's (20 for the shipped priors).
         gp_options: :class:`~sqdf_bbo.optimizers.GPBOConfig` overrides.
         description: one line.
     """
@@ -142,6 +148,7 @@ class Suite:
     finetune_batch_size: int | None = None
     surrogate_steps: int = 300
     rollouts_per_step: int = 8
+    num_inference_steps: int | None = None
     gp_options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -152,6 +159,11 @@ class Suite:
             object.__setattr__(self, "transitions_per_step", self.finetune_batch_size)
             object.__setattr__(self, "chains_per_step", self.finetune_batch_size)
             object.__setattr__(self, "finetune_batch_size", None)
+        if self.num_inference_steps is not None and self.num_inference_steps < 2:
+            raise ValueError(
+                f"num_inference_steps must be >= 2 (a stochastic chain), got "
+                f"{self.num_inference_steps}"
+            )
         unknown = [m for m in self.methods if method_base(m)[0] not in METHODS]
         if unknown:
             raise ValueError(f"unknown methods {unknown}; accepted values: {', '.join(METHODS)}")
@@ -165,14 +177,28 @@ class Suite:
         tasks: list[str] | None = None,
         methods: list[str] | None = None,
         seeds: list[int] | None = None,
+        num_inference_steps: int | None = None,
     ) -> Suite:
-        """The same suite on a sub-grid (or other seeds / methods)."""
+        """The same suite on a sub-grid (or other seeds / methods, or another K)."""
         return replace(
             self,
             tasks=tuple(tasks) if tasks else self.tasks,
             methods=tuple(methods) if methods else self.methods,
             seeds=tuple(int(s) for s in seeds) if seeds else self.seeds,
+            num_inference_steps=int(num_inference_steps)
+            if num_inference_steps
+            else self.num_inference_steps,
         )
+
+    def prior(self, task: Task):
+        """``task``'s prior sampled with this suite's K (the task's own prior when unset)."""
+        prior = task.prior()
+        if (
+            self.num_inference_steps is None
+            or prior.num_inference_steps == self.num_inference_steps
+        ):
+            return prior
+        return prior.with_settings(num_inference_steps=self.num_inference_steps)
 
 
 _ALL_TASKS = ("rings", "digits-logit", "digits-ink")
@@ -345,11 +371,12 @@ def make_optimizer(
     method, known = method_base(method)
     constraints = task.known_constraints() if known else None
     batch = int(suite.budgets[0])
+    prior = suite.prior(task)  # at the suite's K
     if alpha_official is not None and not method.startswith(("sqdf", "seiko-")):
         raise ValueError(f"method {method!r} has no KL weight; alpha_official must be None")
     kl = {} if alpha_official is None else {"kl_weight": float(alpha_official)}
     if method == "prior":
-        return PriorSampler(task.prior(), batch_size=batch, seed=seed, constraints=constraints)
+        return PriorSampler(prior, batch_size=batch, seed=seed, constraints=constraints)
     if method in ("ga", "lambo2"):
         if task.natural is None or task.num_states is None:
             raise ValueError(
@@ -384,7 +411,7 @@ def make_optimizer(
             method
         ]
         # seiko-fullbp: every one of the K steps is differentiated through (bp = K always).
-        full_k = task.prior().num_inference_steps
+        full_k = prior.num_inference_steps
         bp = (
             {"truncation": "last-k", "bp_min": full_k, "bp_max": full_k}
             if method == "seiko-fullbp"
@@ -401,7 +428,7 @@ def make_optimizer(
                 **kl,
             },
         )
-        return SEIKO(task.prior(), batch_size=batch, seed=seed, config=cfg, constraints=constraints)
+        return SEIKO(prior, batch_size=batch, seed=seed, config=cfg, constraints=constraints)
     if method.startswith("sqdf"):
         variant: dict[str, Any] = {
             "sqdf": {},
@@ -411,6 +438,7 @@ def make_optimizer(
             "sqdf-consistency": {"finetune": {"x0_method": "consistency"}},
             "sqdf-random-buffer": {"finetune": {"buffer_method": "random"}},
             "sqdf-gamma1": {"finetune": {"gamma": 1.0}},
+            "sqdf-per50": {"finetune": {"gamma_rule": "per50"}},
             "sqdf-mean": {"surrogate_objective": "mean"},
             "sqdf-cap": {"reward_cap": 1.0},
             "sqdf-nofeas": {"learn_feasibility": False},
@@ -429,7 +457,7 @@ def make_optimizer(
             finetune=finetune,
             **variant,
         )
-        return SQDF(task.prior(), batch_size=batch, seed=seed, config=cfg, constraints=constraints)
+        return SQDF(prior, batch_size=batch, seed=seed, config=cfg, constraints=constraints)
     raise ValueError(f"unknown method {method!r}; accepted values: {', '.join(METHODS)}")
 
 

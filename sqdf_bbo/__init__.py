@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "GaussianDenoiser": "diffusion.networks",
     "SequenceDenoiser": "diffusion.sequence",
     "OneHotDecoder": "diffusion.sequence",
+    "ViterbiDecoder": "diffusion.sequence",
     "ConsistencyModel": "diffusion.consistency",
     "distill_consistency": "diffusion.consistency",
     "consistency_error_report": "diffusion.consistency",

@@ -40,6 +40,8 @@ class FrontierSuite:
         tasks, methods, seeds: the grid; ``methods`` run on every task.
         alphas: the α_official values of the regularized methods (:func:`is_regularized`).
         task_methods: extra methods run on one task only (``{"rings": ("sqdf-gamma1",)}``).
+        task_alphas: a task's own α grid replacing ``alphas`` on that task (declared grids
+            reduced to fit a CPU budget, e.g. issue 19's ``steps50``).
         description: one line.
     """
 
@@ -50,6 +52,7 @@ class FrontierSuite:
     alphas: tuple[float, ...]
     seeds: tuple[int, ...]
     task_methods: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    task_alphas: dict[str, tuple[float, ...]] = field(default_factory=dict)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -60,10 +63,15 @@ class FrontierSuite:
             raise ValueError(f"unknown methods {unknown}; accepted values: {', '.join(METHODS)}")
         if not self.tasks or not self.methods or not self.seeds or not self.alphas:
             raise ValueError("a frontier suite needs at least one task, method, seed and alpha")
-        if any(not (math.isfinite(a) and a > 0) for a in self.alphas):
-            raise ValueError(f"alphas must be finite and > 0, got {self.alphas}")
-        if len(set(self.alphas)) != len(self.alphas):
-            raise ValueError(f"alphas must be distinct, got {self.alphas}")
+        for grid in (self.alphas, *self.task_alphas.values()):
+            if not grid or any(not (math.isfinite(a) and a > 0) for a in grid):
+                raise ValueError(f"alphas must be finite and > 0, got {grid}")
+            if len(set(grid)) != len(grid):
+                raise ValueError(f"alphas must be distinct, got {grid}")
+
+    def alphas_for(self, task: str) -> tuple[float, ...]:
+        """The α grid of ``task``: its ``task_alphas`` entry, else ``alphas``."""
+        return tuple(self.task_alphas.get(task, self.alphas))
 
     def methods_for(self, task: str) -> tuple[str, ...]:
         """The methods run on ``task``: ``methods`` then its ``task_methods``."""
@@ -74,7 +82,7 @@ class FrontierSuite:
         out: list[Cell] = []
         for task in self.tasks:
             for method in self.methods_for(task):
-                alphas = self.alphas if is_regularized(method) else (None,)
+                alphas = self.alphas_for(task) if is_regularized(method) else (None,)
                 out += [(task, method, s, a) for a in alphas for s in self.seeds]
         return out
 
@@ -84,15 +92,19 @@ class FrontierSuite:
         methods: Sequence[str] | None = None,
         seeds: Sequence[int] | None = None,
         alphas: Sequence[float] | None = None,
+        num_inference_steps: int | None = None,
     ) -> FrontierSuite:
-        """The same frontier on a sub-grid; explicit ``methods`` replace ``task_methods``."""
+        """The same frontier on a sub-grid (or at another sampler K); explicit ``methods``
+        replace ``task_methods`` and explicit ``alphas`` replace ``task_alphas``."""
         return replace(
             self,
+            suite=self.suite.restricted(num_inference_steps=num_inference_steps),
             tasks=tuple(tasks) if tasks else self.tasks,
             methods=tuple(methods) if methods else self.methods,
             seeds=tuple(int(s) for s in seeds) if seeds else self.seeds,
             alphas=tuple(float(a) for a in alphas) if alphas else self.alphas,
             task_methods={} if methods else self.task_methods,
+            task_alphas={} if alphas else self.task_alphas,
         )
 
 
@@ -151,3 +163,42 @@ def get_frontier_suite(name: str) -> FrontierSuite:
             f"unknown frontier suite {name!r}; accepted values: {', '.join(FRONTIER_SUITES)}"
         )
     return FRONTIER_SUITES[name]
+
+
+# Issue 19: the sampler's K (20 shipped, 50 in the paper) and the γ rule, declared in
+# docs/benchmarks.md ("K and the discount") before it ran. The same trained networks, sampled
+# with K DDIM steps (Suite.num_inference_steps); SQDF with the official constant γ = 0.9
+# (``sqdf``) and with γ_K = 0.9^(50/K) (``sqdf-per50``, which is ``sqdf`` itself at K = 50),
+# and both SEIKOs at the same K. Reduced α grids (one process on 2 shared cores): per task the
+# α values where a method's constrained reward lay on the 7-α K = 20 frontier of 2026-11-27
+# (docs/results/frontier, docs/results/airfoil/frontier), plus one neighbour on digits-logit.
+STEPS_TASK_ALPHAS: dict[str, tuple[float, ...]] = {
+    "digits-logit": (0.25, 1.0),
+    "digits-ink": (2.0, 8.0),
+    "rings": QUICK_ALPHAS,
+    "airfoil-ld": (2.0, 16.0),
+}
+_STEPS_TASKS = ("digits-logit", "digits-ink", "rings")
+for _K in (20, 50):
+    _methods = ("prior", "sqdf", "seiko-ucb", "seiko-bootstrap")
+    if _K != 50:
+        _methods = ("prior", "sqdf", "sqdf-per50", "seiko-ucb", "seiko-bootstrap")
+    FRONTIER_SUITES[f"steps{_K}"] = FrontierSuite(
+        name=f"steps{_K}",
+        suite=SUITES["quick"].restricted(num_inference_steps=_K),
+        tasks=_STEPS_TASKS,
+        methods=_methods,
+        alphas=QUICK_ALPHAS,
+        seeds=(0, 1, 2),
+        task_alphas={t: STEPS_TASK_ALPHAS[t] for t in _STEPS_TASKS},
+        description=f"issue 19: K = {_K}, the quick budgets, reduced alpha grids, 3 seeds",
+    )
+    FRONTIER_SUITES[f"airfoil-steps{_K}"] = FrontierSuite(
+        name=f"airfoil-steps{_K}",
+        suite=SUITES["airfoil"].restricted(num_inference_steps=_K),
+        tasks=("airfoil-ld",),
+        methods=_methods,
+        alphas=STEPS_TASK_ALPHAS["airfoil-ld"],
+        seeds=(0, 1, 2),
+        description=f"issue 19: airfoil-ld at K = {_K}, 2,000 queries, alpha 2 and 16, 3 seeds",
+    )

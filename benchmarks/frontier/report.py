@@ -120,7 +120,13 @@ def frontier_markdown(
         f"# Frontier `{fs.name}`",
         "",
         f"{fs.description}. Budgets per round: {list(fs.suite.budgets)}; seeds: "
-        f"{list(fs.seeds)}; α_official grid: {[float(a) for a in fs.alphas]}.",
+        f"{list(fs.seeds)}; α_official grid: {[float(a) for a in fs.alphas]}"
+        + "".join(f"; {t}: {[float(a) for a in fs.alphas_for(t)]}" for t in fs.task_alphas)
+        + (
+            f"; sampler K = {fs.suite.num_inference_steps}."
+            if fs.suite.num_inference_steps
+            else "."
+        ),
         "",
         "Constrained reward: the best mean final reward over a method's α values whose mean "
         f"natural frac is ≥ {NATURAL_RATIO} × the prior's. Diversity front area: the area "

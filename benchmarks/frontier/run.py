@@ -64,7 +64,7 @@ def run_frontier(
     means = frontier_means(frame)
     summary = summarize_frontier(means)
     # 4. Report files.
-    targets = rings_kl_targets(fs.alphas) if "rings" in fs.tasks else None
+    targets = rings_kl_targets(fs.alphas_for("rings")) if "rings" in fs.tasks else None
     (out / "frontier.md").write_text(frontier_markdown(fs, means, summary, targets))
     for task in fs.tasks:
         plot_frontier(
@@ -73,6 +73,7 @@ def run_frontier(
     meta = {
         "frontier": fs.name,
         "budgets": list(fs.suite.budgets),
+        "num_inference_steps": fs.suite.num_inference_steps,
         "runs": len(cells),
         "runs_done_in_this_invocation": n_run,
         "this_invocation_s": elapsed,
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         methods=split_list(args.methods),
         seeds=[int(s) for s in seeds] if seeds else None,
         alphas=[float(a) for a in alphas] if alphas else None,
+        num_inference_steps=args.steps,
     )
     for t in fs.tasks:
         get_task(t)  # unknown names fail here, before any run starts

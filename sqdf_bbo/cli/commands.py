@@ -159,6 +159,9 @@ def cmd_tell(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    """External observations (an archive, docs/offline.md): columns ``x0..x{D-1}`` and
+    ``value`` as in an asked batch file, optional ``reason`` and ``transient`` for failed rows
+    (an ``id`` column is ignored: the study gives new ids)."""
     header, rows = read_csv(args.data)
     if "value" not in header or not design_columns(header):
         raise CLIError(
@@ -166,17 +169,32 @@ def cmd_add(args: argparse.Namespace) -> int:
         )
     if not rows:
         raise CLIError(f"{args.data} has no rows")
-    values = [parse_value(r["value"], f"{args.data} line {line}") for line, r in rows]
+    values, reasons, transient = [], [], []
+    for line, r in rows:
+        where = f"{args.data} line {line}"
+        values.append(parse_value(r["value"], where))
+        reasons.append(r.get("reason") or None)
+        transient.append(parse_flag(r.get("transient", ""), where))
+        if math.isfinite(values[-1]) and (reasons[-1] or transient[-1]):
+            raise CLIError(
+                f"{where}: a reason or transient flag is for a failed row, but value is "
+                f"{r['value']!r} (leave the value empty or write nan for a failed point)"
+            )
     opt = load_study(args.study)
     try:
         check_study_column(header, rows, opt, args.data)
         xcols = check_design_columns(header, int(np.prod(opt.shape)), args.data)
         xs = parse_designs(rows, xcols, args.data)
         x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
-        ids = opt.tell_external(x, values)
+        # validates everything before writing anything
+        ids = opt.tell_external(x, values, reasons=reasons, transient=transient)
     finally:
         opt.close()
-    print(f"added {len(ids)} external observations (ids {ids[0]}..{ids[-1]}) to {args.study}")
+    n_failed = sum(1 for v in values if not math.isfinite(v))
+    print(
+        f"added {len(ids)} external observations (ids {ids[0]}..{ids[-1]}; {n_failed} failed, "
+        f"{sum(transient)} of them transient) to {args.study}; the next ask fits them first"
+    )
     return 0
 
 

@@ -105,9 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_tell)
 
-    sp = sub.add_parser("add", help="add external observations (CSV: x0..x{D-1},value)")
+    sp = sub.add_parser(
+        "add", help="add external observations, e.g. an archive (CSV: x0..x{D-1},value)"
+    )
     study_arg(sp)
-    sp.add_argument("data")
+    sp.add_argument(
+        "data",
+        help="CSV with columns x0..x{D-1} and value, as in an asked batch (empty or nan = "
+        "failed: a design failure); optional reason and transient columns for failed rows; "
+        "an optional study column is checked against the study; the next ask is fine-tuned "
+        "against these points (docs/offline.md)",
+    )
     sp.set_defaults(func=cmd_add)
 
     sp = sub.add_parser("fail", help="mark pending or complete points failed")

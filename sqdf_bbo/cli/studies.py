@@ -22,7 +22,7 @@ from sqdf_bbo.cli.csvio import (
     parse_designs,
 )
 from sqdf_bbo.cli.errors import CLIError
-from sqdf_bbo.config import parse_field, setting_key
+from sqdf_bbo.config import ConfigError, parse_field, setting_key
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import available_priors, load_prior
 from sqdf_bbo.optimizers import Optimizer
@@ -90,7 +90,12 @@ def parse_sets(items: Sequence[str], config_class: type | None) -> dict[str, Any
             out[key] = _parse_untyped(raw)
         else:
             new = setting_key(config_class, key)  # an old name: warned, read as the new key
-            out[new] = parse_field(config_class, new, raw)
+            try:
+                out[new] = parse_field(config_class, new, raw)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"{err} ({key} is now {new})" if new != key else str(err)
+                ) from None
     return out
 
 

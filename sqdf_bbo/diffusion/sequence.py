@@ -13,6 +13,10 @@ A sequence of L tokens over v states is the design ``(L, v)`` of :mod:`sqdf_bbo.
   one-hot row of the argmax in the forward pass — exactly the sequence the oracle reads — with
   the gradient of ``clamp(x, −1, 1)`` (straight-through), so a reward on designs stays
   differentiable in the sampler's output.
+* :class:`ViterbiDecoder` is the same map restricted to *allowed* sequences: the one-hot of the
+  highest-scoring sequence whose every transition a → b is allowed (by default, observed in the
+  prior's training data), found by Viterbi. On a chain with forbidden transitions (Ehrlich
+  functions) every decoded design is feasible by construction.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from torch import nn
 from sqdf_bbo.diffusion.io import register_network
 from sqdf_bbo.diffusion.networks import timestep_embedding
 
-__all__ = ["SequenceDenoiser", "OneHotDecoder"]
+__all__ = ["SequenceDenoiser", "OneHotDecoder", "ViterbiDecoder", "allowed_transitions"]
 
 
 class _Block(nn.Module):
@@ -99,6 +103,13 @@ class SequenceDenoiser(nn.Module):
         return 2.0 * self.logits(x, t).softmax(dim=-1) - 1.0
 
 
+def _straight_through(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Hard {−1, +1} one-hot of ``tokens (n, L)`` with the gradient of ``clamp(x, −1, 1)``."""
+    soft = x.clamp(-1.0, 1.0)
+    hard = 2.0 * nn.functional.one_hot(tokens, x.shape[-1]).to(x.dtype) - 1.0
+    return hard + (soft - soft.detach())
+
+
 @register_network
 class OneHotDecoder(nn.Module):
     """Design map of a sequence prior: hard {−1, +1} one-hot of the row-wise argmax, with the
@@ -112,6 +123,80 @@ class OneHotDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (n, L, v)`` → designs ``(n, L, v)``: values of the hard one-hot, gradient of the clamp."""
-        soft = x.clamp(-1.0, 1.0)
-        hard = 2.0 * nn.functional.one_hot(x.argmax(-1), x.shape[-1]).to(x.dtype) - 1.0
-        return hard + (soft - soft.detach())
+        return _straight_through(x, x.detach().argmax(-1))
+
+
+def allowed_transitions(tokens: torch.Tensor, num_states: int) -> torch.Tensor:
+    """``(v, v)`` bool: ``[a, b]`` is True iff some sequence of ``tokens (n, L)`` has a → b."""
+    t = torch.as_tensor(tokens).long()
+    if t.ndim != 2 or t.shape[1] < 2:
+        raise ValueError(f"tokens must have shape (n, L) with L >= 2, got {tuple(t.shape)}")
+    seen = torch.zeros(num_states * num_states, dtype=torch.bool)
+    seen[(t[:, :-1] * num_states + t[:, 1:]).reshape(-1)] = True
+    return seen.reshape(num_states, num_states)
+
+
+@register_network
+class ViterbiDecoder(nn.Module):
+    """Design map of a sequence prior with forbidden transitions: the hard {−1, +1} one-hot of
+    the highest-scoring allowed sequence, with the gradient of ``clamp(x, −1, 1)``.
+    ``(n, L, v) → (n, L, v)``.
+
+    The score of tokens s_1 … s_L is S(s) = Σ_l x[l, s_l]; the row-wise argmax (what
+    :class:`OneHotDecoder` returns) maximizes S without constraints. This decoder maximizes S
+    over sequences whose every transition s_{l−1} → s_l has ``allowed[s_{l−1}, s_l]``:
+
+    1. δ_1(s) = x[1, s];
+    2. δ_l(s) = x[l, s] + max_{s′ : allowed[s′, s]} δ_{l−1}(s′), keeping the arg max s′;
+    3. s_L = argmax_s δ_L(s), then follow the kept arg maxes back to s_1.
+
+    Where the argmax sequence is allowed, both decoders agree. ``allowed`` is a buffer, saved
+    with the prior; every state needs at least one allowed successor, so a path always exists.
+
+    Args:
+        num_states: v.
+        allowed: ``(v, v)`` bool (or 0/1) matrix; ``None`` allows everything (= argmax).
+    """
+
+    def __init__(self, num_states: int, allowed: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if num_states < 2:
+            raise ValueError(f"num_states must be >= 2, got {num_states}")
+        a = torch.ones(num_states, num_states) if allowed is None else torch.as_tensor(allowed)
+        if tuple(a.shape) != (num_states, num_states):
+            raise ValueError(
+                f"allowed must have shape ({num_states}, {num_states}), got {tuple(a.shape)}"
+            )
+        a = a.detach().float().cpu()
+        if not bool(((a == 0) | (a == 1)).all()):
+            raise ValueError("allowed must hold only 0/1 (False/True)")
+        if not bool((a.sum(1) > 0).all()):
+            dead = (a.sum(1) == 0).nonzero().reshape(-1).tolist()
+            raise ValueError(f"every state needs an allowed successor; states {dead} have none")
+        self.config: dict[str, Any] = {"num_states": num_states}
+        self.register_buffer("allowed", a)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(n, L)`` int64 of the best allowed sequence for scores ``x (n, L, v)``."""
+        x = x.detach()
+        n, length, v = x.shape
+        penalty = torch.where(self.allowed.to(x.device) > 0, 0.0, -torch.inf).to(
+            x.dtype
+        )  # (v, v): 0 where a → b is allowed
+        delta = x[:, 0, :]  # step 1: (n, v)
+        back = []
+        for pos in range(1, length):  # step 2
+            cand = delta[:, :, None] + penalty  # (n, v_prev, v)
+            delta, arg = cand.max(dim=1)
+            delta = delta + x[:, pos, :]
+            back.append(arg)
+        out = torch.empty(n, length, dtype=torch.long, device=x.device)
+        out[:, -1] = delta.argmax(dim=-1)  # step 3
+        for pos in range(length - 1, 0, -1):
+            out[:, pos - 1] = back[pos - 1].gather(1, out[:, pos : pos + 1]).squeeze(1)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (n, L, v)`` → designs ``(n, L, v)``: values of the hard one-hot of
+        :meth:`tokens`, gradient of the clamp."""
+        return _straight_through(x, self.tokens(x))

@@ -33,6 +33,7 @@ from sqdf_bbo.config import (
 from sqdf_bbo.deprecation import deprecate
 from sqdf_bbo.diffusion.prior import X0_METHODS, DiffusionPrior
 from sqdf_bbo.finetuning.buffer import PRIORITIES, SAMPLING_METHODS
+from sqdf_bbo.finetuning.discount import GAMMA_RULES, discount_for_steps
 from sqdf_bbo.finetuning.kl import official_alpha_to_ours, ours_alpha_to_official
 
 __all__ = ["SQDFConfig", "SEIKOTrainConfig", "TRAIN_MODES", "TRUNCATIONS", "X0_CHOICES"]
@@ -109,7 +110,13 @@ class SQDFConfig(_TrainerConfig):
             prior's (≥ 0.95 × its natural fraction) on both digits tasks
             (docs/results/frontier; 1 kept 88 % natural on digits-ink); on digits (D = 64)
             it is α = 1/16.
-        gamma: discount γ ∈ (0, 1] of the soft-Q estimate γ^k r̂(f(x_prev)).
+        gamma: discount γ ∈ (0, 1] of the soft-Q estimate γ^k r̂(f(x_prev)), as given
+            for the official K = 50 (see ``gamma_rule``).
+        gamma_rule: how ``gamma`` is used at the sampler's K
+            (:mod:`sqdf_bbo.finetuning.discount`): ``"constant"`` (default: γ as given,
+            whatever K) or ``"per50"`` (γ_K = γ^(50/K): the official weight profile over
+            the chain, γ itself at K = 50). Resolved by :meth:`resolve`, whose copy holds
+            γ_K with the rule ``"constant"``.
         discount_constraints: whether γ^k also discounts the constraint term h(f(x_prev))
             (the α-weighted log-feasibility of known constraints and of the learned
             feasibility model, docs/constraints.md). Default ``False``: Q̂ = γ^k r̂ + h. The
@@ -177,6 +184,7 @@ class SQDFConfig(_TrainerConfig):
 
     kl_weight: float = 2.0
     gamma: float = 0.9
+    gamma_rule: str = "constant"
     discount_constraints: bool = False
     x0_method: str = "auto"
     ddim_m: int = 1
@@ -208,17 +216,21 @@ class SQDFConfig(_TrainerConfig):
         problems += _one_of("buffer_method", self.buffer_method, SAMPLING_METHODS)
         problems += _one_of("buffer_priority", self.buffer_priority, PRIORITIES)
         problems += _one_of("train", self.train, TRAIN_MODES)
+        problems += _one_of("gamma_rule", self.gamma_rule, GAMMA_RULES)
         if problems:
             raise ConfigError("invalid SQDFConfig: " + "; ".join(problems))
 
     def resolve(self, prior: DiffusionPrior) -> SQDFConfig:
-        """A copy for ``prior`` with ``x0_method`` (``auto``) and ``lr`` (``None``) resolved
+        """A copy for ``prior`` with ``x0_method`` (``auto``), ``lr`` (``None``) and γ
+        (``gamma_rule`` at K: ``num_inference_steps``, else the prior's) resolved
         (``kl_weight`` stays: the α it means for ``prior`` is :meth:`alpha_for`)."""
+        K = self.num_inference_steps or prior.num_inference_steps
+        gamma = discount_for_steps(self.gamma, K, self.gamma_rule)
         x0 = self.x0_method
         if x0 == "auto":
             x0 = "consistency" if prior.consistency is not None else "tweedie"
         lr = self.lr if self.lr is not None else (1e-3 if self.train == "lora" else 1e-4)
-        return dataclasses.replace(self, x0_method=x0, lr=lr)
+        return dataclasses.replace(self, x0_method=x0, lr=lr, gamma=gamma, gamma_rule="constant")
 
 
 @dataclass(frozen=True)

@@ -318,19 +318,50 @@ class Optimizer(ABC):
             p = self._points[i]
             p.state, p.value, p.told_at, p.reason, p.transient = state, v, t, r, flag
 
-    def tell_external(self, x: Any, y: Any) -> list[int]:
-        """Add observations the optimizer did not ask for (e.g. historical lab data): designs
-        ``x (n, *shape)`` (tensor or numpy array) and values ``y (n,)`` (non-finite: failed).
-        Returns the new ids; the points, without trajectories, are fitted at the next round.
+    def tell_external(
+        self, x: Any, y: Any, *, reasons: Any = None, transient: Any = None
+    ) -> list[int]:
+        """Add observations the optimizer did not ask for, e.g. a lab's archive (the offline
+        and warm-start workflow, docs/offline.md): designs ``x (n, *shape)`` (tensor or numpy
+        array) and values ``y (n,)``; NaN, ±inf or ``None`` mark a failed point (by default a
+        **design failure**, as in :meth:`tell`).
+
+        Args:
+            reasons: why the failed rows failed: a sequence with one ``str`` or ``None`` per
+                row, or a mapping ``{row index: reason}``.
+            transient: which failed rows failed for reasons that say nothing about the design:
+                ``True`` for all, a sequence of bools (one per row) or a collection of row
+                indices.
+
+        Returns the new ids (one per row, in row order). The points are recorded with source
+        ``"external"`` and no trajectory, and are fitted at the next ``ask`` (a new round, so
+        its batch is already fine-tuned against them). Raises like :meth:`tell` (a reason or a
+        transient flag for a finite value is a ``ValueError``); nothing is recorded when it
+        raises.
         """
         xt = inputs.as_designs(x, self.shape, self.device, self.dtype)
         values = inputs.as_values(y, xt.shape[0], self.dtype)
-        now = time.time()
         n = xt.shape[0]
+        rows = list(range(n))
+        why = inputs.as_reasons(reasons, rows)
+        flags = inputs.as_transient(transient, rows)
+        inputs.check_external(values, why, flags)
+        now = time.time()
         ids = list(range(self._next_id, self._next_id + n))
         x_cpu = xt.to("cpu")
         points = [
-            Point(i, self.round, "external", state_of(v), float(v), now, now, x_cpu[k].clone())
+            Point(
+                i,
+                self.round,
+                "external",
+                state_of(v),
+                float(v),
+                now,
+                now,
+                x_cpu[k].clone(),
+                reason=why[k],
+                transient=flags[k],
+            )
             for k, (i, v) in enumerate(zip(ids, values.tolist()))
         ]
         self._add(points, snapshot_state=False)

@@ -22,13 +22,7 @@ from typing import Any, ClassVar
 import pandas as pd
 import torch
 
-from sqdf_bbo.config import (
-    Range,
-    as_config,
-    check_fields,
-    config_from_dict,
-    config_to_dict,
-)
+from sqdf_bbo.config import Range, as_config, check_fields, config_from_dict, config_to_dict
 from sqdf_bbo.constraints import Constraints, as_constraints
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning import FineTuner
@@ -39,6 +33,7 @@ from sqdf_bbo.optimizers.batch import Proposal, sample_proposal
 from sqdf_bbo.optimizers.constraint_term import ConstraintTerm
 from sqdf_bbo.study.store import StudyError
 from sqdf_bbo.surrogates import SURROGATES, check_options, make_surrogate
+from sqdf_bbo.surrogates.conservative import check_conservative, conservative_value
 from sqdf_bbo.surrogates.feasibility import check_feasibility_options
 
 __all__ = [
@@ -49,7 +44,7 @@ __all__ = [
     "tail_mean",
 ]
 
-SURROGATE_OBJECTIVES: tuple[str, ...] = ("optimistic", "mean", "pessimistic")
+SURROGATE_OBJECTIVES: tuple[str, ...] = ("optimistic", "mean", "pessimistic", "conservative")
 
 
 @dataclass(frozen=True)
@@ -60,8 +55,11 @@ class RewardGuards:
 
     Attributes:
         surrogate_objective: ``"optimistic"`` (the official code: max over bootstrap heads,
-            or mean + UCB bonus), ``"mean"`` (no optimism) or ``"pessimistic"`` (the lower
-            bound mirrored about the mean: 2·mean − optimistic).
+            or mean + UCB bonus), ``"mean"`` (no optimism), ``"pessimistic"`` (the lower
+            bound mirrored about the mean: 2·mean − optimistic) or ``"conservative"`` (the
+            ensemble's mean − κ·std over heads, κ = ``conservatism``: for an offline archive,
+            docs/offline.md).
+        conservatism: κ of the ``"conservative"`` objective (κ = 0: the ensemble mean).
         reward_cap: cap the standardized reward at ``reward_cap`` target standard deviations
             above the best observed value (``None``: no cap). Beyond the cap the reward is
             flat, so the fine-tuner gains nothing from pushing the surrogate further.
@@ -73,9 +71,11 @@ class RewardGuards:
     LIMITS: ClassVar[dict[str, Range]] = {
         "reward_cap": Range(0, 1e6),
         "optimism_warning": Range(0, 1e6, low_open=True),
+        "conservatism": Range(0, 100),
     }
 
     surrogate_objective: str = "optimistic"
+    conservatism: float = 1.0
     reward_cap: float | None = None
     optimism_warning: float = 3.0
 
@@ -147,6 +147,7 @@ class FinetunedPriorConfig(RewardGuards):
                 f"surrogate {self.surrogate!r} is unknown; accepted values: {', '.join(SURROGATES)}"
             )
         check_options(SURROGATES[self.surrogate], self.surrogate_options)
+        check_conservative(self.surrogate_objective, self.surrogate)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able settings, the fine-tuner's nested under ``finetune`` (``from_dict``
@@ -242,6 +243,8 @@ class FinetunedPriorOptimizer(Optimizer):
             v = self.surrogate.mean(d)
         elif cfg.surrogate_objective == "optimistic":
             v = self.surrogate.optimistic(d)
+        elif cfg.surrogate_objective == "conservative":  # μ − κ·σ over heads
+            v = conservative_value(self.surrogate, d, cfg.conservatism)
         else:  # pessimistic: mean − (optimistic − mean)
             mean, optimistic = self.surrogate.mean_and_optimistic(d)
             v = 2.0 * mean - optimistic

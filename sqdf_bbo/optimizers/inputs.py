@@ -25,6 +25,7 @@ __all__ = [
     "as_reasons",
     "as_transient",
     "check_tell",
+    "check_external",
     "check_mark_failed",
     "oracle_output",
     "as_designs",
@@ -237,6 +238,18 @@ def check_tell(
             raise ValueError(
                 f"id {i} has {given} but a finite value {float(values[k])!r}: reasons and "
                 "transient flags are for failed points (NaN, ±inf or None)"
+            )
+
+
+def check_external(values: np.ndarray, reasons: list[str | None], transient: list[bool]) -> None:
+    """Whether ``tell_external`` may record its rows: reasons and transient flags only for
+    failed (non-finite) values; ``ValueError`` naming the first row otherwise."""
+    for k, v in enumerate(values.tolist()):
+        if (reasons[k] is not None or transient[k]) and math.isfinite(v):
+            given = "a reason" if reasons[k] is not None else "a transient flag"
+            raise ValueError(
+                f"row {k} has {given} but a finite value {float(v)!r}: reasons and transient "
+                "flags are for failed points (NaN, ±inf or None)"
             )
 
 
