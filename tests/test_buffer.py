@@ -142,7 +142,7 @@ def test_sqdf_training_batch_follows_the_official_per_distribution() -> None:
     assert trainer.config.onpolicy_fraction == 0.0
     counts = np.zeros(5 * K)
     for _ in range(40):
-        x_t, step = trainer._draw_batch(None)
+        x_t, step, _ = trainer._draw_batch(None)
         j = (x_t[:, 0] // 100).long()
         counts += np.bincount((j * K + step).numpy(), minlength=5 * K)
     p = _WEIGHTS["official"][:, None] * 0.8 ** (K - 1 - np.arange(K))[None, :]

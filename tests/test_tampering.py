@@ -77,7 +77,7 @@ EDITS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "both checksum columns dropped (posing as a study from before checksums)": (
         lambda s: sql(s, "ALTER TABLE points DROP COLUMN crc", "ALTER TABLE meta DROP COLUMN crc"),
-        "a version-2 study without",
+        "a version-3 study without",
     ),
     "a row inserted without a checksum": (
         lambda s: sql(
@@ -105,7 +105,7 @@ EDITS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "the integrity record deleted": (
         lambda s: sql(s, f"DELETE FROM meta WHERE key = '{INTEGRITY}'"),
-        "a version-2 study without its 'integrity' metadata",
+        "a version-3 study without its 'integrity' metadata",
     ),
     "a metadata row's checksum set to NULL": (
         lambda s: sql(s, "UPDATE meta SET value = '7', crc = NULL WHERE key = 'round'"),
@@ -175,7 +175,7 @@ def test_version_1_studies_load_and_migrate_at_their_first_writable_open(
     assert meta_of(study)["version"] == 1
     Optimizer.load(study).close()
     meta = meta_of(study)
-    assert meta["version"] == STUDY_VERSION == 2
+    assert meta["version"] == STUDY_VERSION == 3
     assert meta[INTEGRITY]["rows"] == len(want)
     back = Optimizer.load(study, attach=False).history
     assert back["value"].equals(want["value"]) and back["state"].equals(want["state"])

@@ -37,7 +37,7 @@ def insert_copy(study: Path, new_id: int, with_crc: bool) -> None:
         fields, flag = (new_id, *row[1:-1]), row[-1]
         crc = point_crc(fields, flag) if with_crc else None
         conn.execute(
-            f"INSERT INTO points ({cols}, transient, crc) VALUES ({', '.join('?' * 13)})",
+            f"INSERT INTO points ({cols}, transient, crc) VALUES ({', '.join('?' * (len(ROW_COLUMNS) + 2))})",
             (*fields, flag, crc),
         )
     finally:

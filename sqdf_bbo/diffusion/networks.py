@@ -30,18 +30,30 @@ __all__ = [
 ]
 
 
-def call_denoiser(model: Callable[..., Any], x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def call_denoiser(
+    model: Callable[..., Any],
+    x: torch.Tensor,
+    t: torch.Tensor,
+    conditioning: Any = None,
+    cond: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Apply a denoiser under the call contract and check its output shape.
 
     Args:
         model: ``model(x, t)`` returning a tensor or an object with ``.sample``.
         x: shape ``(n, *shape)``.
         t: integer timesteps, shape ``(n,)``.
+        conditioning, cond: for a conditional prior, its
+            :class:`~sqdf_bbo.diffusion.conditioning.Conditioning` and the network's
+            conditions ``(n, …)``: the (guided) output of ``model(x, t, <kwarg>=cond)``.
 
     Returns:
         The model output, shape ``(n, *shape)``.
     """
-    out = model(x, t)
+    if conditioning is not None and cond is not None:
+        out = conditioning.call(model, x, t, cond)
+    else:
+        out = model(x, t)
     out = getattr(out, "sample", out)
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -1,7 +1,13 @@
 """The diffusion prior: an ε-network plus a DDIM sampler, in the conventions of docs/design.md §1.
 
 Length: one class, whose sampler, x0 estimators and save/load share the schedule and the
-notation below; the networks and their files are in ``networks`` and ``io``.
+notation below; the networks and their files are in ``networks`` and ``io``, conditions and
+guidance in ``conditioning``.
+
+Conditional priors (``conditioning=``): every network call takes the batch's conditions
+``cond`` (the network's input, :meth:`Conditioning.encode`) and, with classifier-free
+guidance, returns the guided ε̃; a conditional prior called without ``cond`` uses the null
+condition (unconditional samples) when it has one.
 
 Notation (paper symbol → name here):
 
@@ -35,6 +41,7 @@ import torch
 from torch import nn
 
 from sqdf_bbo.checksums import verify_checksums, write_checksums
+from sqdf_bbo.diffusion.conditioning import Conditioning
 from sqdf_bbo.diffusion.io import load_module, save_module
 from sqdf_bbo.diffusion.networks import call_denoiser, expand_like
 
@@ -101,7 +108,10 @@ class DiffusionPrior:
         value_range: ``(low, high)`` of valid designs, or ``None`` if unbounded.
         consistency: optional consistency model ``f(x_t, t) → x0`` (see
             :mod:`sqdf_bbo.diffusion.consistency`).
-        decoder: optional design map ``(n, *shape) → (n, *shape)`` used by :meth:`to_design`
+        conditioning: optional :class:`~sqdf_bbo.diffusion.conditioning.Conditioning`: the
+            prior is conditional (class labels or embeddings reach the network, optionally
+            with classifier-free guidance).
+        decoder: optional design map ``(n, *shape) → (n, *design_shape)`` used by :meth:`to_design`
             instead of the clamp to ``value_range`` (e.g. the one-hot decoder of a sequence
             prior, :class:`~sqdf_bbo.diffusion.sequence.OneHotDecoder`); a registered network
             so that ``save``/``load`` rebuild it.
@@ -120,6 +130,7 @@ class DiffusionPrior:
         consistency: nn.Module | None = None,
         decoder: nn.Module | None = None,
         name: str = "custom",
+        conditioning: Conditioning | None = None,
     ) -> None:
         from diffusers import DDIMScheduler  # lazy: diffusers is slow to import
 
@@ -134,6 +145,10 @@ class DiffusionPrior:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if decoder is not None and not isinstance(decoder, nn.Module):
             raise TypeError(f"decoder must be a torch nn.Module, got {type(decoder).__name__}")
+        if conditioning is not None and not isinstance(conditioning, Conditioning):
+            raise TypeError(
+                f"conditioning must be a Conditioning, got {type(conditioning).__name__}"
+            )
         if value_range is not None and not float(value_range[0]) < float(value_range[1]):
             raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
         if scheduler is None:
@@ -152,6 +167,7 @@ class DiffusionPrior:
         self.denoiser = denoiser
         self.consistency = consistency
         self.decoder = decoder
+        self.conditioning = conditioning
         self.shape = shape
         self.eta = float(eta)
         self.num_inference_steps = int(num_inference_steps)
@@ -188,6 +204,13 @@ class DiffusionPrior:
         return n
 
     @property
+    def design_shape(self) -> tuple[int, ...]:
+        """Shape of one design (what :meth:`to_design` returns): ``shape`` unless the decoder
+        declares another (``decoder.design_shape``, e.g. a latent decoder's image shape)."""
+        declared = getattr(self.decoder, "design_shape", None)
+        return self.shape if declared is None else tuple(int(s) for s in declared)
+
+    @property
     def device(self) -> torch.device:
         p = next(self.denoiser.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
@@ -204,6 +227,8 @@ class DiffusionPrior:
             self.consistency.to(device)
         if self.decoder is not None:
             self.decoder.to(device)
+        if self.conditioning is not None:
+            self.conditioning.to(device)
         return self
 
     def clone(self) -> DiffusionPrior:
@@ -228,6 +253,7 @@ class DiffusionPrior:
             consistency=self.consistency,
             decoder=self.decoder,
             name=self.name,
+            conditioning=self.conditioning,
         )
 
     # ------------------------------------------------------------------ checks
@@ -274,14 +300,47 @@ class DiffusionPrior:
         return idx_t
 
     # ------------------------------------------------------------------ one step
+    @property
+    def conditional(self) -> bool:
+        """Whether the prior takes conditions."""
+        return self.conditioning is not None
+
+    def encode_conditions(self, values: Any, n: int | None = None) -> torch.Tensor:
+        """The network's input ``(n, …)`` on this prior's device for user conditions (labels,
+        prompts or embeddings: :meth:`Conditioning.encode`); ``TypeError`` for an
+        unconditional prior."""
+        if self.conditioning is None:
+            raise TypeError(f"prior {self.name!r} is unconditional: it takes no conditions")
+        return self.conditioning.encode(self.conditioning.check_values(values, n), self.device)
+
+    def _cond(self, cond: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor | None:
+        """``cond`` checked against the batch size, or the null condition of a conditional
+        prior called without one."""
+        if self.conditioning is None:
+            if cond is not None:
+                raise TypeError(f"prior {self.name!r} is unconditional: it takes no conditions")
+            return None
+        if cond is None:
+            return self.conditioning.null(n, device)
+        if cond.shape[0] != n:
+            raise ValueError(f"got conditions for {cond.shape[0]} states, expected {n}")
+        return cond.to(device)
+
     def epsilon(
-        self, x: torch.Tensor, j: int | torch.Tensor, denoiser: nn.Module | None = None
+        self,
+        x: torch.Tensor,
+        j: int | torch.Tensor,
+        denoiser: nn.Module | None = None,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """ε(x_t, t_j) for states ``j < K``; x: ``(n, *shape)`` → ``(n, *shape)``."""
+        """ε(x_t, t_j[, c]) for states ``j < K``; x: ``(n, *shape)`` → ``(n, *shape)``;
+        ``cond``: the network's conditions ``(n, …)`` (guided when the prior guides)."""
         self.check_designs(x)
         j_t = self._index(j, x.shape[0], self.num_inference_steps - 1, "state index j")
         t = self.timesteps[j_t].to(x.device)
-        out = call_denoiser(denoiser if denoiser is not None else self.denoiser, x, t)
+        net = denoiser if denoiser is not None else self.denoiser
+        c = self._cond(cond, x.shape[0], x.device)
+        out = call_denoiser(net, x, t, self.conditioning, c)
         if self.prediction_type == "epsilon":
             return out
         ab = expand_like(self.alpha_bars[j_t].to(x.device), x)
@@ -290,7 +349,11 @@ class DiffusionPrior:
         return (x - ab.sqrt() * out) / (1 - ab).sqrt()  # "sample"
 
     def tweedie(
-        self, x: torch.Tensor, j: int | torch.Tensor, denoiser: nn.Module | None = None
+        self,
+        x: torch.Tensor,
+        j: int | torch.Tensor,
+        denoiser: nn.Module | None = None,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x̂0(x_t) = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t; identity where ``j == K``. Shapes ``(n, *shape)``."""
         j_t = self._index(j, x.shape[0], self.num_inference_steps, "state index j")
@@ -299,7 +362,7 @@ class DiffusionPrior:
             return x
         jj = j_t.clamp(max=self.num_inference_steps - 1)
         ab = expand_like(self.alpha_bars[jj].to(x.device), x)
-        x0 = (x - (1 - ab).sqrt() * self.epsilon(x, jj, denoiser)) / ab.sqrt()
+        x0 = (x - (1 - ab).sqrt() * self.epsilon(x, jj, denoiser, cond)) / ab.sqrt()
         return torch.where(expand_like(done.to(x.device), x).bool(), x, x0)
 
     def step_mean(
@@ -309,6 +372,7 @@ class DiffusionPrior:
         denoiser: nn.Module | None = None,
         eta: float | None = None,
         eps: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
     ) -> StepOutput:
         """The Gaussian of transition ``i`` from state x_t = x (shape ``(n, *shape)``).
 
@@ -316,14 +380,15 @@ class DiffusionPrior:
         to get its μ_θ with the same schedule. ``eta`` overrides η (0 gives the
         deterministic ODE step). ``eps`` (shape of ``x``) replaces the network's
         ε(x_t, t) — e.g. one computed without a graph, so that the step is
-        differentiable in x_t but not in the network (SEIKO's truncation).
+        differentiable in x_t but not in the network (SEIKO's truncation). ``cond``: the
+        network's conditions ``(n, …)`` of a conditional prior.
         """
         self.check_designs(x)
         i_t = self._index(i, x.shape[0], self.num_inference_steps - 1, "transition index i")
         dev = x.device
         # 1. ε and x̂0 at state i.
         if eps is None:
-            eps = self.epsilon(x, i_t, denoiser)
+            eps = self.epsilon(x, i_t, denoiser, cond)
         ab_t = expand_like(self.alpha_bars[i_t].to(dev), x)
         ab_prev = expand_like(self._alpha_bar_prev[i_t].to(dev), x)
         x0 = (x - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
@@ -344,9 +409,10 @@ class DiffusionPrior:
         i: int | torch.Tensor,
         noise: torch.Tensor | None = None,
         denoiser: nn.Module | None = None,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x_prev = μ(x_t) + σ_t z for transition ``i``; ``noise`` z of shape ``(n, *shape)``."""
-        out = self.step_mean(x, i, denoiser)
+        out = self.step_mean(x, i, denoiser, cond=cond)
         if noise is None:
             return out.mean
         return out.mean + out.sigma * noise
@@ -367,6 +433,7 @@ class DiffusionPrior:
         denoiser: nn.Module | None = None,
         x_T: torch.Tensor | None = None,
         batch_size: int = 1024,
+        cond: torch.Tensor | None = None,
     ) -> SampleOutput:
         """Draw ``n`` designs by the K-step DDIM sampler (no gradients).
 
@@ -378,6 +445,8 @@ class DiffusionPrior:
             denoiser: sample from this network instead (a fine-tuned copy).
             x_T: optional starting noise ``(n, *shape)``.
             batch_size: designs per network call.
+            cond: the network's conditions ``(n, …)`` of a conditional prior
+                (:meth:`encode_conditions`); default its null condition.
         """
         if int(n) < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -386,13 +455,20 @@ class DiffusionPrior:
             generator = torch.Generator(device=self.device)
             generator.seed()
         x = self.initial_noise(n, generator) if x_T is None else self.check_designs(x_T, "x_T")
+        c = self._cond(cond, n, x.device)
         states = [x] if return_trajectory else None
         with torch.no_grad():
             for i in range(self.num_inference_steps):
                 z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
                 x = torch.cat(
                     [
-                        self.step(x[s : s + batch_size], i, z[s : s + batch_size], denoiser)
+                        self.step(
+                            x[s : s + batch_size],
+                            i,
+                            z[s : s + batch_size],
+                            denoiser,
+                            None if c is None else c[s : s + batch_size],
+                        )
                         for s in range(0, n, batch_size)
                     ]
                 )
@@ -402,7 +478,9 @@ class DiffusionPrior:
         return SampleOutput(x=x, trajectory=traj)
 
     # ------------------------------------------------------------------ x0 estimators
-    def ddim_x0(self, x: torch.Tensor, j: int | torch.Tensor, m: int) -> torch.Tensor:
+    def ddim_x0(
+        self, x: torch.Tensor, j: int | torch.Tensor, m: int, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``ddim-m``: m deterministic DDIM (η = 0) steps of this prior from state j, then Tweedie.
 
         Differentiable in ``x``. Where fewer than m steps remain, it runs to x_0
@@ -417,10 +495,10 @@ class DiffusionPrior:
             active = j_t < K
             if not bool(active.any()):
                 break
-            new = self.step_mean(x, j_t.clamp(max=K - 1), eta=0.0).mean
+            new = self.step_mean(x, j_t.clamp(max=K - 1), eta=0.0, cond=cond).mean
             x = torch.where(expand_like(active, x).bool(), new, x)
             j_t = j_t + active.long()
-        return self.tweedie(x, j_t)
+        return self.tweedie(x, j_t, cond=cond)
 
     def consistency_x0(self, x: torch.Tensor, j: int | torch.Tensor) -> torch.Tensor:
         """One call of the consistency model at state j; identity where ``j == K``."""
@@ -439,19 +517,30 @@ class DiffusionPrior:
         return torch.where(expand_like(done, x).bool(), x, x0)
 
     def x0_estimate(
-        self, x: torch.Tensor, j: int | torch.Tensor, method: str = "tweedie", m: int = 1
+        self,
+        x: torch.Tensor,
+        j: int | torch.Tensor,
+        method: str = "tweedie",
+        m: int = 1,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x0 estimate f(x) of the frozen prior at state j (identity at j = K).
 
         ``method``: ``tweedie`` (one ε call), ``consistency`` (one consistency-model
-        call) or ``ddim`` (``ddim-m``, m deterministic steps). Shapes ``(n, *shape)``.
+        call; unconditional) or ``ddim`` (``ddim-m``, m deterministic steps). Shapes
+        ``(n, *shape)``; ``cond``: the conditions of a conditional prior.
         """
         if method == "tweedie":
-            return self.tweedie(x, j)
+            return self.tweedie(x, j, cond=cond)
         if method == "consistency":
+            if self.conditioning is not None:
+                raise ValueError(
+                    f"prior {self.name!r} is conditional and its consistency model is not: "
+                    "use x0 method 'tweedie' or 'ddim'"
+                )
             return self.consistency_x0(x, j)
         if method == "ddim":
-            return self.ddim_x0(x, j, m)
+            return self.ddim_x0(x, j, m, cond)
         raise ValueError(f"unknown x0 method {method!r}; accepted values: {', '.join(X0_METHODS)}")
 
     # ------------------------------------------------------------------ save / load
@@ -480,6 +569,8 @@ class DiffusionPrior:
             if self.decoder is None
             else save_module(self.decoder, path / "decoder"),
         }
+        if self.conditioning is not None:  # absent key: an unconditional prior (as before)
+            meta["conditioning"] = save_module(self.conditioning, path / "conditioning")
         (path / "prior.json").write_text(json.dumps(meta, indent=2))
         write_checksums(path)
         return path
@@ -520,6 +611,9 @@ class DiffusionPrior:
         decoder = None
         if meta.get("decoder"):
             decoder = load_module(meta["decoder"], path / "decoder").to(device)
+        conditioning = None
+        if meta.get("conditioning"):
+            conditioning = load_module(meta["conditioning"], path / "conditioning").to(device)
         vr = meta.get("value_range")
         return cls(
             net,
@@ -531,4 +625,5 @@ class DiffusionPrior:
             consistency=cm,
             decoder=decoder,
             name=meta.get("name", "custom"),
+            conditioning=conditioning,
         )

@@ -48,9 +48,11 @@ class FineTuner(Protocol):
         round: int | None = None,
         chains: torch.Tensor | None = None,
         values: torch.Tensor | None = None,
+        conditions: torch.Tensor | None = None,
     ) -> dict[str, float]:
-        """Begin round ``round`` with the queried ``chains`` ``(q, K+1, *shape)`` and their
-        ``values`` (on the reward's scale); returns entries for the round log."""
+        """Begin round ``round`` with the queried ``chains`` ``(q, K+1, *shape)``, their
+        ``values`` (on the reward's scale) and, for a conditional prior, their network
+        ``conditions`` ``(q, …)``; returns entries for the round log."""
         ...
 
     def train(
@@ -62,7 +64,7 @@ class FineTuner(Protocol):
         constraint_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> list[dict[str, float]]:
         """``steps`` (default ``config.steps``) gradient steps; per-step logs with ``loss``,
-        ``reward`` and ``kl``. ``constraint_fn`` h(x0) (optional) is the constraint term of
+        ``reward`` and ``kl``. For a conditional prior ``reward_fn`` is ``r(x0, c)``. ``constraint_fn`` h(x0) (optional) is the constraint term of
         the reward, which a trainer may treat apart from ``reward_fn`` (SQDF does not
         discount it)."""
         ...

@@ -34,6 +34,11 @@ Sampling methods (``ReplayBuffer.sample(b, method, gamma)``):
 
   Steps near x_0 (small k) are favoured when γ < 1.
 
+Conditional priors: each trajectory may carry the network condition it was sampled under
+(a class label, a prompt embedding; ``add(..., conditions=)``), stored beside it and returned
+with each drawn transition (:attr:`TransitionBatch.condition`), so that the step's KL and the
+soft-Q estimate use the same condition as the chain.
+
 Memory: the storage tensors are allocated once, at the first :meth:`add`, for
 ``capacity`` trajectories on that call's device and dtype; later adds overwrite
 the oldest entries (a ring), so memory never grows past the capacity.
@@ -69,12 +74,15 @@ class TransitionBatch:
         step: transition index i of each state, shape ``(b,)`` long (0 … K−1).
         traj_index: buffer slot j of each trajectory, shape ``(b,)`` long.
         reward: the stored reward of each trajectory, shape ``(b,)``.
+        condition: the network condition of each trajectory ``(b, …)``, or ``None`` for a
+            buffer of unconditional trajectories.
     """
 
     x_t: torch.Tensor
     step: torch.Tensor
     traj_index: torch.Tensor
     reward: torch.Tensor
+    condition: torch.Tensor | None = None
 
 
 def rank_weights(rewards: torch.Tensor) -> torch.Tensor:
@@ -124,6 +132,7 @@ class ReplayBuffer:
         self.seed = int(seed)
         self._gen = torch.Generator().manual_seed(self.seed)
         self._traj: torch.Tensor | None = None  # (capacity, K+1, *shape)
+        self._cond: torch.Tensor | None = None  # (capacity, …): conditions, if any
         self._reward = torch.zeros(self.capacity, dtype=torch.float64)
         self._source = torch.zeros(self.capacity, dtype=torch.long)  # index into SOURCES
         self._round = torch.zeros(self.capacity, dtype=torch.long)
@@ -185,6 +194,7 @@ class ReplayBuffer:
         rewards: torch.Tensor,
         source: str,
         round: int = 0,
+        conditions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Store trajectories.
 
@@ -194,6 +204,8 @@ class ReplayBuffer:
                 ``queried``, surrogate values for ``rollout``).
             source: ``"queried"`` or ``"rollout"``.
             round: the optimization round the trajectories belong to.
+            conditions: the network condition of each trajectory ``(n, …)`` (conditional
+                priors); a buffer holds either conditional or unconditional trajectories.
 
         Returns:
             The buffer slots written, shape ``(n,)`` long. If ``n`` exceeds the
@@ -234,6 +246,7 @@ class ReplayBuffer:
                 f"trajectories of shape (n, {', '.join(map(str, trajectories.shape[1:]))}) do not "
                 f"match the buffer's (n, {', '.join(map(str, self._traj.shape[1:]))})"
             )
+        self._check_conditions(conditions, n, trajectories.device)
         if n == 0:
             return torch.zeros(0, dtype=torch.long)
         if n > self.capacity:
@@ -242,11 +255,16 @@ class ReplayBuffer:
                 rewards[-self.capacity :],
                 self.capacity,
             )
+            conditions = None if conditions is None else conditions[-self.capacity :]
         # 2. Ring write: slots ptr, ptr+1, … modulo capacity.
         slots = (self._ptr + torch.arange(n)) % self.capacity
         self._traj[slots.to(self._traj.device)] = trajectories.detach().to(
             device=self._traj.device, dtype=self._traj.dtype
         )
+        if conditions is not None and self._cond is not None:
+            self._cond[slots.to(self._cond.device)] = conditions.detach().to(
+                device=self._cond.device, dtype=self._cond.dtype
+            )
         self._reward[slots] = rewards
         self._source[slots] = SOURCES.index(source)
         self._round[slots] = int(round)
@@ -255,6 +273,33 @@ class ReplayBuffer:
         self._ptr = int((self._ptr + n) % self.capacity)
         self._size = min(self.capacity, self._size + n)
         return slots
+
+    def _check_conditions(
+        self, conditions: torch.Tensor | None, n: int, device: torch.device
+    ) -> None:
+        """Refuse conditions of the wrong count or shape, or a mix of conditional and
+        unconditional trajectories; allocate the condition storage at the first add."""
+        conditional = self._cond is not None
+        if self._size > 0 and conditional != (conditions is not None):
+            held = "conditional" if conditional else "unconditional"
+            raise ValueError(
+                f"the buffer holds {held} trajectories; "
+                + ("pass their conditions" if conditional else "these come with conditions")
+            )
+        if conditions is None:
+            if self._size == 0:
+                self._cond = None
+            return
+        if conditions.shape[0] != n:
+            raise ValueError(f"got {conditions.shape[0]} conditions for {n} trajectories")
+        if self._cond is None or tuple(self._cond.shape[1:]) != tuple(conditions.shape[1:]):
+            self._cond = torch.zeros(
+                (self.capacity, *conditions.shape[1:]), dtype=conditions.dtype, device=device
+            )
+
+    def conditions(self) -> torch.Tensor | None:
+        """The stored conditions ``(len(self), …)`` (``None`` for unconditional ones)."""
+        return None if self._cond is None else self._cond[: self._size]
 
     # ------------------------------------------------------------------ sampling
     def probabilities(self, gamma: float, priority: str = "shift") -> torch.Tensor:
@@ -324,11 +369,13 @@ class ReplayBuffer:
             slots, steps = flat // K, flat % K
         dev = self._traj.device
         x_t = self._traj[slots.to(dev), steps.to(dev)].clone()
+        cond = None if self._cond is None else self._cond[slots.to(self._cond.device)].clone()
         return TransitionBatch(
             x_t=x_t,
             step=steps.to(dev),
             traj_index=slots.to(dev),
             reward=self._reward[slots].to(device=dev, dtype=x_t.dtype),
+            condition=cond,
         )
 
     # ------------------------------------------------------------------ persistence
@@ -354,6 +401,8 @@ class ReplayBuffer:
         if self._traj is not None:
             d["trajectories"] = self._traj[:n].detach().cpu().clone()
             d["traj_shape"] = torch.tensor(list(self._traj.shape[1:]), dtype=torch.long)
+        if self._cond is not None:
+            d["conditions"] = self._cond[:n].detach().cpu().clone()
         return d
 
     def load_state_dict(
@@ -398,3 +447,10 @@ class ReplayBuffer:
             self._traj[:n] = traj.to(self._traj.device)
         else:
             self._traj = None
+        self._cond = None
+        if "conditions" in state:
+            cond = state["conditions"]
+            self._cond = torch.zeros(
+                (self.capacity, *cond.shape[1:]), dtype=cond.dtype, device=device or cond.device
+            )
+            self._cond[:n] = cond.to(self._cond.device)

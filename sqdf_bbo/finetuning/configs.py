@@ -128,7 +128,8 @@ class SQDFConfig(_TrainerConfig):
         x0_method: x0 estimator f of the frozen prior: ``tweedie``, ``consistency``
             (needs ``prior.consistency``), ``ddim`` (``ddim-m`` with ``ddim_m``
             deterministic steps; the alias ``"ddim-m"`` is accepted) or ``auto``
-            (``consistency`` when the prior has a consistency model, else ``tweedie``).
+            (``consistency`` when the prior has a consistency model and is unconditional,
+            else ``tweedie``).
         ddim_m: m for ``ddim``.
         steps: optimizer steps per :meth:`SQDFTrainer.train` call (one round of the ask/tell
             optimizer).
@@ -227,8 +228,9 @@ class SQDFConfig(_TrainerConfig):
         K = self.num_inference_steps or prior.num_inference_steps
         gamma = discount_for_steps(self.gamma, K, self.gamma_rule)
         x0 = self.x0_method
-        if x0 == "auto":
-            x0 = "consistency" if prior.consistency is not None else "tweedie"
+        if x0 == "auto":  # a conditional prior's consistency model would ignore its condition
+            usable = prior.consistency is not None and not prior.conditional
+            x0 = "consistency" if usable else "tweedie"
         lr = self.lr if self.lr is not None else (1e-3 if self.train == "lora" else 1e-4)
         return dataclasses.replace(self, x0_method=x0, lr=lr, gamma=gamma, gamma_rule="constant")
 

@@ -95,6 +95,7 @@ def chain_kl(
     *,
     sigma_floor: float = 1e-6,
     batch_size: int = 512,
+    cond: torch.Tensor | None = None,
 ) -> ChainKL:
     """Exact-Gaussian chain KL of a fine-tuned sampler to a reference prior.
 
@@ -105,6 +106,8 @@ def chain_kl(
         trajectories: ``(n, K+1, *shape)`` states x_T … x_0 drawn from the POLICY.
         sigma_floor: steps with σ_i ≤ this are deterministic and not counted.
         batch_size: trajectories per network call.
+        cond: the trajectories' network conditions ``(n, …)`` for a conditional reference:
+            the KL is then to the conditional (guided) reference p'(·|x, c).
 
     Returns:
         :class:`ChainKL` with KL = mean_n Σ_i ‖μ_θ − μ'‖² / (2σ_i²) in nats.
@@ -125,8 +128,9 @@ def chain_kl(
         counted += 1
         for s in range(0, n, batch_size):
             x = trajectories[s : s + batch_size, i]
-            mu_p = reference.step_mean(x, i, denoiser=policy_denoiser).mean
-            mu_r = reference.step_mean(x, i).mean
+            c = None if cond is None else cond[s : s + batch_size]
+            mu_p = reference.step_mean(x, i, denoiser=policy_denoiser, cond=c).mean
+            mu_r = reference.step_mean(x, i, cond=c).mean
             d2 = (mu_p - mu_r).to(torch.float64).pow(2).reshape(x.shape[0], -1).sum(1)
             total[s : s + batch_size] += (d2 / (2.0 * sigma**2)).cpu()
     se = float(total.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")

@@ -76,6 +76,11 @@ class SEIKOTrainer:
     def __init__(
         self, prior: DiffusionPrior, config: SEIKOTrainConfig | None = None, seed: int = 0
     ) -> None:
+        if prior.conditional:
+            raise ValueError(
+                f"prior {prior.name!r} is conditional; SEIKO fine-tunes unconditional priors "
+                "only (use SQDF, which takes conditions)"
+            )
         config = config if config is not None else SEIKOTrainConfig()
         self.config = config = config.resolve(prior)
         self.alpha = config.alpha_for(prior.dim)
@@ -96,6 +101,7 @@ class SEIKOTrainer:
         round: int | None = None,
         chains: torch.Tensor | None = None,
         values: torch.Tensor | None = None,
+        conditions: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """Snapshot the current policy as the KL reference (SEIKO: the previous round's model).
 

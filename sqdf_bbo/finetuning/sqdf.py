@@ -14,6 +14,8 @@ Notation (paper symbol → name here):
     γ                config.gamma              discount of the soft-Q estimate
     f                x0 estimator              ``tweedie`` / ``consistency`` / ``ddim`` (ddim-m) of p'
     r̂                reward_fn                 differentiable reward (a surrogate's optimistic value)
+    c                cond                      a conditional prior's network condition (label,
+                                               prompt embedding); r̂(x0, c) then
     h                constraint_fn             optional constraint term (α-weighted log-feasibility)
 
 Loss of one transition (x_t taken from a stored trajectory, detached; fresh z):
@@ -23,6 +25,13 @@ Loss of one transition (x_t taken from a stored trajectory, detached; fresh z):
                                                   h undiscounted unless discount_constraints
     KL_t   = ‖μ_θ(x_t) − μ_ref(x_t)‖² / (2 σ̃_t²)   σ̃_t² = max(σ_t², σ²_min)
     L      = −( Q̂ − α · KL_t ),  averaged over the batch
+
+Conditional priors: every stored trajectory keeps the condition c it was sampled under; the
+step means of both the policy and the reference, the estimator f and the reward all take
+that c, so the KL is to the *conditional* (and guided, when the prior guides) reference
+p'(·|x_t, c). On-policy rollouts draw their conditions uniformly from the condition pool:
+the conditions of the round's queried chains (:meth:`SQDFTrainer.start_round`) or
+:meth:`SQDFTrainer.set_condition_pool`.
 
 Gradients reach only the trained parameters (the whole policy network, or its
 LoRA adapters): the reference, the estimator and the reward model are frozen
@@ -153,6 +162,11 @@ class SQDFTrainer:
                 f"the sampler of prior {prior.name!r} is deterministic (eta={prior.eta}, "
                 f"{prior.num_inference_steps} steps); SQDF needs a stochastic sampler: {fix}"
             )
+        if config.x0_method == "consistency" and prior.conditional:
+            raise ValueError(
+                f"prior {prior.name!r} is conditional and its consistency model is not: "
+                "use x0_method 'tweedie' or 'ddim'"
+            )
         if config.x0_method == "consistency" and prior.consistency is None:
             raise ValueError(
                 f"x0_method='consistency' but prior {prior.name!r} has no consistency model; "
@@ -192,6 +206,8 @@ class SQDFTrainer:
         self.index_generator = torch.Generator().manual_seed(seed + 2)
         self.round = 0
         self.num_updates = 0
+        #: conditions ``(m, …)`` on-policy rollouts draw from (conditional priors)
+        self.condition_pool: torch.Tensor | None = None
         self._dp_world: tuple[int, int] | None = None  # process group rank 0's weights came from
         # 3. Variance floor for the KL on σ = 0 steps: the smallest positive σ² of the schedule.
         var = prior.sigmas.double() ** 2
@@ -213,6 +229,7 @@ class SQDFTrainer:
         round: int | None = None,
         chains: torch.Tensor | None = None,
         values: torch.Tensor | None = None,
+        conditions: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """Begin a new round (``round`` or the next one), refilling the buffer when given
         the round's chains.
@@ -223,6 +240,8 @@ class SQDFTrainer:
                 emptied first when ``clear_buffer_each_round``, then the last ``capacity``
                 of them are added as ``"queried"``.
             values: their rewards ``(q,)``, on the scale of the reward fine-tuned against.
+            conditions: their network conditions ``(q, …)`` (conditional priors); they also
+                become the condition pool of the round's rollouts.
 
         Returns:
             ``n_queried_in_buffer`` when chains were given (entries of the round log).
@@ -235,9 +254,42 @@ class SQDFTrainer:
         if self.config.clear_buffer_each_round:
             self.buffer.clear()
         chains, values = chains[-self.buffer.capacity :], values[-self.buffer.capacity :]
+        if self.policy.conditional != (conditions is not None):
+            raise ValueError(
+                "a conditional prior's chains need their conditions"
+                if self.policy.conditional
+                else "this prior is unconditional: its chains have no conditions"
+            )
+        if conditions is not None:
+            conditions = conditions[-self.buffer.capacity :]
+            if conditions.shape[0] != chains.shape[0]:
+                raise ValueError("start_round needs one condition per chain")
+            if conditions.shape[0]:
+                self.set_condition_pool(conditions)
         if chains.shape[0]:
-            self.buffer.add(chains, values, "queried", self.round)
+            self.buffer.add(chains, values, "queried", self.round, conditions=conditions)
         return {"n_queried_in_buffer": float(chains.shape[0])}
+
+    def set_condition_pool(self, conditions: torch.Tensor) -> None:
+        """The network conditions ``(m, …)`` that on-policy rollouts draw from (uniformly,
+        with the trainer's generator), e.g. ``prior.encode_conditions(["a cat", "a dog"])``."""
+        if not self.policy.conditional:
+            raise TypeError("this prior is unconditional: it has no condition pool")
+        if not isinstance(conditions, torch.Tensor) or conditions.shape[0] < 1:
+            raise ValueError("the condition pool needs at least one condition (a tensor)")
+        self.condition_pool = conditions.detach().to(self.device).clone()
+
+    def _rollout_conditions(self, n: int) -> torch.Tensor | None:
+        """n conditions drawn uniformly from the pool (``None`` for an unconditional prior)."""
+        if not self.policy.conditional:
+            return None
+        if self.condition_pool is None:
+            raise ValueError(
+                "a conditional prior's rollouts need conditions: call start_round with the "
+                "queried chains' conditions or set_condition_pool(...) first"
+            )
+        j = torch.randint(self.condition_pool.shape[0], (n,), generator=self.index_generator)
+        return self.condition_pool[j.to(self.condition_pool.device)]
 
     # ------------------------------------------------------------------ sampling
     def sample(
@@ -245,9 +297,10 @@ class SQDFTrainer:
         n: int,
         generator: torch.Generator | None = None,
         return_trajectory: bool = False,
+        cond: torch.Tensor | None = None,
     ) -> SampleOutput:
         """n designs from the current policy (no gradients); see :meth:`DiffusionPrior.sample`."""
-        return self.policy.sample(n, generator, return_trajectory=return_trajectory)
+        return self.policy.sample(n, generator, return_trajectory=return_trajectory, cond=cond)
 
     def finetuned_prior(self) -> DiffusionPrior:
         """A standalone copy of the fine-tuned prior (LoRA adapters merged into plain layers)."""
@@ -258,8 +311,10 @@ class SQDFTrainer:
         return out
 
     # ------------------------------------------------------------------ the loss
-    def _reward(self, reward_fn: RewardFn, x: torch.Tensor) -> torch.Tensor:
-        r = reward_fn(x)
+    def _reward(
+        self, reward_fn: RewardFn, x: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r = reward_fn(x) if cond is None else reward_fn(x, cond)
         if not isinstance(r, torch.Tensor):
             raise TypeError(f"reward_fn must return a torch.Tensor, got {type(r).__name__}")
         if r.numel() != x.shape[0]:
@@ -276,6 +331,7 @@ class SQDFTrainer:
         step: torch.Tensor,
         noise: torch.Tensor | None = None,
         constraint_fn: RewardFn | None = None,
+        cond: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The SQDF loss on a batch of transitions.
 
@@ -286,6 +342,8 @@ class SQDFTrainer:
             noise: z of shape ``(b, *shape)``; default fresh from the trainer's generator.
             constraint_fn: optional ``h(x0 (b, *shape)) -> (b,)`` added to Q̂, discounted only
                 with ``config.discount_constraints``.
+            cond: the network condition of each transition ``(b, …)`` (conditional priors):
+                μ_θ, μ_ref and f take it, and the reward is ``r̂(x0, c)``.
 
         Returns:
             ``(loss, parts)``: the scalar loss and per-transition tensors ``reward``
@@ -297,10 +355,12 @@ class SQDFTrainer:
         i = torch.as_tensor(step, dtype=torch.long).reshape(-1).cpu()
         if i.numel() != x_t.shape[0]:
             raise ValueError(f"step must have shape ({x_t.shape[0]},), got {tuple(i.shape)}")
-        # 1. μ_θ(x_t) (trained network) and μ_ref(x_t) (frozen, no graph).
-        out = self.policy.step_mean(x_t, i)
+        if self.policy.conditional and cond is None:
+            raise ValueError("a conditional prior's transitions need their conditions (cond=)")
+        # 1. μ_θ(x_t, c) (trained network) and μ_ref(x_t, c) (frozen, no graph).
+        out = self.policy.step_mean(x_t, i, cond=cond)
         with torch.no_grad():
-            ref_mean = self.reference.step_mean(x_t, i).mean
+            ref_mean = self.reference.step_mean(x_t, i, cond=cond).mean
         # 2. x_prev = μ_θ + σ_t z with fresh z.
         if noise is None:
             noise = torch.randn(
@@ -308,8 +368,9 @@ class SQDFTrainer:
             )
         x_prev = out.mean + out.sigma * noise
         # 3. Q̂ = γ^k r̂(f(x_prev)), f the frozen estimator at state i+1 (identity at state K).
-        x0_hat = self.reference.x0_estimate(x_prev, i + 1, cfg.x0_method, cfg.ddim_m)
-        reward = self._reward(reward_fn, x0_hat)
+        given = {} if cond is None else {"cond": cond}
+        x0_hat = self.reference.x0_estimate(x_prev, i + 1, cfg.x0_method, cfg.ddim_m, **given)
+        reward = self._reward(reward_fn, x0_hat, cond)
         k = (K - 1 - i).to(device=x_t.device, dtype=x_t.dtype)
         q = cfg.gamma**k * reward
         if constraint_fn is not None:  # h(f(x_prev)), undiscounted by default
@@ -326,28 +387,34 @@ class SQDFTrainer:
     # ------------------------------------------------------------------ training
     def _rollouts(
         self, reward_fn: RewardFn, n: int, constraint_fn: RewardFn | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """n fresh policy trajectories ``(n, K+1, *shape)`` and their rewards ``(n,)``
-        (r̂ + h when there is a constraint term)."""
-        out = self.policy.sample(n, self.generator, return_trajectory=True)
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """n fresh policy trajectories ``(n, K+1, *shape)``, their rewards ``(n,)`` (r̂ + h
+        when there is a constraint term) and conditions (drawn from the pool, or ``None``)."""
+        cond = self._rollout_conditions(n)
+        out = self.policy.sample(n, self.generator, return_trajectory=True, cond=cond)
         with torch.no_grad():
-            r = self._reward(reward_fn, out.x)
+            r = self._reward(reward_fn, out.x, cond)
             if constraint_fn is not None:
                 r = r + self._reward(constraint_fn, out.x)
         assert out.trajectory is not None
-        return out.trajectory, r
+        return out.trajectory, r, cond
 
-    def _draw_batch(self, fresh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw_batch(
+        self, fresh: torch.Tensor | None, fresh_cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The step's transitions: states ``(b, *shape)``, steps ``(b,)`` and conditions."""
         cfg, K = self.config, self.num_inference_steps
         b = cfg.transitions_per_step
         n_on = round(cfg.onpolicy_fraction * b) if fresh is not None else 0
-        xs, steps = [], []
+        xs, steps, conds = [], [], []
         if n_on > 0:
             assert fresh is not None
             j = torch.randint(fresh.shape[0], (n_on,), generator=self.index_generator)
             i = torch.randint(K, (n_on,), generator=self.index_generator)
             xs.append(fresh[j.to(fresh.device), i.to(fresh.device)])
             steps.append(i)
+            if fresh_cond is not None:
+                conds.append(fresh_cond[j.to(fresh_cond.device)])
         if b - n_on > 0:
             if len(self.buffer) == 0:
                 raise ValueError(
@@ -362,7 +429,11 @@ class SQDFTrainer:
             tb = self.buffer.sample(b - n_on, cfg.buffer_method, cfg.gamma, cfg.buffer_priority)
             xs.append(tb.x_t.to(self.device))
             steps.append(tb.step.cpu())
-        return torch.cat(xs), torch.cat(steps)
+            if tb.condition is not None:
+                conds.append(tb.condition.to(self.device))
+        if self.policy.conditional and len(conds) != len(xs):
+            raise ValueError("the replay buffer holds trajectories without conditions")
+        return torch.cat(xs), torch.cat(steps), (torch.cat(conds) if conds else None)
 
     def train_step(
         self, reward_fn: RewardFn, constraint_fn: RewardFn | None = None
@@ -386,17 +457,27 @@ class SQDFTrainer:
                 self.generator.manual_seed(shard_generator_seed(self.seed, rank, self.num_updates))
         # 1. Fresh on-policy rollouts (this process's share, gathered from every process),
         #    stored with their surrogate rewards.
-        fresh, rollout_reward = None, float("nan")
+        fresh, fresh_cond, rollout_reward = None, None, float("nan")
         if cfg.rollouts_per_step > 0:
-            fresh, r = self._rollouts(reward_fn, cfg.rollouts_per_step // size, constraint_fn)
+            fresh, r, fresh_cond = self._rollouts(
+                reward_fn, cfg.rollouts_per_step // size, constraint_fn
+            )
             fresh, r = all_gather_cat(fresh), all_gather_cat(r)
-            self.buffer.add(fresh, r, "rollout", self.round)
+            if fresh_cond is not None:
+                fresh_cond = all_gather_cat(fresh_cond)
+            self.buffer.add(fresh, r, "rollout", self.round, conditions=fresh_cond)
             rollout_reward = float(r.double().mean())
         # 2. The batch: on-policy part from the fresh rollouts, the rest from the buffer
         #    (the same batch on every process), and this process's share of it.
-        x_t, step = self._draw_batch(fresh)
+        x_t, step, cond = self._draw_batch(fresh, fresh_cond)
         # 3. Loss, gradients (averaged over the processes), clipping and the optimizer step.
-        metrics = self.update(reward_fn, x_t[mine], step[mine], constraint_fn=constraint_fn)
+        metrics = self.update(
+            reward_fn,
+            x_t[mine],
+            step[mine],
+            constraint_fn=constraint_fn,
+            cond=None if cond is None else cond[mine],
+        )
         return {
             "update": float(self.num_updates),
             "round": float(self.round),
@@ -412,6 +493,7 @@ class SQDFTrainer:
         step: torch.Tensor,
         noise: torch.Tensor | None = None,
         constraint_fn: RewardFn | None = None,
+        cond: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """One optimizer step on given transitions: loss, gradients, clipping, AdamW.
 
@@ -427,6 +509,7 @@ class SQDFTrainer:
             step: transition index of each state, shape ``(b,)`` long.
             noise: z of shape ``(b, *shape)``; default fresh from the trainer's generator.
             constraint_fn: optional constraint term h (see :meth:`loss`).
+            cond: the transitions' network conditions ``(b, …)`` (conditional priors).
 
         Returns:
             ``loss``, ``reward``, ``q``, ``kl`` (means over the batch, every process's share
@@ -437,7 +520,7 @@ class SQDFTrainer:
             broadcast_(self._params, src=0)
             self._dp_world = world()
         # 1. Loss on these transitions and its gradients w.r.t. the trained parameters only.
-        loss, parts = self.loss(reward_fn, x_t, step, noise, constraint_fn)
+        loss, parts = self.loss(reward_fn, x_t, step, noise, constraint_fn, cond)
         grads = torch.autograd.grad(loss, self._params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self._params, grads)]
         # 2. Batch means (float64), averaged over the processes together with the gradients.
@@ -528,6 +611,8 @@ class SQDFTrainer:
         d["index_generator"] = self.index_generator.get_state().clone()
         d["round"] = torch.tensor(self.round, dtype=torch.long)
         d["num_updates"] = torch.tensor(self.num_updates, dtype=torch.long)
+        if self.condition_pool is not None:
+            d["condition_pool"] = self.condition_pool.detach().cpu().clone()
         if include_buffer:
             for k, v in self.buffer.state_dict().items():
                 d[f"buffer/{k}"] = v
@@ -567,6 +652,8 @@ class SQDFTrainer:
             self.index_generator.set_state(state["index_generator"].to(torch.uint8))
         self.round = int(state.get("round", torch.tensor(0)))
         self.num_updates = int(state.get("num_updates", torch.tensor(0)))
+        pool = state.get("condition_pool")
+        self.condition_pool = None if pool is None else pool.to(self.device).clone()
         buf = sub("buffer/")
         if buf:
             self.buffer.load_state_dict(buf, device=self.device)

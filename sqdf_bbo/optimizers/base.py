@@ -3,6 +3,7 @@
 Usage (any optimizer)::
 
     batch = opt.ask()                 # Batch(ids: list[int], x: (n, *shape))
+    batch = opt.ask(n, conditions=c)  # a conditional prior: one condition per design
     opt.tell(batch.ids, y)            # y: (n,) floats; NaN / ±inf marks a failed evaluation
     opt.tell_external(x, y)           # data the optimizer did not ask for (e.g. a lab's archive)
     opt.history                       # pandas DataFrame, one row per point
@@ -93,6 +94,8 @@ class Optimizer(ABC):
             :class:`~sqdf_bbo.constraints.Constraints`: ``ask`` never returns a design that
             violates one (:mod:`sqdf_bbo.optimizers.feasible`). They are code, so a study
             records only their names: pass them again to ``load(path, constraints=...)``.
+        state_shape: the shape of the sampler's states when it differs from the designs'
+            (a latent prior: its chains live in the latent space); default ``shape``.
     """
 
     method: ClassVar[str] = ""
@@ -120,6 +123,7 @@ class Optimizer(ABC):
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
         constraints: Constraints | Sequence[Callable[..., Any] | Constraint] | None = None,
+        state_shape: Sequence[int] | None = None,
     ) -> None:
         shape = tuple(int(s) for s in shape)
         if not shape or any(s < 1 for s in shape):
@@ -133,6 +137,9 @@ class Optimizer(ABC):
                 f"{type(self).__name__} must set a class attribute `method` (a unique name)"
             )
         self.shape: tuple[int, ...] = shape
+        self.state_shape: tuple[int, ...] = (
+            shape if state_shape is None else tuple(int(s) for s in state_shape)
+        )
         self.seed = int(seed)
         self.constraints: Constraints | None = as_constraints(constraints)
         #: share of the designs drawn by the last ``ask`` that satisfied the known constraints
@@ -158,6 +165,12 @@ class Optimizer(ABC):
         """REQUIRED: the next ``n`` designs, ``Proposal(x (n, *shape), trajectories (n, K+1,
         *shape) | None)``. Draw randomness only from ``self.generator`` (a ``torch.Generator``
         on ``self.device``) or ``self.np_rng``; the base saves and restores both."""
+
+    def _check_conditions(self, conditions: Any, n: int) -> list[Any]:
+        """Conditions of ``n`` designs (``ask`` / ``tell_external``), checked and normalized.
+        Default: this optimizer takes none (``TypeError``). A conditional optimizer returns
+        one value per design and its ``_propose(n, conditions=...)`` takes them."""
+        raise TypeError(f"{type(self).__name__} takes no conditions (its prior is unconditional)")
 
     def _fit(self, observations: Observations) -> None:  # noqa: B027 - optional hook
         """Learn from **all** successful observations (asked and external; failed points are
@@ -212,8 +225,12 @@ class Optimizer(ABC):
         return inputs.value_limit(self.dtype)
 
     # ------------------------------------------------------------------ public API
-    def ask(self, n: int | None = None) -> Batch:
+    def ask(self, n: int | None = None, *, conditions: Any = None) -> Batch:
         """Propose ``n`` designs (default ``batch_size``); they are pending until told.
+
+        ``conditions``: for a conditional prior, one condition per design (a list of class
+        labels, prompts or embedding tensors; ``n`` defaults to its length); stored with
+        each point (``history["condition"]``).
 
         Refits first (``_fit``, a new round) when successful observations arrived since
         the last fit, or when some were excluded since (``mark_failed``); when every one was
@@ -222,7 +239,20 @@ class Optimizer(ABC):
         (with a ``RuntimeWarning``) when the sampler could not find n feasible designs within
         ``max_draws_factor · n`` draws.
         """
+        if n is None and conditions is not None and not isinstance(conditions, (str, int)):
+            n = len(conditions)
         n = self.batch_size if n is None else inputs.check_count(n, "n")
+        conds = None if conditions is None else self._check_conditions(conditions, n)
+        if conds is None and getattr(self, "conditional", False):
+            raise TypeError(
+                f"{type(self).__name__} samples a conditional prior: pass one condition per "
+                "design, e.g. ask(n, conditions=[label] * n)"
+            )
+        if conds is not None and self.constraints is not None:
+            raise NotImplementedError(
+                "known constraints with conditions are not supported yet (the redraws would "
+                "have to keep each row's condition)"
+            )
         if n > self.max_ask:
             raise ValueError(
                 f"n={n} designs is more than one ask may return ({self.max_ask}); "
@@ -242,7 +272,7 @@ class Optimizer(ABC):
         # 2. Proposal, checked before it is recorded (and, with known constraints, redrawn
         #    until its designs satisfy them).
         if self.constraints is None:
-            x, traj = self._checked_proposal(n)
+            x, traj = self._checked_proposal(n, conds)
         else:
             prop, drawn = propose_feasible(
                 self._checked_proposal,
@@ -262,16 +292,22 @@ class Optimizer(ABC):
         ts = (
             [None] * n if traj is None else [t.clone() for t in traj.detach().to("cpu", self.dtype)]
         )
+        cs = [None] * n if conds is None else conds
         points = [
-            Point(i, self.round, "asked", "pending", math.nan, now, None, xs[k], ts[k])
+            Point(
+                i, self.round, "asked", "pending", math.nan, now, None, xs[k], ts[k],
+                condition=cs[k],
+            )
             for k, i in enumerate(ids)
-        ]
+        ]  # fmt: skip
         self._add(points, snapshot_state=True)
-        return Batch(ids=ids, x=x.clone())
+        return Batch(ids=ids, x=x.clone(), conditions=conds)
 
-    def _checked_proposal(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _checked_proposal(
+        self, n: int, conditions: list[Any] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``_propose(n)``'s designs ``(n, *shape)`` and trajectories, checked."""
-        prop = self._propose(n)
+        prop = self._propose(n) if conditions is None else self._propose(n, conditions=conditions)
         x = inputs.check_proposal(self, prop, n)
         return x, prop.trajectories
 
@@ -319,7 +355,13 @@ class Optimizer(ABC):
             p.state, p.value, p.told_at, p.reason, p.transient = state, v, t, r, flag
 
     def tell_external(
-        self, x: Any, y: Any, *, reasons: Any = None, transient: Any = None
+        self,
+        x: Any,
+        y: Any,
+        *,
+        reasons: Any = None,
+        transient: Any = None,
+        conditions: Any = None,
     ) -> list[int]:
         """Add observations the optimizer did not ask for, e.g. a lab's archive (the offline
         and warm-start workflow, docs/offline.md): designs ``x (n, *shape)`` (tensor or numpy
@@ -332,6 +374,8 @@ class Optimizer(ABC):
             transient: which failed rows failed for reasons that say nothing about the design:
                 ``True`` for all, a sequence of bools (one per row) or a collection of row
                 indices.
+            conditions: for a conditional prior, the condition each row was made under (one
+                per row: class labels, prompts or embedding tensors).
 
         Returns the new ids (one per row, in row order). The points are recorded with source
         ``"external"`` and no trajectory, and are fitted at the next ``ask`` (a new round, so
@@ -341,6 +385,13 @@ class Optimizer(ABC):
         """
         xt = inputs.as_designs(x, self.shape, self.device, self.dtype)
         values = inputs.as_values(y, xt.shape[0], self.dtype)
+        conds = None if conditions is None else self._check_conditions(conditions, xt.shape[0])
+        if conds is None and getattr(self, "conditional", False):
+            raise TypeError(
+                f"{type(self).__name__} samples a conditional prior: pass the conditions the "
+                "external designs were made under (conditions=...)"
+            )
+        cs = [None] * xt.shape[0] if conds is None else conds
         n = xt.shape[0]
         rows = list(range(n))
         why = inputs.as_reasons(reasons, rows)
@@ -361,6 +412,7 @@ class Optimizer(ABC):
                 x_cpu[k].clone(),
                 reason=why[k],
                 transient=flags[k],
+                condition=cs[k],
             )
             for k, (i, v) in enumerate(zip(ids, values.tolist()))
         ]

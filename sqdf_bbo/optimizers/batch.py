@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -19,10 +20,12 @@ class Batch:
     Attributes:
         ids: unique integer ids, one per design (pass them back to ``tell``).
         x: designs, shape ``(n, *shape)``.
+        conditions: the condition of each design (a conditional prior's ``ask``), or ``None``.
     """
 
     ids: list[int]
     x: torch.Tensor
+    conditions: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -43,16 +46,21 @@ class Proposal:
 
 
 def sample_proposal(
-    prior: DiffusionPrior, n: int, generator: torch.Generator, clip: bool
+    prior: DiffusionPrior,
+    n: int,
+    generator: torch.Generator,
+    clip: bool,
+    cond: torch.Tensor | None = None,
 ) -> Proposal:
     """n designs of ``prior`` (network in eval mode) with their trajectories ``(n, K+1, *shape)``;
-    designs mapped by ``prior.to_design`` (clamped to the value range) when ``clip`` (the
-    trajectory keeps the chain)."""
+    designs mapped by ``prior.to_design`` (clamped to the value range, or decoded) when
+    ``clip`` (the trajectory keeps the chain); ``cond``: the network conditions ``(n, …)``
+    of a conditional prior."""
     net = prior.denoiser
     was_training = net.training
     net.eval()
     try:
-        out = prior.sample(n, generator, return_trajectory=True)
+        out = prior.sample(n, generator, return_trajectory=True, cond=cond)
     finally:
         net.train(was_training)
     x = prior.to_design(out.x) if clip else out.x

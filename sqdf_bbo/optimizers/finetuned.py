@@ -7,6 +7,10 @@ described once, by the numbered comments of :meth:`FinetunedPriorOptimizer._fit`
 A subclass sets ``method``, ``config_class`` (a :class:`FinetunedPriorConfig` with a
 ``finetune`` field holding the fine-tuner's settings), ``trainer_class`` (built as
 ``trainer_class(prior, config.finetune, seed=seed + 1)``) and ``kl_log_name``.
+
+Length: one class whose round, reward, conditions, diagnostics and persistence share its
+surrogate, trainer and reward scale; the constraint term (:mod:`.constraint_term`) and the
+proposal (:mod:`.batch`) live apart.
 """
 
 from __future__ import annotations
@@ -112,10 +116,14 @@ class FinetunedPriorConfig(RewardGuards):
         feasibility_options: :class:`~sqdf_bbo.surrogates.feasibility.FeasibilityConfig`
             overrides (JSON values), e.g. ``{"objective": "optimistic"}``.
         clip_designs: map sampler outputs to designs with ``prior.to_design`` (clamp to the
-            prior's ``value_range``, if any), both for asked designs and inside every reward
-            path (the soft-Q estimate f(x_prev) and rollouts are scored as the oracle would
-            see them, as the official code clamps decoded images before its reward model);
-            the stored trajectory keeps the unclamped chain.
+            prior's ``value_range``, if any, or its decoder), both for asked designs and inside
+            every reward path (the soft-Q estimate f(x_prev) and rollouts are scored as the
+            oracle would see them, as the official code clamps decoded images before its
+            reward model); the stored trajectory keeps the unclamped chain.
+        surrogate_reads_condition: for a conditional prior, the surrogate's input is the
+            design's features followed by the condition's (a one-hot label, or the token mean
+            of an embedding: :meth:`Conditioning.features`), so it can learn a reward that
+            depends on the condition; ``False``: the design alone.
         progress: tqdm bars while fine-tuning.
 
     Old names of these settings (e.g. the fine-tuner's, flat before they moved into
@@ -129,6 +137,7 @@ class FinetunedPriorConfig(RewardGuards):
     learn_feasibility: bool = True
     feasibility_options: Mapping[str, Any] = field(default_factory=dict)
     clip_designs: bool = True
+    surrogate_reads_condition: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -184,6 +193,12 @@ class FinetunedPriorOptimizer(Optimizer):
             records only that one was used: pass it again to ``load(path, feature_map=...)``.
         constraints: known constraints (:class:`~sqdf_bbo.optimizers.base.Optimizer`); they
             also enter the reward (:mod:`.constraint_term`).
+
+    A conditional prior (``prior.conditional``) makes a conditional optimizer: ``ask(n,
+    conditions=...)`` takes one condition per design, the fine-tuner's chains keep them, its
+    KL is to the conditional reference and the surrogate reads them
+    (``surrogate_reads_condition``). Designs are ``prior.design_shape`` (a latent prior's
+    decoded designs) while chains are ``prior.shape``.
     """
 
     config_class: ClassVar[type[FinetunedPriorConfig]]
@@ -212,33 +227,66 @@ class FinetunedPriorOptimizer(Optimizer):
         self.prior = prior
         self.config = config
         self.feature_map = feature_map
+        self.conditional = prior.conditional
         self._start_model(int(seed))
         self.round_log: list[dict[str, float]] = []
         super().__init__(
-            prior.shape,
+            prior.design_shape,
             batch_size=batch_size,
             seed=seed,
             study=study,
             device=prior.device,
             dtype=prior.dtype,
             constraints=constraints,
+            state_shape=prior.shape,
         )
 
+    # ------------------------------------------------------------------ conditions
+    def _check_conditions(self, conditions: Any, n: int) -> list[Any]:
+        if self.prior.conditioning is None:
+            return super()._check_conditions(conditions, n)
+        return self.prior.conditioning.check_values(conditions, n)
+
+    def _encode(self, conditions: list[Any]) -> torch.Tensor | None:
+        """Network conditions ``(n, …)`` of stored conditions (``None``: unconditional)."""
+        if self.prior.conditioning is None:
+            return None
+        return self.prior.conditioning.encode(conditions, self.device)
+
+    @property
+    def _reads_condition(self) -> bool:
+        return self.conditional and self.config.surrogate_reads_condition
+
+    def surrogate_input(self, d: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """What the surrogate reads for designs ``d (n, *design_shape)``: the designs
+        themselves, or (a conditional prior with ``surrogate_reads_condition``) their
+        features ``(n, F)`` (the feature map's, or the flattened designs) followed by the
+        condition's ``(n, C)``."""
+        if not self._reads_condition:
+            return d
+        if cond is None:
+            raise ValueError("the surrogate reads conditions: pass the designs' conditions")
+        f = self.feature_map(d) if self.feature_map is not None else d
+        assert self.prior.conditioning is not None
+        c = self.prior.conditioning.features(cond).to(f.dtype)
+        return torch.cat([f.reshape(f.shape[0], -1), c], dim=1)
+
     # ------------------------------------------------------------------ the round
-    def reward(self, x: torch.Tensor) -> torch.Tensor:
-        """The reward fine-tuned against, ``(n,)`` for sampler outputs ``x (n, *shape)``:
-        :meth:`objective` + :meth:`constraint_term` (when there is one)."""
-        r = self.objective(x)
+    def reward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The reward fine-tuned against, ``(n,)`` for sampler outputs ``x (n, *shape)``
+        (and their network conditions): :meth:`objective` + :meth:`constraint_term`."""
+        r = self.objective(x, cond)
         h = self.constraint_term(x)
         return r if h is None else r + h
 
-    def objective(self, x: torch.Tensor) -> torch.Tensor:
+    def objective(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """The surrogate part of the reward, ``(n,)``: ``min((v(g(x)) − shift) / scale, cap)``
         with g = ``prior.to_design`` (when ``clip_designs``), v the surrogate objective and
         cap = the best observed value + ``reward_cap`` (standardized; no cap when
-        ``reward_cap`` is ``None``)."""
+        ``reward_cap`` is ``None``). ``cond``: the network conditions ``(n, …)`` of a
+        conditional prior (the surrogate may read them: :meth:`surrogate_input`)."""
         cfg = self.config
-        d = self.prior.to_design(x) if cfg.clip_designs else x
+        d = self.surrogate_input(self.prior.to_design(x) if cfg.clip_designs else x, cond)
         if cfg.surrogate_objective == "mean":
             v = self.surrogate.mean(d)
         elif cfg.surrogate_objective == "optimistic":
@@ -284,6 +332,7 @@ class FinetunedPriorOptimizer(Optimizer):
         if not pts or not self.surrogate.fitted:
             return {"pred_gap": math.nan, "optimism_gap": math.nan, "n_scored": float(len(pts))}
         x = torch.stack([p.x for p in pts]).to(self.device)
+        x = self.surrogate_input(x, self._encode([p.condition for p in pts]))
         realized = sum(p.value for p in pts) / len(pts)
         with torch.no_grad():
             mean, optimistic = self.surrogate.mean_and_optimistic(x)
@@ -328,8 +377,9 @@ class FinetunedPriorOptimizer(Optimizer):
         #    of the asked designs against the values the oracle returned (pred_gap,
         #    optimism_gap in target std; a warning above optimism_warning).
         self._score_last_batch()
-        # 2. Fit the surrogate on every successful observation (asked and external).
-        self.surrogate.fit(x, y)
+        # 2. Fit the surrogate on every successful observation (asked and external); for a
+        #    conditional prior it may read each observation's condition too.
+        self.surrogate.fit(self.surrogate_input(x, self._encode(observations.conditions)), y)
         # 3. What the reward knows of feasibility: the feasibility model on the told points
         #    (design failures included) and the known constraints' temperatures.
         design = self.prior.to_design if self.config.clip_designs else (lambda d: d)
@@ -345,9 +395,11 @@ class FinetunedPriorOptimizer(Optimizer):
         # 5. Start the fine-tuner's round with the queried chains and their values on the
         #    reward's scale (SQDF refills its replay buffer with them; SEIKO snapshots its KL
         #    reference). External observations have no chain: they shape the surrogate only.
-        chains, values, _ = observations.chains(self.trainer.num_inference_steps + 1)
+        length = self.trainer.num_inference_steps + 1
+        chains, values, _ = observations.chains(length)
         values = (values - self.reward_shift) / self.reward_scale
-        extra = self.trainer.start_round(new_round, chains, values)
+        conds = self._encode(observations.chain_conditions(length))
+        extra = self.trainer.start_round(new_round, chains, values, conditions=conds)
         # 6. Fine-tune the sampler against reward() = objective() (the surrogate, discounted
         #    by SQDF's γ^k) + constraint_term() (the log-feasibility, undiscounted). The next
         #    ask() samples its batch from the fine-tuned policy (_propose), keeping each chain
@@ -374,8 +426,10 @@ class FinetunedPriorOptimizer(Optimizer):
         cfg = self.config
         self.trainer: FineTuner = self.trainer_class(self.prior, cfg.finetune, seed=seed + 1)
         options = dict(cfg.surrogate_options)
+        # a surrogate that reads conditions gets features already made (surrogate_input)
+        feature_map = None if self._reads_condition else self.feature_map
         self.surrogate = make_surrogate(
-            cfg.surrogate, seed=seed + 3, feature_map=self.feature_map, **options
+            cfg.surrogate, seed=seed + 3, feature_map=feature_map, **options
         )
         self.constraint_model = ConstraintTerm(
             self.constraints,
@@ -394,28 +448,36 @@ class FinetunedPriorOptimizer(Optimizer):
         (:meth:`_start_model`, seeded as at construction); ``round_log`` keeps the rounds."""
         self._start_model(self.seed)
 
-    def _propose(self, n: int) -> Proposal:
-        return sample_proposal(self.trainer.policy, n, self.generator, self.config.clip_designs)
+    def _propose(self, n: int, conditions: list[Any] | None = None) -> Proposal:
+        cond = None if conditions is None else self._encode(conditions)
+        return sample_proposal(
+            self.trainer.policy, n, self.generator, self.config.clip_designs, cond
+        )
 
     def _metrics(self) -> dict[str, float]:
         """``kl_to_prior``: chain KL (nats) of the current sampler to the pretrained prior,
         estimated on the trajectories of the latest round's asked points (or 32 fresh ones)."""
         reference = self.trainer.reference
         K = reference.num_inference_steps
-        trajs = [
-            p.traj
+        pts = [
+            p
             for p in self._points.values()
-            if p.source == "asked" and p.round == self.round and p.traj is not None
+            if p.source == "asked"
+            and p.round == self.round
+            and p.traj is not None
+            and p.traj.shape[0] == K + 1
         ]
-        trajs = [t for t in trajs if t.shape[0] == K + 1]
-        if trajs:
-            traj = torch.stack(trajs).to(self.device)
+        cond = self._encode([p.condition for p in pts]) if pts else None
+        if pts:
+            traj = torch.stack([p.traj for p in pts]).to(self.device)  # type: ignore[misc]
+        elif self.conditional:  # no chain of this round to measure it on
+            return {"kl_to_prior": math.nan, "kl_to_prior_stderr": math.nan}
         else:
             gen = torch.Generator(device=self.device).manual_seed(
                 self.seed + 7919 * (self.round + 1)
             )
             traj = self.trainer.policy.sample(32, gen, return_trajectory=True).trajectory
-        est = chain_kl(self.trainer.policy.denoiser, reference, traj)
+        est = chain_kl(self.trainer.policy.denoiser, reference, traj, cond=cond)
         out = {"kl_to_prior": est.kl, "kl_to_prior_stderr": est.stderr}
         gaps = self.batch_optimism(self.round)
         out["pred_gap"], out["optimism_gap"] = gaps["pred_gap"], gaps["optimism_gap"]

@@ -347,6 +347,7 @@ def check_proposal(opt: Any, prop: Any, n: int) -> torch.Tensor:
     if not isinstance(prop, Proposal):
         raise TypeError(f"{name}._propose must return a Proposal, got {type(prop).__name__}")
     x, t, shape = prop.x, prop.trajectories, opt.shape
+    state = tuple(getattr(opt, "state_shape", shape))  # a latent prior's chains
     if not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *shape):
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise RuntimeError(f"{name}._propose({n}) returned x of shape {got}")
@@ -354,9 +355,9 @@ def check_proposal(opt: Any, prop: Any, n: int) -> torch.Tensor:
         raise RuntimeError(f"{name}._propose returned non-finite designs")
     if t is not None and (
         not isinstance(t, torch.Tensor)
-        or t.ndim != len(shape) + 2
+        or t.ndim != len(state) + 2
         or t.shape[0] != n
-        or tuple(t.shape[2:]) != shape
+        or tuple(t.shape[2:]) != state
     ):
         got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         raise RuntimeError(

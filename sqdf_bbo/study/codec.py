@@ -3,6 +3,8 @@
 - :func:`tensor_bytes` / :func:`bytes_tensor`: one tensor as its raw little-endian bytes (the
   ``x`` and ``traj`` columns of the points table); dtype and shape are stored elsewhere (the
   study metadata).
+- :func:`condition_bytes` / :func:`bytes_condition`: one point's condition (a class label, a
+  prompt or an embedding tensor; the ``cond`` column), type-tagged.
 - :func:`split_state` / :func:`join_state`: a nested state (dicts/lists of tensors, numpy
   arrays and JSON values) as JSON with placeholders plus a flat dict of tensors (a snapshot's
   ``state.json`` + ``tensors.safetensors``).
@@ -10,13 +12,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["tensor_bytes", "bytes_tensor", "split_state", "join_state"]
+__all__ = [
+    "tensor_bytes",
+    "bytes_tensor",
+    "condition_bytes",
+    "bytes_condition",
+    "split_state",
+    "join_state",
+]
 
 
 def tensor_bytes(t: torch.Tensor) -> bytes:
@@ -39,6 +49,38 @@ def bytes_tensor(b: bytes, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.
     if flat.numel() != int(np.prod(shape)):
         raise ValueError(f"stored array of {flat.numel()} values does not fit shape {shape}")
     return flat.reshape(shape)
+
+
+def condition_bytes(value: int | str | torch.Tensor) -> bytes:
+    """A condition's bytes: ``L<label>``, ``P<utf-8 prompt>`` or ``T<json shape>\n<float32>``."""
+    if isinstance(value, bool):
+        raise TypeError("a condition cannot be a bool")
+    if isinstance(value, int):
+        return b"L" + str(value).encode()
+    if isinstance(value, str):
+        return b"P" + value.encode("utf-8")
+    if isinstance(value, torch.Tensor):
+        head = json.dumps(list(value.shape)).encode()
+        return b"T" + head + b"\n" + tensor_bytes(value.to(torch.float32))
+    raise TypeError(f"a condition must be an int, a str or a tensor, got {type(value).__name__}")
+
+
+def bytes_condition(b: bytes) -> int | str | torch.Tensor:
+    """Inverse of :func:`condition_bytes` (``ValueError`` for bytes it did not write)."""
+    b = bytes(b)
+    tag, body = b[:1], b[1:]
+    try:
+        if tag == b"L":
+            return int(body.decode("ascii"))
+        if tag == b"P":
+            return body.decode("utf-8")
+        if tag == b"T":
+            head, _, raw = body.partition(b"\n")
+            shape = tuple(int(s) for s in json.loads(head))
+            return bytes_tensor(raw, torch.float32, shape)
+    except (UnicodeDecodeError, ValueError, TypeError) as err:
+        raise ValueError(f"unreadable stored condition ({err})") from None
+    raise ValueError(f"unreadable stored condition (tag {tag!r})")
 
 
 def split_state(obj: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:

@@ -58,10 +58,13 @@ def check_schema(
     table has a ``crc`` column."""
     if meta["version"] >= 2:
         lacking = [c for c in ("crc", "transient") if c not in point_columns]
+        lacking += [c for c in ("cond",) if meta["version"] >= 3 and c not in point_columns]
         lacking += [] if meta_checked else ["crc (of the metadata table)"]
         if lacking or INTEGRITY not in meta:
             what = f"columns {lacking}" if lacking else f"its {INTEGRITY!r} metadata"
-            raise StudyError(f"{path}: a version-2 study without {what}: altered {RESTORE}")
+            raise StudyError(
+                f"{path}: a version-{meta['version']} study without {what}: altered {RESTORE}"
+            )
     elif meta_checked != ("crc" in point_columns):
         raise StudyError(
             f"{path}: one table has row checksums and the other not: a checksum column was "
@@ -147,13 +150,15 @@ def moved_record(
 
 
 def migrate_to_v2(path: Path, conn: sqlite3.Connection, meta: Mapping[str, Any]) -> None:
-    """Version 1 → 2 inside the caller's write transaction: add the ``reason``,
-    ``transient`` and CRC columns a study lacks, verify every row's CRC (a study from
+    """Version 1 or 2 → the current version inside the caller's write transaction: add the
+    ``reason``, ``cond``, ``transient`` and CRC columns a study lacks, verify every row's CRC (a study from
     before checksums gets them computed from what is there now), and write the version and
     the integrity record of the rows as they are."""
     pre_checksum = not has_column(conn, "points", "crc")
     if not has_column(conn, "points", "reason"):
         conn.execute("ALTER TABLE points ADD COLUMN reason TEXT")
+    if not has_column(conn, "points", "cond"):  # old rows: unconditional
+        conn.execute("ALTER TABLE points ADD COLUMN cond BLOB")
     if not has_column(conn, "points", "transient"):  # old rows: not transient
         conn.execute(
             "ALTER TABLE points ADD COLUMN transient INTEGER NOT NULL DEFAULT 0 "

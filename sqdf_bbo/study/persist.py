@@ -113,6 +113,8 @@ def header(opt: Persistable) -> dict[str, Any]:
         "seed": opt.seed,
         "study_uid": opt._study_uid,
         "constraints": constraint_names(opt),
+        # a latent prior's chains are not designs: their shape, for decoding them
+        **({"state_shape": list(opt.state_shape)} if opt.state_shape != opt.shape else {}),
     }
 
 

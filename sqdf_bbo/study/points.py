@@ -57,6 +57,8 @@ class Point:
             contaminated), ``False`` when the design itself failed (the oracle could not
             evaluate it, or it is infeasible). Always ``False`` for pending and complete
             points.
+        condition: the condition it was asked or told under (a conditional prior's class
+            label ``int``, prompt ``str`` or embedding tensor), or ``None``.
     """
 
     id: int
@@ -70,6 +72,7 @@ class Point:
     traj: torch.Tensor | None = None
     reason: str | None = None
     transient: bool = False
+    condition: int | str | torch.Tensor | None = None
 
 
 def state_of(value: float) -> str:
@@ -93,6 +96,8 @@ class Observations:
             failed ones were asked for; empty when built without states).
         transient: per point, whether its failure says nothing about the design
             (:attr:`Point.transient`; ``False`` for complete points and design failures).
+        conditions: per point, its condition (:attr:`Point.condition`; ``None`` when
+            unconditional; empty when built without them).
     """
 
     ids: list[int]
@@ -103,6 +108,7 @@ class Observations:
     trajectories: list[torch.Tensor | None]
     states: list[str] = field(default_factory=list)
     transient: list[bool] = field(default_factory=list)
+    conditions: list[int | str | torch.Tensor | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -123,6 +129,15 @@ class Observations:
             return empty.to(self.x.device), self.y[:0], []
         traj = torch.stack([self.trajectories[i] for i in keep]).to(self.x.device)
         return traj, self.y[keep], [self.rounds[i] for i in keep]
+
+    def chain_conditions(self, length: int) -> list[int | str | torch.Tensor | None]:
+        """The conditions of the chains :meth:`chains` returns for ``length``, in its order."""
+        conds = self.conditions or [None] * len(self.ids)
+        return [
+            conds[i]
+            for i, t in enumerate(self.trajectories)
+            if t is not None and t.shape[0] == length
+        ]
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,7 @@ def observations_of(
         [p.traj for p in pts],
         [p.state for p in pts],
         [p.state == "failed" and p.transient for p in pts],
+        [p.condition for p in pts],
     )
 
 
@@ -168,6 +184,13 @@ def best_of(points: Iterable[Point], device: torch.device) -> Best | None:
         return None
     p = max(pts, key=lambda q: (q.value, -q.id))
     return Best(p.id, p.x.to(device).clone(), p.value)
+
+
+def _shown(condition: int | str | torch.Tensor | None) -> object:
+    """A condition as a history cell: labels and prompts as they are, tensors by shape."""
+    if isinstance(condition, torch.Tensor):
+        return f"<embedding {tuple(condition.shape)}>"
+    return condition
 
 
 def history_frame(points: Iterable[Point]) -> pd.DataFrame:
@@ -198,4 +221,6 @@ def history_frame(points: Iterable[Point]) -> pd.DataFrame:
             ),
         }
     )
+    if any(p.condition is not None for p in pts):  # conditional studies: what each was under
+        df["condition"] = pd.Series([_shown(p.condition) for p in pts], dtype="object")
     return df

@@ -6,9 +6,14 @@ columns (:func:`row_crc`), written in the same transaction and verified on every
 of studies written before checksums existed get theirs at the first writable open.
 
 A point row's checksum (:func:`point_crc`) covers its ``ROW_COLUMNS`` and, only when it is
-set, the ``transient`` flag: rows written before the flag existed (which read as not
-transient) keep the checksums they were written with, and changing the flag either way
-breaks the checksum.
+set, the ``transient`` flag, and, only when there is one, the condition (``cond``, version 3):
+rows written before the flag or the condition existed (which read as not transient and
+unconditional) keep the checksums they were written with, and changing either breaks the
+checksum.
+
+Version 3 added the ``cond`` column: the condition a design was asked or told under (a
+conditional prior's class label, prompt or embedding; :func:`~sqdf_bbo.study.codec.condition_bytes`).
+Older studies read as unconditional and get the column at their first writable open.
 
 The metadata row ``integrity`` (:func:`integrity_record`) counts the committed points and
 sums their CRCs, so that deleted, added and unchecked rows are found too
@@ -38,6 +43,7 @@ __all__ = [
     "integrity_record",
     "SCHEMA",
     "ROW_COLUMNS",
+    "BASE_COLUMNS",
     "INSERT_POINT",
     "POINT_COLUMNS",
     "REQUIRED_META",
@@ -51,9 +57,10 @@ __all__ = [
 ]
 
 STUDY_FORMAT = "sqdf-bbo-study"
-STUDY_VERSION = 2
-#: Versions this code reads: 1 (no integrity record; migrated at the first writable open), 2.
-READABLE_VERSIONS = (1, 2)
+STUDY_VERSION = 3
+#: Versions this code reads: 1 (no integrity record), 2 (no ``cond`` column), 3; the older
+#: ones are migrated at their first writable open.
+READABLE_VERSIONS = (1, 2, 3)
 INTEGRITY = "integrity"
 SNAPSHOT_NAME = re.compile(r"[0-9]+")
 
@@ -71,13 +78,17 @@ CREATE TABLE points (
     x        BLOB NOT NULL,
     traj     BLOB,
     reason   TEXT,
+    cond     BLOB,
     transient INTEGER NOT NULL DEFAULT 0 CHECK (transient IN (0, 1)),
     crc      INTEGER
 );
 """
 ROW_COLUMNS = (
-    "id", "round", "source", "state", "value", "raw", "asked_at", "told_at", "x", "traj", "reason"
+    "id", "round", "source", "state", "value", "raw", "asked_at", "told_at", "x", "traj", "reason",
+    "cond",
 )  # fmt: skip
+#: The columns a version-1 or -2 study's rows were checksummed with (no ``cond``).
+BASE_COLUMNS = ROW_COLUMNS[:-1]
 INSERT_POINT = (
     f"INSERT INTO points ({', '.join(ROW_COLUMNS)}, transient, crc) "
     f"VALUES ({', '.join('?' * (len(ROW_COLUMNS) + 2))})"
@@ -109,9 +120,16 @@ def row_crc(fields: Sequence[Any]) -> int:
 
 
 def point_crc(fields: Sequence[Any], transient: Any) -> int:
-    """CRC-32 of a points row: its ``ROW_COLUMNS`` ``fields``, plus the ``transient`` flag
-    only when it is set (see the module docstring)."""
-    return row_crc((*fields, 1) if transient else tuple(fields))
+    """CRC-32 of a points row: its ``ROW_COLUMNS`` ``fields`` (or the ``BASE_COLUMNS`` of a
+    row without a condition), plus the ``transient`` flag only when it is set and the
+    condition only when there is one (see the module docstring)."""
+    base, cond = tuple(fields[: len(BASE_COLUMNS)]), None
+    if len(fields) > len(BASE_COLUMNS):
+        cond = fields[len(BASE_COLUMNS)]
+    extra = (1,) if transient else ()
+    if cond is not None:
+        extra = (*extra, b"cond", cond)
+    return row_crc((*base, *extra))
 
 
 def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:

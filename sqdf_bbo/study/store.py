@@ -61,7 +61,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sqdf_bbo.checksums import CHECKSUMS, ChecksumError, verify_checksums, write_checksums
-from sqdf_bbo.study.codec import bytes_tensor, tensor_bytes
+from sqdf_bbo.study.codec import bytes_condition, bytes_tensor, condition_bytes, tensor_bytes
 from sqdf_bbo.study.errors import SnapshotMissing, StudyError
 from sqdf_bbo.study.folder import (
     CREATING,
@@ -414,14 +414,18 @@ class StudyStore:
         """All points ordered by id, each row checked against its checksum; designs are
         decoded with the study's stored ``dtype`` and ``shape``."""
         reason = "reason" if has_column(self.conn, "points", "reason") else "NULL"
+        cond = "cond" if has_column(self.conn, "points", "cond") else "NULL"
         transient = "transient" if has_column(self.conn, "points", "transient") else "0"
         crc = "crc" if has_column(self.conn, "points", "crc") else "NULL"
         rows = self.conn.execute(
             "SELECT id, round, source, state, value, raw, asked_at, told_at, x, traj, "
-            f"{reason}, {transient}, {crc} FROM points ORDER BY id"
+            f"{reason}, {cond}, {transient}, {crc} FROM points ORDER BY id"
         ).fetchall()
         meta = self.read_meta()
-        layout = (getattr(torch, str(meta["dtype"])), tuple(int(d) for d in meta["shape"]))
+        shape = tuple(int(d) for d in meta["shape"])
+        # a latent prior's chains live in its state space, not the design space
+        state_shape = tuple(int(d) for d in meta.get("state_shape", shape))
+        layout = (getattr(torch, str(meta["dtype"])), shape, state_shape)
         out = []
         for row in rows:
             fields, flag, crc_value = row[:-2], row[-2], row[-1]
@@ -432,11 +436,16 @@ class StudyStore:
         return out
 
     def _decode_point(
-        self, row: Sequence[Any], transient: Any, dtype: torch.dtype, shape: tuple[int, ...]
+        self,
+        row: Sequence[Any],
+        transient: Any,
+        dtype: torch.dtype,
+        shape: tuple[int, ...],
+        state_shape: tuple[int, ...],
     ) -> Point:
         """A :class:`Point` from the columns of ``ROW_COLUMNS`` and the ``transient`` flag
-        (designs ``(*shape)`` and trajectories ``(K+1, *shape)`` of ``dtype``, CPU)."""
-        pid, rnd, source, state, value, raw, asked_at, told_at, x, traj, why = row
+        (designs ``(*shape)`` and trajectories ``(K+1, *state_shape)`` of ``dtype``, CPU)."""
+        pid, rnd, source, state, value, raw, asked_at, told_at, x, traj, why, cond = row
         if state not in STATES or source not in SOURCES:
             raise StudyError(f"point {pid} has state {state!r} / source {source!r}")
         if state == "complete":
@@ -447,14 +456,17 @@ class StudyStore:
             v = math.nan
         try:
             xt = bytes_tensor(x, dtype, shape)
-            tt = None if traj is None else bytes_tensor(traj, dtype, (-1, *shape))
+            tt = None if traj is None else bytes_tensor(traj, dtype, (-1, *state_shape))
+            condition = None if cond is None else bytes_condition(cond)
         except ValueError as err:
             raise StudyError(f"{self.path}: point {pid}: {err}") from None
         if transient not in (0, 1) or (transient and state != "failed"):
             raise StudyError(
                 f"{self.path}: point {pid} has transient flag {transient!r} in state {state!r}"
             )
-        return Point(pid, rnd, source, state, v, asked_at, told_at, xt, tt, why, bool(transient))
+        return Point(
+            pid, rnd, source, state, v, asked_at, told_at, xt, tt, why, bool(transient), condition
+        )
 
     def _migrate(self) -> None:
         """Bring a version-1 study up to the current version at a writable open, in one
@@ -505,6 +517,7 @@ class StudyStore:
             tensor_bytes(point.x),
             None if point.traj is None else tensor_bytes(point.traj),
             point.reason,
+            None if point.condition is None else condition_bytes(point.condition),
         )
         flag = int(bool(point.transient))
         return (*fields, flag, point_crc(fields, flag))
