@@ -329,7 +329,7 @@ def _load_from(
     target = resolve(str(meta.get("method")), store.path)
     record: dict[str, Any] = {}
     if changes:
-        shape = meta.get("shape") or (1,)
+        shape = meta.get("state_shape") or meta.get("shape") or (1,)  # the chains' D
         spec, diff = changed_settings(store.path, target, meta.get("spec"), changes, shape)
         entry = {"at": time.time(), "changes": {k: list(v) for k, v in diff.items()}}
         if diff:  # values equal to the current ones change (and record) nothing
