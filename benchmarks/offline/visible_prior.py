@@ -17,7 +17,13 @@ import torch
 
 from benchmarks.denoiser_training import train_denoiser
 from benchmarks.offline.archives import Archive
-from benchmarks.train_priors import AIRFOIL_RECIPE, airfoil_mlp, attach_consistency, make_scheduler
+from benchmarks.train_priors import (
+    AIRFOIL_RECIPE,
+    PriorRecipe,
+    airfoil_mlp,
+    attach_consistency,
+    make_scheduler,
+)
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 
 __all__ = ["VISIBLE_PRIOR_TASKS", "visible_prior"]
@@ -25,9 +31,12 @@ __all__ = ["VISIBLE_PRIOR_TASKS", "visible_prior"]
 VISIBLE_PRIOR_TASKS = ("airfoil-ld",)
 
 
-def visible_prior(archive: Archive, folder: Path, progress: bool = False) -> DiffusionPrior:
+def visible_prior(
+    archive: Archive, folder: Path, progress: bool = False, recipe: PriorRecipe = AIRFOIL_RECIPE
+) -> DiffusionPrior:
     """The ``airfoil`` recipe trained on ``archive``'s visible designs (failed ones included:
-    they are real airfoils), loaded from ``folder`` when an earlier run saved it there."""
+    they are real airfoils), loaded from ``folder`` when an earlier run saved it there
+    (``recipe``: another one for smoke tests)."""
     if archive.task not in VISIBLE_PRIOR_TASKS:
         raise ValueError(
             f"no visible-only prior recipe for {archive.task!r}; accepted: "
@@ -41,7 +50,6 @@ def visible_prior(archive: Archive, folder: Path, progress: bool = False) -> Dif
     def draw(b: int, gen: torch.Generator) -> torch.Tensor:
         return x[torch.randint(x.shape[0], (b,), generator=gen)]
 
-    recipe = AIRFOIL_RECIPE
     net = airfoil_mlp(recipe.train.seed)
     ema, loss = train_denoiser(
         net, draw, make_scheduler(), recipe.train, progress=progress, desc="airfoil-visible"
