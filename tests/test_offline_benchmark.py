@@ -12,6 +12,8 @@ import torch
 from benchmarks.offline.archives import build_archive, evaluate
 from benchmarks.offline.methods import BATCH, _ensemble, propose
 from benchmarks.offline.report import offline_table, queries_to_reach
+from benchmarks.offline.visible_prior import visible_prior
+from benchmarks.train_priors import AIRFOIL_RECIPE, _quick
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +79,15 @@ def test_queries_to_reach_and_tables() -> None:
     )
     table = offline_table(frame)
     assert "| sqdf | 0.90 ± 0.10 | 0.50 ± 0.00 | 1.00 ± 0.00 | 2.00 ± 0.00 |" in table
+
+
+def test_visible_prior_trains_on_the_visible_archive_and_reloads(tmp_path) -> None:
+    with pytest.raises(ValueError, match="no visible-only prior"):
+        visible_prior(build_archive("rings"), tmp_path / "r")
+    archive = build_archive("airfoil-ld")
+    assert (~archive.visible).sum() == 67 and archive.seen()[0].shape == (1672, 18)
+    prior = visible_prior(archive, tmp_path / "p", recipe=_quick(AIRFOIL_RECIPE))
+    again = visible_prior(archive, tmp_path / "p")  # loaded, not trained again
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert prior.name == "airfoil-visible" and prior.consistency is not None
+    assert torch.allclose(prior.sample(4, gen()).x, again.sample(4, gen()).x, atol=1e-6)
