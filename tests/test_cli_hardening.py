@@ -243,7 +243,10 @@ def test_set_values_are_parsed_by_the_field_type(
     [
         (["stepz=3"], "unknown SQDFOptimizerConfig field 'stepz'; valid fields: "),
         (["clear_buffer_each_round=Flase"], "expected a bool"),
-        (["steps_per_round=2.5"], "steps_per_round: expected an integer, got 2.5"),
+        (
+            ["steps_per_round=2.5"],
+            "finetune.steps: expected an integer, got 2.5 (steps_per_round is now finetune.steps)",
+        ),
         (["lr=inf"], "lr"),
         (['surrogate_options={"steps": 2.5}'], "steps: expected an integer"),
         (["gamma"], "--set expects KEY=VALUE"),

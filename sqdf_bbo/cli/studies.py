@@ -21,7 +21,7 @@ from sqdf_bbo.cli.csvio import (
     read_designs,
 )
 from sqdf_bbo.cli.errors import CLIError
-from sqdf_bbo.config import parse_field
+from sqdf_bbo.config import ConfigError, parse_field, setting_key
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import available_priors, load_prior
 from sqdf_bbo.diffusion.units import DesignUnits
@@ -89,7 +89,13 @@ def parse_sets(items: Sequence[str], config_class: type | None) -> dict[str, Any
         if config_class is None:
             out[key] = _parse_untyped(raw)
         else:
-            out[key] = parse_field(config_class, key, raw)
+            new = setting_key(config_class, key)  # an old name: warned, read as the new key
+            try:
+                out[new] = parse_field(config_class, new, raw)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"{err} ({key} is now {new})" if new != key else str(err)
+                ) from None
     return out
 
 
