@@ -80,7 +80,7 @@ class AestheticSuite:
     sqdf: dict = field(
         default_factory=lambda: {
             "finetune": {
-                "alpha_official": 1.0,
+                "kl_weight": 1.0,
                 "gamma": 0.9,
                 "lr": 1e-3,
                 "steps": 40,

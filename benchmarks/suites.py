@@ -71,6 +71,7 @@ from typing import Any
 
 from benchmarks.tasks import Task
 from sqdf_bbo.config import check_fields
+from sqdf_bbo.deprecation import deprecate
 from sqdf_bbo.optimizers import (
     CMAES,
     GPBO,
@@ -122,8 +123,11 @@ class Suite:
         name: registry name.
         tasks, methods, seeds: the grid.
         budgets: designs asked in each round (round r asks ``budgets[r]``).
-        finetune_steps: SQDF / SEIKO gradient steps per round.
-        finetune_batch_size: transitions (SQDF) / chains (SEIKO) per gradient step.
+        finetune_steps: SQDF gradient steps per round (SEIKO: :func:`seiko_steps` of it).
+        transitions_per_step: SQDF's transitions per gradient step.
+        chains_per_step: SEIKO's sampling chains per gradient step.
+        finetune_batch_size: deprecated (it fed both settings above): sets both, with a
+            ``DeprecationWarning``.
         surrogate_steps: training steps of the neural surrogates per fit.
         rollouts_per_step: SQDF on-policy rollouts per step.
         num_inference_steps: K, the DDIM sampling steps of every prior-based method (the
@@ -139,7 +143,9 @@ class Suite:
     seeds: tuple[int, ...]
     budgets: tuple[int, ...]
     finetune_steps: int = 40
-    finetune_batch_size: int = 32
+    transitions_per_step: int = 32
+    chains_per_step: int = 32
+    finetune_batch_size: int | None = None
     surrogate_steps: int = 300
     rollouts_per_step: int = 8
     num_inference_steps: int | None = None
@@ -148,6 +154,11 @@ class Suite:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.finetune_batch_size is not None:
+            deprecate("Suite(finetune_batch_size=...)", "transitions_per_step and chains_per_step")
+            object.__setattr__(self, "transitions_per_step", self.finetune_batch_size)
+            object.__setattr__(self, "chains_per_step", self.finetune_batch_size)
+            object.__setattr__(self, "finetune_batch_size", None)
         if self.num_inference_steps is not None and self.num_inference_steps < 2:
             raise ValueError(
                 f"num_inference_steps must be >= 2 (a stochastic chain), got "
@@ -201,7 +212,8 @@ SUITES: dict[str, Suite] = {
         seeds=(0,),
         budgets=(8, 8),
         finetune_steps=2,
-        finetune_batch_size=8,
+        transitions_per_step=8,
+        chains_per_step=8,
         surrogate_steps=20,
         rollouts_per_step=2,
         gp_options={"max_train": 16, "raw_samples": 8, "maxiter": 5, "mc_samples": 8},
@@ -214,7 +226,8 @@ SUITES: dict[str, Suite] = {
         seeds=(0, 1),
         budgets=(32, 64, 128),
         finetune_steps=40,
-        finetune_batch_size=32,
+        transitions_per_step=32,
+        chains_per_step=32,
         surrogate_steps=200,
         rollouts_per_step=4,
         gp_options={"max_train": 96, "num_restarts": 1, "raw_samples": 32, "maxiter": 15},
@@ -227,7 +240,8 @@ SUITES: dict[str, Suite] = {
         seeds=(0, 1, 2),
         budgets=(64, 128, 256, 512),
         finetune_steps=40,
-        finetune_batch_size=64,
+        transitions_per_step=64,
+        chains_per_step=64,
         surrogate_steps=600,
         rollouts_per_step=8,
         gp_options={"max_train": 256, "num_restarts": 2, "raw_samples": 64, "maxiter": 30},
@@ -243,7 +257,8 @@ SUITES["airfoil"] = Suite(
     seeds=(0, 1, 2),
     budgets=AIRFOIL_BUDGETS,
     finetune_steps=40,
-    finetune_batch_size=64,
+    transitions_per_step=64,
+    chains_per_step=64,
     surrogate_steps=600,
     rollouts_per_step=8,
     gp_options={"max_train": 256, "num_restarts": 1, "raw_samples": 32, "maxiter": 15},
@@ -271,7 +286,8 @@ SUITES["airfoil-xfoil"] = Suite(
     seeds=(0, 1),
     budgets=(80, 80, 80, 80),
     finetune_steps=40,
-    finetune_batch_size=64,
+    transitions_per_step=64,
+    chains_per_step=64,
     surrogate_steps=600,
     rollouts_per_step=8,
     description=(
@@ -303,7 +319,8 @@ SUITES["airfoil-constraints"] = Suite(
     seeds=(0, 1, 2),
     budgets=(250,) * 8,
     finetune_steps=40,
-    finetune_batch_size=64,
+    transitions_per_step=64,
+    chains_per_step=64,
     surrogate_steps=600,
     rollouts_per_step=8,
     description=(
@@ -346,8 +363,8 @@ def make_optimizer(
 ):
     """A fresh optimizer of ``method`` for ``task`` (batch size = the suite's first budget).
 
-    ``alpha_official`` (when given) replaces the KL weight α_official of the ``sqdf*`` and
-    ``seiko*`` configs (default: their config default, 1); the unregularized methods
+    ``alpha_official`` (when given) replaces the KL weight (``finetune.kl_weight``, the
+    official codes' α) of the ``sqdf*`` and ``seiko*`` configs (default: their config default); the unregularized methods
     ``prior`` and ``gp-bo`` refuse it. ``<method>+known`` is ``<method>`` with the task's
     known constraints.
     """
@@ -357,7 +374,7 @@ def make_optimizer(
     prior = suite.prior(task)  # at the suite's K
     if alpha_official is not None and not method.startswith(("sqdf", "seiko-")):
         raise ValueError(f"method {method!r} has no KL weight; alpha_official must be None")
-    alpha = {} if alpha_official is None else {"alpha_official": float(alpha_official)}
+    kl = {} if alpha_official is None else {"kl_weight": float(alpha_official)}
     if method == "prior":
         return PriorSampler(prior, batch_size=batch, seed=seed, constraints=constraints)
     if method in ("ga", "lambo2"):
@@ -406,9 +423,9 @@ def make_optimizer(
             progress=progress,
             finetune={
                 "steps": seiko_steps(suite.finetune_steps),
-                "chains_per_step": suite.finetune_batch_size,
+                "chains_per_step": suite.chains_per_step,
                 **bp,
-                **alpha,
+                **kl,
             },
         )
         return SEIKO(prior, batch_size=batch, seed=seed, config=cfg, constraints=constraints)
@@ -417,26 +434,28 @@ def make_optimizer(
             "sqdf": {},
             "sqdf-ucb": {"surrogate": "ucb"},
             "sqdf-gp": {"surrogate": "gp"},
-            "sqdf-tweedie": {"finetune.x0_method": "tweedie"},
-            "sqdf-consistency": {"finetune.x0_method": "consistency"},
-            "sqdf-random-buffer": {"finetune.buffer_method": "random"},
-            "sqdf-gamma1": {"finetune.gamma": 1.0},
-            "sqdf-per50": {"finetune.gamma_rule": "per50"},
+            "sqdf-tweedie": {"finetune": {"x0_method": "tweedie"}},
+            "sqdf-consistency": {"finetune": {"x0_method": "consistency"}},
+            "sqdf-random-buffer": {"finetune": {"buffer_method": "random"}},
+            "sqdf-gamma1": {"finetune": {"gamma": 1.0}},
+            "sqdf-per50": {"finetune": {"gamma_rule": "per50"}},
             "sqdf-mean": {"surrogate_objective": "mean"},
             "sqdf-cap": {"reward_cap": 1.0},
             "sqdf-nofeas": {"learn_feasibility": False},
         }[method]
         surrogate = variant.get("surrogate", "ensemble")
-        cfg = SQDFOptimizerConfig.from_dict(
-            {
-                "finetune.steps": suite.finetune_steps,
-                "finetune.transitions_per_step": suite.finetune_batch_size,
-                "finetune.rollouts_per_step": suite.rollouts_per_step,
-                "surrogate_options": {} if surrogate == "gp" else sur_opts,
-                "progress": progress,
-                **variant,
-                **{f"finetune.{k}": v for k, v in alpha.items()},
-            }
+        finetune = {
+            "steps": suite.finetune_steps,
+            "transitions_per_step": suite.transitions_per_step,
+            "rollouts_per_step": suite.rollouts_per_step,
+            **variant.pop("finetune", {}),
+            **kl,
+        }
+        cfg = SQDFOptimizerConfig(
+            surrogate_options={} if surrogate == "gp" else sur_opts,
+            progress=progress,
+            finetune=finetune,
+            **variant,
         )
         return SQDF(prior, batch_size=batch, seed=seed, config=cfg, constraints=constraints)
     raise ValueError(f"unknown method {method!r}; accepted values: {', '.join(METHODS)}")
@@ -451,7 +470,8 @@ SUITES["ehrlich-smoke"] = Suite(
     seeds=(0,),
     budgets=(8, 8),
     finetune_steps=2,
-    finetune_batch_size=8,
+    transitions_per_step=8,
+    chains_per_step=8,
     surrogate_steps=20,
     rollouts_per_step=2,
     description="end-to-end check of the sequence methods in seconds (tests)",
@@ -464,7 +484,8 @@ SUITES["ehrlich"] = Suite(
     seeds=(0, 1, 2, 3, 4),
     budgets=(128,) * 12,
     finetune_steps=40,
-    finetune_batch_size=32,
+    transitions_per_step=32,
+    chains_per_step=32,
     surrogate_steps=200,
     rollouts_per_step=4,
     description=(

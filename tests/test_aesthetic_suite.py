@@ -29,7 +29,7 @@ def test_without_the_weights_the_suite_fails_with_one_clear_line(
 def test_the_paper_round_sizes_are_the_default() -> None:
     suite = AestheticSuite(Path("a"), Path("b"), Path("c"))
     assert suite.budgets == (1024, 2048, 4096, 8192) and suite.noise_std == 0.1
-    assert suite.sqdf["finetune"]["alpha_official"] == 1.0
+    assert suite.sqdf["finetune"]["kl_weight"] == 1.0
 
 
 class _FakeClip(nn.Module):

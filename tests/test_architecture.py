@@ -29,7 +29,10 @@ PACKAGE = ROOT / "sqdf_bbo"
 
 #: The library's layers, lowest first. A module may import its own layer and those below.
 LAYERS: list[tuple[str, ...]] = [
-    ("config", "progress", "checksums", "distributed", "text", "constraints"),  # utilities
+    (  # utilities
+        *("deprecation", "config", "migration", "progress", "checksums", "distributed"),
+        *("text", "constraints"),
+    ),
     ("data", "metrics", "sequences"),  # bundled data, benchmark measures, sequence designs
     ("classifier",),  # the digits classifier (reward and features of the digits tasks)
     ("diffusion",),  # the pretrained prior: networks, io, consistency model, shipped priors

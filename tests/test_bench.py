@@ -188,7 +188,8 @@ def test_demo_writes_table_and_files(tmp_path: Path, monkeypatch, capsys) -> Non
         demo.DEMO_SUITE,
         budgets=(4, 4),
         finetune_steps=1,
-        finetune_batch_size=4,
+        transitions_per_step=4,
+        chains_per_step=4,
         surrogate_steps=5,
         rollouts_per_step=1,
     )

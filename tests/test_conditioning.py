@@ -155,7 +155,9 @@ def test_the_kl_is_to_the_conditional_reference_exactly(guidance: float) -> None
     """The policy moves class 1's ε by β: a class-1 transition's KL is (w a_i)² ‖β‖² / (2σ_i²)
     (w the guidance scale), every class-0 transition's is 0."""
     prior = label_prior(guidance)
-    trainer = SQDFTrainer(prior, SQDFConfig(alpha=1.0, x0_method="tweedie"), seed=0)
+    trainer = SQDFTrainer(
+        prior, SQDFConfig(kl_weight=1.5, x0_method="tweedie"), seed=0
+    )  # α = 1 on D = 3
     beta = torch.tensor([0.3, -0.2, 0.1])
     with torch.no_grad():
         trainer.policy.denoiser.bias[1] += beta

@@ -79,7 +79,7 @@ def test_first_ask_is_finetuned_against_the_archive() -> None:
     x = prior.sample(256, torch.Generator().manual_seed(11)).x
     y = [float(v) for v in reward(x)]
     y[:8] = [NAN] * 8  # failed points are kept but not fitted
-    cfg = SQDFOptimizerConfig(finetune={"gamma": 1.0, "alpha_official": 0.5}, progress=False)
+    cfg = SQDFOptimizerConfig(finetune={"gamma": 1.0, "kl_weight": 0.5}, progress=False)
     opt = SQDF(prior, batch_size=128, seed=0, config=cfg)
     ids = opt.tell_external(x, y)
     batch = opt.ask()

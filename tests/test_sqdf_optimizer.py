@@ -42,15 +42,15 @@ class TestSQDFContract(OptimizerContract):
 def test_alpha_conversion_and_x0_default() -> None:
     opt = SQDF(tiny_prior(), batch_size=2, config=FAST)
     resolved = opt.trainer.config
-    assert resolved.alpha == pytest.approx(2.0)  # α_official · 2 / D, 2 · 2 / 2
+    assert opt.trainer.alpha == pytest.approx(2.0)  # kl_weight · 2 / D, 2 · 2 / 2
     assert resolved.x0_method == "tweedie"  # no consistency model on this prior
     assert resolved.gamma == 0.9 and resolved.buffer_method == "reward+gamma"
     assert resolved.eta == 1.0 and resolved.lr == 1e-4
-    assert opt.config.finetune.alpha is None  # the optimizer's config keeps what was given
-    cfg = SQDFOptimizerConfig(finetune={"alpha_official": 1.0})
-    assert cfg.finetune.resolved_alpha(64) == pytest.approx(1 / 32)
+    # one KL weight, the same in the optimizer's config and the trainer's
+    assert opt.config.finetune.kl_weight == resolved.kl_weight == 2.0
+    cfg = SQDFOptimizerConfig(finetune={"kl_weight": 1.0})
+    assert cfg.finetune.alpha_for(64) == pytest.approx(1 / 32)
     assert cfg.finetune.eta == 1.0 and cfg.finetune.x0_method == "auto"  # other defaults kept
-    assert SQDFOptimizerConfig(finetune={"alpha": 0.3}).finetune.resolved_alpha(64) == 0.3
     with pytest.raises(ValueError, match="surrogate 'nope' is unknown"):
         SQDFOptimizerConfig(surrogate="nope")
     with pytest.raises(TypeError, match="DiffusionPrior"):
@@ -97,7 +97,7 @@ def test_rings_toy_reward_rises_and_stays_natural() -> None:
     a = torch.tensor([1.0, 0.5]) / torch.tensor([1.0, 0.5]).norm()
     reward = LinearOracle(direction=a)  # r(x) = aᵀx, |a| = 1, float64 values
 
-    cfg = SQDFOptimizerConfig(finetune={"gamma": 1.0, "alpha_official": 0.5}, progress=False)
+    cfg = SQDFOptimizerConfig(finetune={"gamma": 1.0, "kl_weight": 0.5}, progress=False)
     opt = SQDF(prior, batch_size=64, seed=0, config=cfg)
     first = opt.ask()
     opt.tell(first.ids, reward(first.x))

@@ -38,9 +38,7 @@ CLI_TELLS = 24  # category 2: sequential CLI tell calls while another process po
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
 FAST = {
-    "steps_per_round": 2,
-    "finetune_batch_size": 8,
-    "rollouts_per_step": 2,
+    "finetune": {"steps": 2, "transitions_per_step": 8, "rollouts_per_step": 2},
     "progress": False,
     "surrogate_options": {"steps": 20, "n_heads": 2},
 }

@@ -17,15 +17,14 @@ import numpy as np
 import torch
 
 from sqdf_bbo.cli.csvio import (
-    check_design_columns,
-    design_columns,
+    has_designs,
     ids_from_file,
-    parse_designs,
     parse_flag,
     parse_id,
     parse_id_list,
     parse_value,
     read_csv,
+    read_designs,
     require_columns,
     write_atomic,
     write_designs_csv,
@@ -44,6 +43,7 @@ from sqdf_bbo.cli.studies import (
     status_of,
     study_class,
     study_uid,
+    units_of,
 )
 
 __all__ = [
@@ -106,7 +106,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     npy = out.with_suffix(".npy")
     # The points are committed as pending now; if writing fails they can be re-exported.
     try:
-        write_designs_csv(out, batch.ids, batch.x, {"study": [study_uid(opt)] * len(batch)})
+        extra = {"study": [study_uid(opt)] * len(batch)}
+        write_designs_csv(out, batch.ids, batch.x, extra, units_of(opt))
         arr = batch.x.cpu().numpy()
 
         def write_npy(tmp: Path) -> None:
@@ -165,7 +166,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     ``sqdf-bbo export`` output of another study (its ``study`` column is not checked, its
     pending rows are skipped, and a row whose ``state`` is failed is a failed point)."""
     header, rows = read_csv(args.data)
-    if "value" not in header or not design_columns(header):
+    if "value" not in header:
         raise CLIError(
             f"{args.data} needs columns x0..x{{D-1}} and value (got {', '.join(header)})"
         )
@@ -187,8 +188,11 @@ def cmd_add(args: argparse.Namespace) -> int:
                     f"{err} (to warm-start from another study's export, add --from-export)"
                 ) from None
         values, reasons, transient = _archive_rows(rows, args.data, args.from_export)
-        xcols = check_design_columns(header, int(np.prod(opt.shape)), args.data)
-        xs = parse_designs(rows, xcols, args.data)
+        units = units_of(opt)
+        if not has_designs(header, units):
+            names = "x0..x{D-1}" if units is None else ", ".join(units.names)
+            raise CLIError(f"{args.data} needs columns {names} and value (got {', '.join(header)})")
+        xs = read_designs(header, rows, int(np.prod(opt.shape)), args.data, units)
         x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
         # validates everything before writing anything
         ids = opt.tell_external(x, values, reasons=reasons, transient=transient)
@@ -315,7 +319,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         "transient": ["true" if t else "false" for t in h["transient"].tolist()],
         "study": [study_uid(opt)] * len(ids),
     }
-    write_designs_csv(out, ids, x, extra)
+    write_designs_csv(out, ids, x, extra, units_of(opt))
     print(f"wrote {len(ids)} points to {out}")
     return 0
 

@@ -26,7 +26,10 @@ method then searches, fits its surrogate and measures diversity in coordinates w
 Kulfan number has unit spread over real airfoils (raw trailing-edge thicknesses vary by
 0.007, weights by 0.2), and the one affine map to Kulfan vectors sits with the oracle
 (``NeuralFoilOracle(standardization=...)``), so no prior code changes. Loading the prior
-or its standardization needs neither aerosandbox nor neuralfoil.
+or its standardization needs neither aerosandbox nor neuralfoil. A lab reads Kulfan numbers,
+not z: the loaded prior carries the standardization as its ``units``
+(:class:`~sqdf_bbo.diffusion.units.DesignUnits`), so ``sqdf-bbo ask`` / ``export`` write the
+18 Kulfan parameters under their names and ``tell`` / ``add`` read them back.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from pathlib import Path
 import torch
 
 from sqdf_bbo.checksums import verify_checksums
-from sqdf_bbo.data import KulfanStandardization
+from sqdf_bbo.data import KULFAN_NAMES, KulfanStandardization
 from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.diffusion.units import DesignUnits
 
 __all__ = [
     "load_prior",
@@ -96,6 +100,10 @@ def load_prior(name: str, device: torch.device | str = "cpu") -> DiffusionPrior:
     """
     path = prior_path(name)
     prior = DiffusionPrior.load(path, device=device)
+    if prior.units is None and (path / STANDARDIZATION_FILE).is_file():
+        # the study's CSV files carry the Kulfan parameters, the optimizers keep z
+        std = load_standardization(name)
+        prior.units = DesignUnits(KULFAN_NAMES, std.mean, std.std)
     prior.denoiser.eval()
     if prior.consistency is not None:
         prior.consistency.eval()

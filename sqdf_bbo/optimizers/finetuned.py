@@ -31,6 +31,7 @@ from sqdf_bbo.constraints import Constraints, as_constraints
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning import FineTuner
 from sqdf_bbo.finetuning.kl import chain_kl
+from sqdf_bbo.migration import migrate
 from sqdf_bbo.optimizers.base import Observations, Optimizer
 from sqdf_bbo.optimizers.batch import Proposal, sample_proposal
 from sqdf_bbo.optimizers.constraint_term import ConstraintTerm
@@ -125,11 +126,10 @@ class FinetunedPriorConfig(RewardGuards):
             depends on the condition; ``False``: the design alone.
         progress: tqdm bars while fine-tuning.
 
-    Old flat field names (the fine-tuner's settings before they moved into ``finetune``) are
-    listed in ``RENAMED`` and accepted by :meth:`from_dict` and ``--set``.
+    Old names of these settings (e.g. the fine-tuner's, flat before they moved into
+    ``finetune``) are read only from stored studies and ``--set``
+    (:mod:`sqdf_bbo.deprecation`).
     """
-
-    RENAMED: ClassVar[dict[str, str]] = {}
 
     surrogate: str = "ensemble"
     surrogate_options: Mapping[str, Any] = field(default_factory=dict)
@@ -165,8 +165,8 @@ class FinetunedPriorConfig(RewardGuards):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Any:
-        """Settings from :meth:`to_dict` output, or from a dict of a study saved before the
-        fine-tuner's settings moved into ``finetune`` (old flat names, :data:`RENAMED`)."""
+        """Settings from :meth:`to_dict` output (today's names; a stored study's old names
+        go through :func:`sqdf_bbo.migration.migrate` first)."""
         return config_from_dict(cls, d)
 
 
@@ -308,7 +308,7 @@ class FinetunedPriorOptimizer(Optimizer):
         if not self.constraint_model.active:
             return None
         d = self.prior.to_design(x) if self.config.clip_designs else x
-        return self.constraint_model(d, float(self.trainer.config.alpha))
+        return self.constraint_model(d, float(self.trainer.alpha))
 
     def _refit_needed(self) -> bool:
         """New design failures teach the feasibility model: refit (when it is on)."""
@@ -508,7 +508,8 @@ class FinetunedPriorOptimizer(Optimizer):
                 "this study's surrogate was fit on a feature map, which a study folder cannot "
                 "store: load it with the same map, e.g. SQDF.load(path, feature_map=fn)"
             )
-        stored = dict(spec["config"])
+        # old setting names (with a DeprecationWarning); D converts an old α
+        stored = migrate(cls.config_class, dict(spec["config"]), dim=spec["prior"].dim)
         # a study made before failures taught anything keeps running as it was made
         stored.setdefault("learn_feasibility", False)
         return cls(

@@ -32,8 +32,9 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import numpy as np
 import torch
 
-from sqdf_bbo.config import config_from_dict, config_to_dict, migrate
+from sqdf_bbo.config import config_from_dict, config_to_dict
 from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.migration import migrate
 from sqdf_bbo.study.codec import join_state, split_state
 from sqdf_bbo.study.points import Point
 from sqdf_bbo.study.store import SnapshotMissing, StudyError, StudyStore, is_study, lock_study
@@ -328,7 +329,8 @@ def _load_from(
     target = resolve(str(meta.get("method")), store.path)
     record: dict[str, Any] = {}
     if changes:
-        spec, diff = changed_settings(store.path, target, meta.get("spec"), changes)
+        shape = meta.get("state_shape") or meta.get("shape") or (1,)  # the chains' D
+        spec, diff = changed_settings(store.path, target, meta.get("spec"), changes, shape)
         entry = {"at": time.time(), "changes": {k: list(v) for k, v in diff.items()}}
         if diff:  # values equal to the current ones change (and record) nothing
             record = {"spec": spec, "config_changes": [*meta.get("config_changes", []), entry]}
@@ -358,17 +360,20 @@ def _load_from(
 
 
 def changed_settings(
-    where: Path, target: Any, spec: Any, changes: Mapping[str, Any]
+    where: Path, target: Any, spec: Any, changes: Mapping[str, Any], shape: Any = (1,)
 ) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
     """The stored constructor ``spec`` with ``changes`` (dotted keys of ``target``'s
     ``config_class``) applied to its ``config``, and what changed (dotted key → (old, new)).
+    Old names in either are migrated (``shape``: the study's design shape, whose size D
+    converts an old α).
     ``StudyError`` when the method has no settings or a change is not a valid setting."""
     config_class = getattr(target, "config_class", None)
     if config_class is None or not isinstance(spec, dict) or "config" not in spec:
         raise StudyError(f"{where}: method {target.method!r} has no settings to change")
+    dim = math.prod(int(s) for s in shape)
     try:  # the stored settings are not checked first: changing them repairs invalid ones
-        stored = migrate(config_class, spec["config"])
-        new = config_from_dict(config_class, {**stored, **migrate(config_class, changes)})
+        stored = migrate(config_class, spec["config"], dim)
+        new = config_from_dict(config_class, {**stored, **migrate(config_class, changes, dim)})
     except (TypeError, ValueError) as err:
         raise StudyError(f"{where}: cannot change the settings: {err}") from None
     before, after = _flat_stored(config_class, stored), flat_settings(new)
@@ -380,7 +385,7 @@ def _flat_stored(config_class: type, d: Mapping[str, Any], prefix: str = "") -> 
     """Stored settings (a dict, maybe invalid) by dotted key, like :func:`flat_settings`."""
     hints = typing.get_type_hints(config_class)
     out: dict[str, Any] = {}
-    for k, v in migrate(config_class, d).items():
+    for k, v in d.items():
         inner = hints.get(k)
         if isinstance(v, Mapping) and isinstance(inner, type) and dataclasses.is_dataclass(inner):
             out.update(_flat_stored(inner, v, f"{prefix}{k}."))
