@@ -183,28 +183,32 @@ def cmd_tell(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     """External observations (an archive, docs/offline.md): columns ``x0..x{D-1}`` and
     ``value`` as in an asked batch file, optional ``reason`` and ``transient`` for failed rows
-    (an ``id`` column is ignored: the study gives new ids)."""
+    (an ``id`` column is ignored: the study gives new ids). ``--from-export``: the file is
+    ``sqdf-bbo export`` output of another study (its ``study`` column is not checked, its
+    pending rows are skipped, and a row whose ``state`` is failed is a failed point)."""
     header, rows = read_csv(args.data)
     if "value" not in header:
         raise CLIError(
             f"{args.data} needs columns x0..x{{D-1}} and value (got {', '.join(header)})"
         )
+    skipped = 0
+    if args.from_export:
+        require_columns(header, ("state",), args.data)
+        kept = [(line, r) for line, r in rows if r["state"] != "pending"]
+        skipped = len(rows) - len(kept)
+        rows = kept
     if not rows:
-        raise CLIError(f"{args.data} has no rows")
-    values, reasons, transient = [], [], []
-    for line, r in rows:
-        where = f"{args.data} line {line}"
-        values.append(parse_value(r["value"], where))
-        reasons.append(r.get("reason") or None)
-        transient.append(parse_flag(r.get("transient", ""), where))
-        if math.isfinite(values[-1]) and (reasons[-1] or transient[-1]):
-            raise CLIError(
-                f"{where}: a reason or transient flag is for a failed row, but value is "
-                f"{r['value']!r} (leave the value empty or write nan for a failed point)"
-            )
+        raise CLIError(f"{args.data} has no rows" + (" that were told" if skipped else ""))
     opt = load_study(args.study)
     try:
-        check_study_column(header, rows, opt, args.data)
+        if not args.from_export:
+            try:
+                check_study_column(header, rows, opt, args.data)
+            except CLIError as err:
+                raise CLIError(
+                    f"{err} (to warm-start from another study's export, add --from-export)"
+                ) from None
+        values, reasons, transient = _archive_rows(rows, args.data, args.from_export)
         units = units_of(opt)
         if not has_designs(header, units):
             names = "x0..x{D-1}" if units is None else ", ".join(units.names)
@@ -219,11 +223,38 @@ def cmd_add(args: argparse.Namespace) -> int:
     finally:
         opt.close()
     n_failed = sum(1 for v in values if not math.isfinite(v))
+    pending = f"; {skipped} pending rows skipped" if skipped else ""
     print(
         f"added {len(ids)} external observations (ids {ids[0]}..{ids[-1]}; {n_failed} failed, "
-        f"{sum(transient)} of them transient) to {args.study}; the next ask fits them first"
+        f"{sum(transient)} of them transient{pending}) to {args.study}; the next ask fits "
+        "them first"
     )
     return 0
+
+
+def _archive_rows(
+    rows: list, path: str, from_export: bool
+) -> tuple[list[float], list[str | None], list[bool]]:
+    """Values (NaN: failed), reasons and transient flags of an archive's rows."""
+    values, reasons, transient = [], [], []
+    for line, r in rows:
+        where = f"{path} line {line}"
+        failed = from_export and _export_state(r["state"], where) == "failed"
+        values.append(math.nan if failed else parse_value(r["value"], where))
+        reasons.append(r.get("reason") or None)
+        transient.append(parse_flag(r.get("transient", ""), where))
+        if math.isfinite(values[-1]) and (reasons[-1] or transient[-1]):
+            raise CLIError(
+                f"{where}: a reason or transient flag is for a failed row, but value is "
+                f"{r['value']!r} (leave the value empty or write nan for a failed point)"
+            )
+    return values, reasons, transient
+
+
+def _export_state(raw: str, where: str) -> str:
+    if raw not in ("complete", "failed"):
+        raise CLIError(f"{where}: state {raw!r} is not pending, complete or failed")
+    return raw
 
 
 def cmd_fail(args: argparse.Namespace) -> int:

@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         "an optional study column is checked against the study; the next ask is fine-tuned "
         "against these points (docs/offline.md)",
     )
+    sp.add_argument(
+        "--from-export",
+        action="store_true",
+        help="DATA is sqdf-bbo export output of another study (warm start from it): its "
+        "study column is not checked, pending rows are skipped, failed rows stay failed",
+    )
     sp.set_defaults(func=cmd_add)
 
     sp = sub.add_parser("fail", help="mark pending or complete points failed")
