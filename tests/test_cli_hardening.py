@@ -143,7 +143,7 @@ def test_tell_checks_the_x_columns_of_each_id(
     rows[1]["x1"] = repr(float(rows[1]["x1"]) + 1e-3)
     res = with_values(write_rows(tmp_path / "edited.csv", header, rows), tmp_path / "res.csv")
     rc, _, err = run(capsys, "tell", "--study", s, str(res))
-    assert_one_line_error(rc, err, "line 3: the x columns of id 1 differ from the design")
+    assert_one_line_error(rc, err, "line 3: the design columns of id 1 differ from the design")
     rows[1]["x1"] = "abc"
     res = with_values(write_rows(tmp_path / "edited.csv", header, rows), tmp_path / "res.csv")
     assert_one_line_error(*run(capsys, "tell", "--study", s, str(res))[::2], "not a number")
