@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from safetensors.torch import load_file, save_file
 
 from benchmarks.latent_evidence import class_scores
 from benchmarks.plotting import pyplot
@@ -108,25 +109,25 @@ def run(
             opt.tell(batch.ids, oracle(x))
         else:
             with torch.no_grad():
-                out = prior.sample(n, gen, cond=prior.encode_conditions(conds))
-                x = prior.to_design(out.x)
+                sampled = prior.sample(n, gen, cond=prior.encode_conditions(conds))
+                x = prior.to_design(sampled.x)
         for row in _score(x.cpu(), conds, oracle, grid):
             rows.append({"method": method, "seed": seed, "round": r, "n": n, **row,
                          "time_s": time.perf_counter() - t0})  # fmt: skip
         if r == len(grid.budgets) - 1 and out is not None:
-            torch.save(x.cpu(), _samples_file(out, method, seed))
+            save_file({"x": x.detach().cpu().contiguous()}, str(_samples_file(out, method, seed)))
     return rows
 
 
 def _samples_file(out: Path, method: str, seed: int) -> Path:
-    return out / f"final_{method}_seed{seed}.pt"
+    return out / f"final_{method}_seed{seed}.safetensors"
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Final-round mean ± std over seeds per method and class, and the accuracy ratio to the
     prior's."""
     last = df[df["round"] == df["round"].max()]
-    agg = last.groupby(["class", "method"])[["ink", "accuracy", "natural_frac"]].agg(
+    agg = last.groupby(["class", "method"])[["ink", "accuracy", "natural_frac", "vendi"]].agg(
         ["mean", "std"]
     )
     agg.columns = [f"{a}_{b}" for a, b in agg.columns]
@@ -144,14 +145,15 @@ def picture(out: Path, grid: LatentGrid, seed: int, per_class: int = 8) -> Path:
         len(grid.classes) * 2, per_class, figsize=(per_class * 0.7, len(grid.classes) * 2 * 0.75)
     )
     for m_i, method in enumerate(methods):
-        x = torch.load(_samples_file(out, method, seed))
+        x = load_file(str(_samples_file(out, method, seed)))["x"]
         labels = torch.tensor(_conditions(grid, x.shape[0]))
         for c_i, c in enumerate(grid.classes):
             row = c_i * 2 + m_i
             xc = x[labels == c]
             for j in range(per_class):
                 ax = axes[row, j]
-                ax.imshow(xc[j, 0].numpy(), cmap="gray_r", vmin=-1, vmax=1)
+                if j < xc.shape[0]:
+                    ax.imshow(xc[j, 0].numpy(), cmap="gray_r", vmin=-1, vmax=1)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if j == 0:

@@ -94,19 +94,40 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_condition(text: str) -> int | str:
+    """One condition of the command line or a CSV cell: an integer class label, or a prompt."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def parse_conditions(text: str, n: int) -> list[int | str]:
+    """``--conditions``: comma-separated conditions cycled over ``n`` designs."""
+    items = [parse_condition(t) for t in text.split(",") if t.strip()]
+    if not items:
+        raise CLIError(f"--conditions {text!r} names no condition")
+    return [items[i % len(items)] for i in range(n)]
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
         raise CLIError(f"--out must name a .csv file, got {args.out!r}")
     opt = load_study(args.study)
     try:
-        batch = opt.ask(args.n)
+        n = args.n if args.n is not None else opt.batch_size
+        conditions = parse_conditions(args.conditions, n) if args.conditions else None
+        batch = opt.ask(n, conditions=conditions) if conditions else opt.ask(args.n)
     finally:
         opt.close()
     npy = out.with_suffix(".npy")
     # The points are committed as pending now; if writing fails they can be re-exported.
     try:
         extra = {"study": [study_uid(opt)] * len(batch)}
+        if batch.conditions is not None:
+            extra["condition"] = [str(c) for c in batch.conditions]
         write_designs_csv(out, batch.ids, batch.x, extra, units_of(opt))
         arr = batch.x.cpu().numpy()
 
@@ -195,7 +216,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         xs = read_designs(header, rows, int(np.prod(opt.shape)), args.data, units)
         x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
         # validates everything before writing anything
-        ids = opt.tell_external(x, values, reasons=reasons, transient=transient)
+        conds = None
+        if "condition" in header:  # a conditional prior's archive: one condition per row
+            conds = [parse_condition(r["condition"]) for _, r in rows]
+        ids = opt.tell_external(x, values, reasons=reasons, transient=transient, conditions=conds)
     finally:
         opt.close()
     n_failed = sum(1 for v in values if not math.isfinite(v))
@@ -319,6 +343,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "transient": ["true" if t else "false" for t in h["transient"].tolist()],
         "study": [study_uid(opt)] * len(ids),
     }
+    if "condition" in h.columns:
+        extra["condition"] = ["" if c is None else str(c) for c in h["condition"].tolist()]
     write_designs_csv(out, ids, x, extra, units_of(opt))
     print(f"wrote {len(ids)} points to {out}")
     return 0

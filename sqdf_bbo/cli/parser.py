@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--n", type=int, default=None, help="number of designs (default: the study's batch size)"
     )
     sp.add_argument("--out", default="batch.csv", help="CSV file (default batch.csv)")
+    sp.add_argument(
+        "--conditions",
+        default=None,
+        help="a conditional prior's conditions, comma-separated and cycled over the batch: "
+        "class labels (0,1,2) or prompts (a cat,a dog); written as a condition column",
+    )
     sp.set_defaults(func=cmd_ask)
 
     sp = sub.add_parser("tell", help="report values from a CSV with columns id,value")

@@ -13,6 +13,9 @@ digits     (1, 8, 8)    UNet2DModel on sklearn's 8×8 digits, values in [-1, 1]
 rings      (2,)         MLPDenoiser on an 8-Gaussian ring (radius 2), unbounded
 airfoil    (18,)        MLPDenoiser on standardized Kulfan vectors of the UIUC
                         airfoils (training split), unbounded
+digits-…   (2, 4, 4)    ``digits-latent``: class-conditional UNet2DModel on AutoencoderKL
+                        latents of the digits; designs decoded to (1, 8, 8) in [-1, 1];
+                        conditions are labels 0–9 (docs/latent.md)
 ehrlich-…  (L, 32)      SequenceDenoiser on one-hot sequences of an Ehrlich
                         instance's chain (L = 32 and 128; docs/sequences.md)
 =========  ===========  =====================================================
@@ -57,6 +60,8 @@ _PRIORS: dict[str, str] = {
     "digits": "UNet2DModel prior of sklearn's 8x8 digits, shape (1, 8, 8), values in [-1, 1]",
     "rings": "MLPDenoiser prior of an 8-component Gaussian ring of radius 2, shape (2,)",
     "airfoil": "MLPDenoiser prior of standardized Kulfan vectors of UIUC airfoils, shape (18,)",
+    "digits-latent": "class-conditional latent prior of sklearn's 8x8 digits: UNet2DModel on "
+    "2x4x4 AutoencoderKL latents, labels 0-9, decoded to (1, 8, 8)",
     "ehrlich-v32-l32-c4-k4-q4": "SequenceDenoiser prior of the chain of Ehrlich(32, 32, 4, 4, 4, "
     "seed 0): one-hot sequences (32, 32)",
     "ehrlich-v32-l128-c4-k4-q4": "SequenceDenoiser prior of the chain of Ehrlich(32, 128, 4, 4, 4, "
