@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks import sd_scale_check
 from sqdf_bbo.diffusion.latent import LatentDecoder
 from sqdf_bbo.diffusion.pipelines import PipelineNotFound, load_pipeline_prior
 from sqdf_bbo.diffusion.prior import DiffusionPrior
@@ -215,3 +216,13 @@ def test_a_pipeline_prior_saves_and_loads_with_its_text_encoder(
     torch.testing.assert_close(c2, c)
     got = back.to_design(back.sample(1, torch.Generator().manual_seed(3), cond=c2).x)
     torch.testing.assert_close(got, want)
+
+
+def test_the_sd_scale_check_runs_at_tiny_size(capsys: pytest.CaptureFixture[str]) -> None:
+    sd_scale_check.main(
+        ["--size", "tiny", "--device", "cpu", "--steps", "1", "--inference-steps", "3",
+         "--queried", "2", "--transitions", "2"]
+    )  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["size"] == "tiny" and summary["lora_parameters"] > 0
+    assert summary["step_s_median"] > 0
