@@ -401,3 +401,24 @@ def test_stale_copy_cannot_overwrite_newer_tells(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="does not have"):
         stale.save(study)
     assert GaussianSearch.load(study, attach=False).counts()["complete"] == 3
+
+
+def test_super_init_may_come_first_and_the_ledger_exists_before(tmp_path: Path) -> None:
+    """No call-order rule: attributes set after ``super().__init__`` reach the study's first
+    snapshot, and the study bookkeeping exists before any ``__init__`` code runs."""
+
+    class AttrsAfter(GaussianSearch, register=False):
+        method = "test-attrs-after"
+
+        def __init__(self, batch_size: int = 2, seed: int = 0, study=None) -> None:
+            assert self.round == 0 and len(self.ledger.points) == 0  # before any __init__
+            super().__init__(batch_size=batch_size, seed=seed, study=study)  # first
+            self.center = torch.full((2,), 0.5)  # after: still in the first snapshot
+
+        def _spec(self) -> dict[str, Any]:
+            return {}
+
+    AttrsAfter(study=tmp_path / "s").close()
+    back = AttrsAfter.load(tmp_path / "s", attach=False)
+    assert torch.equal(back.center, torch.full((2,), 0.5))
+    assert back.state_dict()["center"].tolist() == [0.5, 0.5]  # the state, said publicly

@@ -122,3 +122,39 @@ def test_rings_toy_reward_rises_and_stays_natural() -> None:
     assert r_sqdf > r_prior + 0.6, msg
     assert lp_sqdf > lp_prior - 1.5, msg
     assert lp_sqdf > lp_naive + 5.0, msg
+
+
+def test_a_surrogate_and_a_trainer_can_be_handed_in(tmp_path) -> None:
+    """Issue 17: instances instead of names (as BoTorch takes a model). The optimizer uses
+    them, its config describes them, a study records their classes and restores their state
+    into new ones passed to load."""
+    from sqdf_bbo.finetuning.sqdf import SQDFTrainer
+    from sqdf_bbo.study.errors import StudyError
+    from sqdf_bbo.surrogates import UCBSurrogate
+
+    prior = tiny_prior()
+    trainer = SQDFTrainer(prior, FAST.finetune.__class__(steps=2, transitions_per_step=8), seed=5)
+    surrogate = UCBSurrogate(seed=1, hidden=8, steps=10)
+    opt = SQDF(prior, batch_size=4, config=FAST, surrogate=surrogate, trainer=trainer,
+               study=tmp_path / "s")  # fmt: skip
+    assert opt.trainer is trainer and opt.surrogate is surrogate
+    assert opt.config.finetune == trainer.config and opt.config.surrogate == "ucb"
+    assert opt.config.surrogate_options == {"hidden": 8, "steps": 10}
+    b = opt.ask()
+    opt.tell(b.ids, (-(b.x**2).sum(1)).tolist())
+    opt.ask()
+    assert surrogate.fitted and trainer.round >= 1  # the round used the instances
+    opt.close()
+    with pytest.raises(StudyError, match="surrogate instance handed in"):
+        SQDF.load(tmp_path / "s", attach=False, trainer=SQDFTrainer(prior, trainer.config))
+    back = SQDF.load(
+        tmp_path / "s",
+        attach=False,
+        surrogate=UCBSurrogate(seed=1, hidden=8, steps=10),
+        trainer=SQDFTrainer(prior, trainer.config, seed=5),
+    )
+    assert back.surrogate.fitted
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(back.surrogate.mean(x), surrogate.mean(x))
+    with pytest.raises(TypeError, match="Surrogate"):
+        SQDF(prior, surrogate="ucb")  # type: ignore[arg-type]

@@ -247,7 +247,8 @@ def resume_attached(study: Path, before: Mapping[int, float]) -> tuple[list[str]
     opt = SQDF.load(study)
     other = []
     snaps = sorted(p.name for p in (study / "snapshots").iterdir())
-    ref = opt._store.read_meta().get("snapshot") if opt._store is not None else None
+    store = opt.ledger.store
+    ref = store.read_meta().get("snapshot") if store is not None else None
     if snaps not in ([ref], []):
         other.append(f"snapshots after attach: {snaps}, referenced {ref!r}")
     # 2. Tell the pending points, ask again, close.

@@ -145,7 +145,7 @@ def recorded_changes(path: str) -> list[dict[str, Any]]:
 
 def study_uid(opt: Optimizer) -> str:
     """The uid shared by every copy of a study (store meta ``study_uid``)."""
-    return str(opt._study_uid)
+    return str(opt.study_uid)
 
 
 def check_study_column(header: list[str], rows: Rows, opt: Optimizer, path: str) -> None:
