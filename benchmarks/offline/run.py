@@ -101,11 +101,16 @@ class _Asked:
 
 
 def run_block(
-    task_name: str, seed: int, methods: tuple[str, ...], prior_folder: Path | None = None
+    task_name: str,
+    seed: int,
+    methods: tuple[str, ...],
+    prior_folder: Path | None = None,
+    designs: Path | None = None,
 ) -> tuple[list, list]:
     """Every offline method and the online continuation for one task and seed; with
     ``prior_folder``, the generative methods use a prior trained on the visible archive
-    only (:func:`~benchmarks.offline.visible_prior.visible_prior`, saved there)."""
+    only (:func:`~benchmarks.offline.visible_prior.visible_prior`, saved there); with
+    ``designs``, each offline batch is saved there as ``<task>-<seed>-<method>.npy``."""
     torch.manual_seed(seed)  # nothing should draw from it; a guard for third-party code
     archive = build_archive(task_name)
     prior = None if prior_folder is None else visible_prior(archive, prior_folder)
@@ -114,6 +119,9 @@ def run_block(
         t0 = time.perf_counter()
         x, opt = propose(method, archive, seed, prior)
         rows.append(offline_row(archive, method, seed, x, time.perf_counter() - t0))
+        if designs is not None:
+            designs.mkdir(parents=True, exist_ok=True)
+            np.save(designs / f"{task_name}-{seed}-{method}.npy", x.detach().cpu().numpy())
         if method == "sqdf":
             ids = [int(i) for i in opt.pending]
             warm = (opt, _Asked(ids, x))
@@ -141,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the generative methods use a prior retrained on the visible archive only "
         f"(tasks {', '.join(VISIBLE_PRIOR_TASKS)}; saved in OUT/prior-TASK and reused)",
     )
+    p.add_argument(
+        "--save-designs", action="store_true", help="save every offline batch in OUT/designs"
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.perf_counter()
             folder = out / f"prior-{task_name}" if args.visible_prior else None
-            rows, online = run_block(task_name, seed, methods, folder)
+            keep = out / "designs" if args.save_designs else None
+            rows, online = run_block(task_name, seed, methods, folder, keep)
             _append(on_csv, online)
             _append(off_csv, rows)  # last: a block counts as done once both are written
             print(f"{task_name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 
 from sqdf_bbo.cli.errors import CLIError
 from sqdf_bbo.cli.parser import build_parser
-from sqdf_bbo.study.store import StudyError
+from sqdf_bbo.study.errors import StudyError
 
 __all__ = ["main", "build_parser", "CLIError"]
 

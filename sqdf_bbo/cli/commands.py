@@ -45,6 +45,7 @@ from sqdf_bbo.cli.studies import (
     study_uid,
     units_of,
 )
+from sqdf_bbo.optimizers.registry import build
 
 __all__ = [
     "cmd_init",
@@ -71,20 +72,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         kwargs["config"] = parse_sets(args.set, config_class(cls))  # checked again by the class
     prior = open_prior(args.prior, args.device)
     first = next(iter(n for n in params if n != "self"), None)
-    if first == "prior":
-        opt = cls(prior, **kwargs)
-    elif first == "shape":  # methods that search a box directly (e.g. gp-bo)
-        box = args.box or prior.value_range
-        if box is None:
-            raise CLIError(
-                f"method {args.method!r} searches a box and prior {args.prior!r} is unbounded; "
-                "pass --box LOW,HIGH"
-            )
-        if "box" in params:
-            kwargs["box"] = tuple(box)
-        opt = cls(prior.shape, **kwargs)
-    else:
+    if first == "shape" and args.box is None and prior.value_range is None:
+        raise CLIError(
+            f"method {args.method!r} searches a box and prior {args.prior!r} is unbounded; "
+            "pass --box LOW,HIGH"
+        )
+    if first not in ("prior", "shape"):
         raise CLIError(f"method {args.method!r} cannot be created from the shell")
+    opt = build(cls, prior, args.box, **kwargs)
     print(
         f"created study {opt.study} (method {args.method}, prior {args.prior}, design shape "
         f"{tuple(opt.shape)}, batch size {opt.batch_size}, seed {opt.seed})\n"

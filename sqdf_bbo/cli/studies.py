@@ -26,7 +26,7 @@ from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import available_priors, load_prior
 from sqdf_bbo.diffusion.units import DesignUnits
 from sqdf_bbo.optimizers import Optimizer
-from sqdf_bbo.optimizers.registry import registered_methods  # the package registers all
+from sqdf_bbo.optimizers.registry import OPTIMIZERS  # the package registers all
 from sqdf_bbo.study.persist import flat_settings
 from sqdf_bbo.study.store import StudyStore
 
@@ -100,8 +100,8 @@ def parse_sets(items: Sequence[str], config_class: type | None) -> dict[str, Any
 
 
 def optimizer_classes() -> dict[str, type]:
-    """The methods the shell can create, by name (test-only registrations left out)."""
-    return {k: v for k, v in registered_methods().items() if not k.startswith("test-")}
+    """The methods the shell can create, by name (every registered optimizer)."""
+    return dict(OPTIMIZERS)
 
 
 def load_study(

@@ -45,18 +45,22 @@ from sqdf_bbo.checksums import verify_checksums
 from sqdf_bbo.data import KULFAN_NAMES, KulfanStandardization
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.units import DesignUnits
+from sqdf_bbo.registry import Registry
 
 __all__ = [
     "load_prior",
     "load_standardization",
     "available_priors",
+    "PRIORS",
     "prior_path",
     "EMBEDDED_DIR",
     "STANDARDIZATION_FILE",
 ]
 
 EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "embedded"
-_PRIORS: dict[str, str] = {
+PRIORS: Registry[str] = Registry("prior")
+"""The shipped priors: name → one line of what it is (its weights: ``EMBEDDED_DIR/name``)."""
+for _name, _what in {
     "digits": "UNet2DModel prior of sklearn's 8x8 digits, shape (1, 8, 8), values in [-1, 1]",
     "rings": "MLPDenoiser prior of an 8-component Gaussian ring of radius 2, shape (2,)",
     "airfoil": "MLPDenoiser prior of standardized Kulfan vectors of UIUC airfoils, shape (18,)",
@@ -66,19 +70,20 @@ _PRIORS: dict[str, str] = {
     "seed 0): one-hot sequences (32, 32)",
     "ehrlich-v32-l128-c4-k4-q4": "SequenceDenoiser prior of the chain of Ehrlich(32, 128, 4, 4, 4, "
     "seed 0): one-hot sequences (128, 32)",
-}
+}.items():
+    PRIORS.register(_name, _what)
 #: File in a prior's folder holding the standardization its designs are expressed in.
 STANDARDIZATION_FILE = "standardization.json"
 
 
 def available_priors() -> list[str]:
     """Names accepted by :func:`load_prior`, sorted."""
-    return sorted(_PRIORS)
+    return sorted(PRIORS)
 
 
 def prior_path(name: str) -> Path:
     """The package folder holding prior ``name`` (raises ``ValueError`` for unknown names)."""
-    if not isinstance(name, str) or name not in _PRIORS:
+    if not isinstance(name, str) or name not in PRIORS:
         raise ValueError(f"unknown prior {name!r}; accepted names: {', '.join(available_priors())}")
     path = EMBEDDED_DIR / name
     if not (path / "prior.json").is_file():

@@ -49,9 +49,10 @@ from sqdf_bbo.constraints import Constraint, Constraints, as_constraints
 from sqdf_bbo.optimizers import inputs
 from sqdf_bbo.optimizers.batch import Batch, Proposal
 from sqdf_bbo.optimizers.feasible import propose_feasible
-from sqdf_bbo.optimizers.registry import class_for_study, register, registered_methods
+from sqdf_bbo.optimizers.registry import OPTIMIZERS, class_for_study, registered_methods
 from sqdf_bbo.progress import progress_bar
 from sqdf_bbo.study import persist
+from sqdf_bbo.study.errors import StudyError
 from sqdf_bbo.study.points import (
     STATES,
     Best,
@@ -62,7 +63,7 @@ from sqdf_bbo.study.points import (
     observations_of,
     state_of,
 )
-from sqdf_bbo.study.store import StudyError, StudyStore
+from sqdf_bbo.study.store import StudyStore
 
 __all__ = [
     "Optimizer",
@@ -107,11 +108,14 @@ class Optimizer(ABC):
     #: must not be called again for the rows a known constraint rejects), e.g. CMA-ES.
     redraws_for_constraints: ClassVar[bool] = True
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        """A subclass with its own ``method`` registers itself (:mod:`.registry`), unless it is
+        declared ``class Mine(Optimizer, register=False)`` (e.g. a test's: its own ``load``
+        still finds it)."""
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("method")
-        if name:
-            register(name, cls)
+        if name and register:
+            OPTIMIZERS.register(name, cls)
 
     def __init__(
         self,
@@ -621,8 +625,7 @@ class Optimizer(ABC):
         once). A detached load may run while a writer works: it reads one committed state
         and retries when the writer replaced the snapshot it was reading.
         """
-        requested = None if cls is Optimizer else cls.method
-        resolve = partial(class_for_study, requested=requested)
+        resolve = partial(class_for_study, requested=None if cls is Optimizer else cls)
         changes = dict(config_changes or {})
         return persist.load(
             path, resolve, attach=attach, device=device, runtime=runtime, changes=changes

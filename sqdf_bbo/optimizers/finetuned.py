@@ -35,7 +35,7 @@ from sqdf_bbo.migration import migrate
 from sqdf_bbo.optimizers.base import Observations, Optimizer
 from sqdf_bbo.optimizers.batch import Proposal, sample_proposal
 from sqdf_bbo.optimizers.constraint_term import ConstraintTerm
-from sqdf_bbo.study.store import StudyError
+from sqdf_bbo.study.errors import StudyError
 from sqdf_bbo.surrogates import SURROGATES, check_options, make_surrogate
 from sqdf_bbo.surrogates.conservative import check_conservative, conservative_value
 from sqdf_bbo.surrogates.feasibility import check_feasibility_options

@@ -36,8 +36,9 @@ from sqdf_bbo.config import config_from_dict, config_to_dict
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.migration import migrate
 from sqdf_bbo.study.codec import join_state, split_state
+from sqdf_bbo.study.errors import SnapshotMissing, StudyError
 from sqdf_bbo.study.points import Point
-from sqdf_bbo.study.store import SnapshotMissing, StudyError, StudyStore, is_study, lock_study
+from sqdf_bbo.study.store import StudyStore, is_study, lock_study
 
 __all__ = [
     "Persistable",
