@@ -85,6 +85,7 @@ from benchmarks.airfoil_tasks import (
     airfoil_xfoil_judge,
     xfoil_oracle,
 )
+from benchmarks.metrics import mean_pairwise_distance, median_pairwise_distance, vendi_score
 from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
 from benchmarks.xfoil_judge import CONDITIONS, Condition
 from oracles.digits import DigitsClassOracle, DigitsInkOracle
@@ -92,7 +93,6 @@ from oracles.toy import RingsOracle
 from sqdf_bbo import load_prior
 from sqdf_bbo.constraints import Constraint
 from sqdf_bbo.data import RingsDistribution, airfoil_split, digits_split
-from sqdf_bbo.metrics import mean_pairwise_distance, median_pairwise_distance, vendi_score
 from sqdf_bbo.registry import Registry
 
 __all__ = [

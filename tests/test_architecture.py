@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
         *("distributed",),
         *("text", "constraints"),
     ),
-    ("data", "metrics", "sequences"),  # bundled data, benchmark measures, sequence designs
+    ("data", "sequences"),  # bundled data, benchmark measures, sequence designs
     ("classifier",),  # the digits classifier (reward and features of the digits tasks)
     ("diffusion",),  # the pretrained prior: networks, io, consistency model, shipped priors
     ("surrogates",),  # differentiable reward models fitted to observations
