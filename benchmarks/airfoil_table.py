@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.plotting import pyplot
-from benchmarks.suites import METHODS
+from benchmarks.suites import method_names
 from benchmarks.xfoil_database import database_best
 from benchmarks.xfoil_judge import CONDITIONS
 
@@ -146,7 +146,8 @@ def per_method(runs: pd.DataFrame) -> pd.DataFrame:
 def _order(label: str) -> int:
     """Rank of a method label in the suites' method order (other suites' runs last)."""
     method, _, suite = label.partition(" (")
-    return (METHODS.index(method) if method in METHODS else len(METHODS)) + (100 if suite else 0)
+    order = method_names()
+    return (order.index(method) if method in order else len(order)) + (100 if suite else 0)
 
 
 def markdown(table: pd.DataFrame, columns: list[tuple[str, str, int]] = _COLUMNS) -> str:

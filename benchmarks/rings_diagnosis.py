@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.tasks import get_task
-from sqdf_bbo.finetuning.kl import chain_kl
+from sqdf_bbo.finetuning.kl import chain_kl, ours_alpha_to_official
 from sqdf_bbo.finetuning.sqdf import SQDFConfig, SQDFTrainer
 from sqdf_bbo.surrogates import make_surrogate
 
@@ -121,7 +121,7 @@ def offline_sqdf(
         return (oracle.evaluate_true(x) - shift) / spread
 
     cfg = SQDFConfig(
-        alpha=alpha,
+        kl_weight=ours_alpha_to_official(alpha, prior.dim),
         gamma=gamma,
         eta=1.0,
         x0_method="consistency" if prior.consistency is not None else "tweedie",

@@ -59,12 +59,12 @@ import pandas as pd
 import torch
 
 from benchmarks.layout import ROUND_COLUMNS, Cell, alpha_label, cell_label, is_done, run_dir
+from benchmarks.metrics import reward_stats
 from benchmarks.options import add_grid_arguments, split_list
 from benchmarks.report import write_report
 from benchmarks.suites import SUITES, Suite, get_suite, make_optimizer
 from benchmarks.tasks import Task, get_task
 from oracles.cluster import dask_client, dask_executor, parse_dask_spec
-from sqdf_bbo.metrics import reward_stats
 from sqdf_bbo.optimizers import Optimizer
 from sqdf_bbo.optimizers.inputs import oracle_output
 from sqdf_bbo.progress import progress_bar

@@ -29,12 +29,12 @@ import torch
 from torch import nn
 
 from benchmarks.denoiser_training import DenoiserTrainConfig, train_denoiser
+from benchmarks.metrics import vendi_score
 from oracles.ehrlich import EhrlichOracle, parse_ehrlich_name, sample_chain
 from sqdf_bbo.config import check_fields
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import load_prior
 from sqdf_bbo.diffusion.sequence import SequenceDenoiser, ViterbiDecoder, allowed_transitions
-from sqdf_bbo.metrics import vendi_score
 from sqdf_bbo.sequences import hamming_diversity, one_hot_designs, one_hot_features
 
 __all__ = [

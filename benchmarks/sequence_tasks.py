@@ -23,10 +23,10 @@ from functools import cache
 import numpy as np
 import torch
 
+from benchmarks.metrics import vendi_score
 from benchmarks.naturalness import NaturalnessModel
 from benchmarks.sequence_priors import SHIPPED_SEQUENCE_PRIORS, ehrlich_oracle
 from oracles.ehrlich import EhrlichOracle
-from sqdf_bbo.metrics import vendi_score
 from sqdf_bbo.sequences import hamming_diversity, one_hot_designs, one_hot_features
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Benchmark suites (tasks × methods × seeds × per-round budgets) and the method factory.
 
-Methods (``METHODS``), all driven through the public ask/tell API:
+Methods (registered in ``METHODS``, :mod:`benchmarks.methods`, with every optimizer of the
+library's registry), all driven through the public ask/tell API:
 
 ====================  =====================================================================
 ``prior``             :class:`~sqdf_bbo.optimizers.PriorSampler` (no fine-tuning)
@@ -69,49 +70,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from benchmarks.methods import (
+    KNOWN,
+    METHODS,
+    known_method,
+    make_optimizer,
+    method_base,
+    method_names,
+    seiko_steps,
+)
 from benchmarks.tasks import Task
 from sqdf_bbo.config import check_fields
-from sqdf_bbo.optimizers import (
-    CMAES,
-    GPBO,
-    SEIKO,
-    SQDF,
-    GeneticAlgorithm,
-    GPBOConfig,
-    LaMBO2,
-    PriorSampler,
-    SEIKOConfig,
-    SQDFOptimizerConfig,
-)
+from sqdf_bbo.deprecation import deprecate
+from sqdf_bbo.registry import Registry
 
-__all__ = ["Suite", "SUITES", "METHODS", "MAIN_METHODS", "get_suite", "make_optimizer"]
+__all__ = [
+    "Suite",
+    "SUITES",
+    "METHODS",
+    "MAIN_METHODS",
+    "KNOWN",
+    "get_suite",
+    "make_optimizer",
+    "method_base",
+    "method_names",
+    "seiko_steps",
+]
 
 MAIN_METHODS = ("prior", "sqdf", "seiko-ucb", "seiko-bootstrap", "gp-bo")
-METHODS = (
-    *MAIN_METHODS,
-    "sqdf-ucb",
-    "sqdf-gp",
-    "sqdf-tweedie",
-    "sqdf-consistency",
-    "sqdf-random-buffer",
-    "sqdf-gamma1",
-    "sqdf-per50",
-    "sqdf-mean",
-    "sqdf-cap",
-    "sqdf-nofeas",
-    "seiko-fullbp",
-    "cma-es",
-    "ga",
-    "lambo2",
-)
-KNOWN = "+known"  # suffix: the method with the task's known constraints
-
-
-def method_base(method: str) -> tuple[str, bool]:
-    """``(method without the +known suffix, whether it had it)``."""
-    if method.endswith(KNOWN):
-        return method[: -len(KNOWN)], True
-    return method, False
 
 
 @dataclass(frozen=True)
@@ -122,8 +108,11 @@ class Suite:
         name: registry name.
         tasks, methods, seeds: the grid.
         budgets: designs asked in each round (round r asks ``budgets[r]``).
-        finetune_steps: SQDF / SEIKO gradient steps per round.
-        finetune_batch_size: transitions (SQDF) / chains (SEIKO) per gradient step.
+        finetune_steps: SQDF gradient steps per round (SEIKO: :func:`seiko_steps` of it).
+        transitions_per_step: SQDF's transitions per gradient step.
+        chains_per_step: SEIKO's sampling chains per gradient step.
+        finetune_batch_size: deprecated (it fed both settings above): sets both, with a
+            ``DeprecationWarning``.
         surrogate_steps: training steps of the neural surrogates per fit.
         rollouts_per_step: SQDF on-policy rollouts per step.
         num_inference_steps: K, the DDIM sampling steps of every prior-based method (the
@@ -139,7 +128,9 @@ class Suite:
     seeds: tuple[int, ...]
     budgets: tuple[int, ...]
     finetune_steps: int = 40
-    finetune_batch_size: int = 32
+    transitions_per_step: int = 32
+    chains_per_step: int = 32
+    finetune_batch_size: int | None = None
     surrogate_steps: int = 300
     rollouts_per_step: int = 8
     num_inference_steps: int | None = None
@@ -148,14 +139,21 @@ class Suite:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.finetune_batch_size is not None:
+            deprecate("Suite(finetune_batch_size=...)", "transitions_per_step and chains_per_step")
+            object.__setattr__(self, "transitions_per_step", self.finetune_batch_size)
+            object.__setattr__(self, "chains_per_step", self.finetune_batch_size)
+            object.__setattr__(self, "finetune_batch_size", None)
         if self.num_inference_steps is not None and self.num_inference_steps < 2:
             raise ValueError(
                 f"num_inference_steps must be >= 2 (a stochastic chain), got "
                 f"{self.num_inference_steps}"
             )
-        unknown = [m for m in self.methods if method_base(m)[0] not in METHODS]
+        unknown = [m for m in self.methods if not known_method(m)]
         if unknown:
-            raise ValueError(f"unknown methods {unknown}; accepted values: {', '.join(METHODS)}")
+            raise ValueError(
+                f"unknown methods {unknown}; accepted values: {', '.join(method_names())}"
+            )
         if not self.budgets or any(int(b) < 1 for b in self.budgets):
             raise ValueError(f"budgets must be positive ints, got {self.budgets}")
         if not self.seeds or not self.tasks or not self.methods:
@@ -193,47 +191,52 @@ class Suite:
 _ALL_TASKS = ("rings", "digits-logit", "digits-ink")
 AIRFOIL_BUDGETS = (250, 250, 500, 1000)
 
-SUITES: dict[str, Suite] = {
-    "smoke": Suite(
+SUITES: Registry[Suite] = Registry("suite")
+for _suite in (
+    Suite(
         name="smoke",
         tasks=("rings",),
         methods=MAIN_METHODS,
         seeds=(0,),
         budgets=(8, 8),
         finetune_steps=2,
-        finetune_batch_size=8,
+        transitions_per_step=8,
+        chains_per_step=8,
         surrogate_steps=20,
         rollouts_per_step=2,
         gp_options={"max_train": 16, "raw_samples": 8, "maxiter": 5, "mc_samples": 8},
         description="end-to-end check in seconds (tests)",
     ),
-    "quick": Suite(
+    Suite(
         name="quick",
         tasks=_ALL_TASKS,
         methods=MAIN_METHODS,
         seeds=(0, 1),
         budgets=(32, 64, 128),
         finetune_steps=40,
-        finetune_batch_size=32,
+        transitions_per_step=32,
+        chains_per_step=32,
         surrogate_steps=200,
         rollouts_per_step=4,
         gp_options={"max_train": 96, "num_restarts": 1, "raw_samples": 32, "maxiter": 15},
         description="every task x main methods x 2 seeds, small budgets (<= 15 min on 2 cores)",
     ),
-    "paper": Suite(
+    Suite(
         name="paper",
         tasks=_ALL_TASKS,
         methods=MAIN_METHODS,
         seeds=(0, 1, 2),
         budgets=(64, 128, 256, 512),
         finetune_steps=40,
-        finetune_batch_size=64,
+        transitions_per_step=64,
+        chains_per_step=64,
         surrogate_steps=600,
         rollouts_per_step=8,
         gp_options={"max_train": 256, "num_restarts": 2, "raw_samples": 64, "maxiter": 30},
         description="4 rounds, budgets 1:2:4:8 as in the paper, 3 seeds",
     ),
-}
+):
+    SUITES.register(_suite.name, _suite)
 
 
 SUITES["airfoil"] = Suite(
@@ -243,7 +246,8 @@ SUITES["airfoil"] = Suite(
     seeds=(0, 1, 2),
     budgets=AIRFOIL_BUDGETS,
     finetune_steps=40,
-    finetune_batch_size=64,
+    transitions_per_step=64,
+    chains_per_step=64,
     surrogate_steps=600,
     rollouts_per_step=8,
     gp_options={"max_train": 256, "num_restarts": 1, "raw_samples": 32, "maxiter": 15},
@@ -271,7 +275,8 @@ SUITES["airfoil-xfoil"] = Suite(
     seeds=(0, 1),
     budgets=(80, 80, 80, 80),
     finetune_steps=40,
-    finetune_batch_size=64,
+    transitions_per_step=64,
+    chains_per_step=64,
     surrogate_steps=600,
     rollouts_per_step=8,
     description=(
@@ -303,7 +308,8 @@ SUITES["airfoil-constraints"] = Suite(
     seeds=(0, 1, 2),
     budgets=(250,) * 8,
     finetune_steps=40,
-    finetune_batch_size=64,
+    transitions_per_step=64,
+    chains_per_step=64,
     surrogate_steps=600,
     rollouts_per_step=8,
     description=(
@@ -322,124 +328,8 @@ SUITES["airfoil-constraints-es"] = Suite(
 
 
 def get_suite(name: str) -> Suite:
-    """The suite ``name``."""
-    if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; accepted values: {', '.join(SUITES)}")
-    return SUITES[name]
-
-
-def seiko_steps(sqdf_steps: int) -> int:
-    """SEIKO's gradient steps per round for a suite whose SQDF takes ``sqdf_steps``: the
-    official codes' ratio, 10 SEIKO steps (5 epochs × 2) to 40 SQDF steps (20 epochs × 2).
-    One SEIKO step back-propagates through a whole chain, so the ratio also roughly equalizes
-    wall time on our priors."""
-    return max(1, round(sqdf_steps / 4))
-
-
-def make_optimizer(
-    method: str,
-    task: Task,
-    seed: int,
-    suite: Suite,
-    progress: bool = False,
-    alpha_official: float | None = None,
-):
-    """A fresh optimizer of ``method`` for ``task`` (batch size = the suite's first budget).
-
-    ``alpha_official`` (when given) replaces the KL weight α_official of the ``sqdf*`` and
-    ``seiko*`` configs (default: their config default, 1); the unregularized methods
-    ``prior`` and ``gp-bo`` refuse it. ``<method>+known`` is ``<method>`` with the task's
-    known constraints.
-    """
-    method, known = method_base(method)
-    constraints = task.known_constraints() if known else None
-    batch = int(suite.budgets[0])
-    prior = suite.prior(task)  # at the suite's K
-    if alpha_official is not None and not method.startswith(("sqdf", "seiko-")):
-        raise ValueError(f"method {method!r} has no KL weight; alpha_official must be None")
-    alpha = {} if alpha_official is None else {"alpha_official": float(alpha_official)}
-    if method == "prior":
-        return PriorSampler(prior, batch_size=batch, seed=seed, constraints=constraints)
-    if method in ("ga", "lambo2"):
-        if task.natural is None or task.num_states is None:
-            raise ValueError(
-                f"method {method!r} needs a sequence task (ehrlich-…), got {task.name!r}"
-            )
-        start = task.natural(batch, seed)
-        if method == "ga":
-            return GeneticAlgorithm(start, task.num_states, batch_size=batch, seed=seed)
-        return LaMBO2(start, task.num_states, batch_size=batch, seed=seed)
-    if method == "cma-es":
-        return CMAES(
-            task.prior().shape,
-            task.box,
-            x0=task.start_design(),
-            batch_size=batch,
-            seed=seed,
-            constraints=constraints,
-        )
-    if method == "gp-bo":
-        shape = task.prior().shape
-        return GPBO(
-            shape,
-            task.box,
-            batch_size=batch,
-            seed=seed,
-            config=GPBOConfig(**suite.gp_options),
-            constraints=constraints,
-        )
-    sur_opts = {"steps": suite.surrogate_steps}
-    if method.startswith("seiko-"):
-        sur = {"seiko-ucb": "ucb", "seiko-bootstrap": "ensemble", "seiko-fullbp": "ensemble"}[
-            method
-        ]
-        # seiko-fullbp: every one of the K steps is differentiated through (bp = K always).
-        full_k = prior.num_inference_steps
-        bp = (
-            {"truncation": "last-k", "bp_min": full_k, "bp_max": full_k}
-            if method == "seiko-fullbp"
-            else {}
-        )
-        cfg = SEIKOConfig(
-            surrogate=sur,
-            surrogate_options=sur_opts,
-            progress=progress,
-            finetune={
-                "steps": seiko_steps(suite.finetune_steps),
-                "chains_per_step": suite.finetune_batch_size,
-                **bp,
-                **alpha,
-            },
-        )
-        return SEIKO(prior, batch_size=batch, seed=seed, config=cfg, constraints=constraints)
-    if method.startswith("sqdf"):
-        variant: dict[str, Any] = {
-            "sqdf": {},
-            "sqdf-ucb": {"surrogate": "ucb"},
-            "sqdf-gp": {"surrogate": "gp"},
-            "sqdf-tweedie": {"finetune.x0_method": "tweedie"},
-            "sqdf-consistency": {"finetune.x0_method": "consistency"},
-            "sqdf-random-buffer": {"finetune.buffer_method": "random"},
-            "sqdf-gamma1": {"finetune.gamma": 1.0},
-            "sqdf-per50": {"finetune.gamma_rule": "per50"},
-            "sqdf-mean": {"surrogate_objective": "mean"},
-            "sqdf-cap": {"reward_cap": 1.0},
-            "sqdf-nofeas": {"learn_feasibility": False},
-        }[method]
-        surrogate = variant.get("surrogate", "ensemble")
-        cfg = SQDFOptimizerConfig.from_dict(
-            {
-                "finetune.steps": suite.finetune_steps,
-                "finetune.transitions_per_step": suite.finetune_batch_size,
-                "finetune.rollouts_per_step": suite.rollouts_per_step,
-                "surrogate_options": {} if surrogate == "gp" else sur_opts,
-                "progress": progress,
-                **variant,
-                **{f"finetune.{k}": v for k, v in alpha.items()},
-            }
-        )
-        return SQDF(prior, batch_size=batch, seed=seed, config=cfg, constraints=constraints)
-    raise ValueError(f"unknown method {method!r}; accepted values: {', '.join(METHODS)}")
+    """The suite ``name`` (``ValueError`` listing the known ones)."""
+    return SUITES.get(name)
 
 
 SEQUENCE_METHODS = ("prior", "sqdf", "seiko-bootstrap", "ga", "lambo2")
@@ -451,7 +341,8 @@ SUITES["ehrlich-smoke"] = Suite(
     seeds=(0,),
     budgets=(8, 8),
     finetune_steps=2,
-    finetune_batch_size=8,
+    transitions_per_step=8,
+    chains_per_step=8,
     surrogate_steps=20,
     rollouts_per_step=2,
     description="end-to-end check of the sequence methods in seconds (tests)",
@@ -464,7 +355,8 @@ SUITES["ehrlich"] = Suite(
     seeds=(0, 1, 2, 3, 4),
     budgets=(128,) * 12,
     finetune_steps=40,
-    finetune_batch_size=32,
+    transitions_per_step=32,
+    chains_per_step=32,
     surrogate_steps=200,
     rollouts_per_step=4,
     description=(

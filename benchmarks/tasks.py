@@ -85,6 +85,7 @@ from benchmarks.airfoil_tasks import (
     airfoil_xfoil_judge,
     xfoil_oracle,
 )
+from benchmarks.metrics import mean_pairwise_distance, median_pairwise_distance, vendi_score
 from benchmarks.naturalness import ExactLogDensity, NaturalnessModel, PCAGMMDensity
 from benchmarks.xfoil_judge import CONDITIONS, Condition
 from oracles.digits import DigitsClassOracle, DigitsInkOracle
@@ -92,11 +93,12 @@ from oracles.toy import RingsOracle
 from sqdf_bbo import load_prior
 from sqdf_bbo.constraints import Constraint
 from sqdf_bbo.data import RingsDistribution, airfoil_split, digits_split
-from sqdf_bbo.metrics import mean_pairwise_distance, median_pairwise_distance, vendi_score
+from sqdf_bbo.registry import Registry
 
 __all__ = [
     "Task",
     "register_task",
+    "TASKS",
     "get_task",
     "available_tasks",
     "DIGITS_TARGET",
@@ -226,27 +228,28 @@ class Task:
         return torch.full(shape, (self.box[0] + self.box[1]) / 2)
 
 
-_REGISTRY: dict[str, Callable[[], Task]] = {}
+TASKS: Registry[Callable[[], Task]] = Registry("task")
+"""Task factories by name (a task is built once per process, by :func:`get_task`)."""
 _CACHE: dict[str, Task] = {}
+TASKS.on_change(lambda name: _CACHE.pop(name, None))  # a new factory: build it again
 
 
 def register_task(name: str, factory: Callable[[], Task]) -> None:
     """Register a task factory under ``name`` (replacing an earlier one and its cache)."""
-    _REGISTRY[name] = factory
-    _CACHE.pop(name, None)
+    TASKS.register(name, factory)
 
 
 def available_tasks() -> list[str]:
     """Names of registered tasks."""
-    return sorted(_REGISTRY)
+    return sorted(TASKS)
 
 
 def get_task(name: str) -> Task:
     """The task ``name`` (built once per process)."""
-    if name not in _REGISTRY:
+    if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; accepted values: {', '.join(available_tasks())}")
     if name not in _CACHE:
-        _CACHE[name] = _REGISTRY[name]()
+        _CACHE[name] = TASKS[name]()
     return _CACHE[name]
 
 

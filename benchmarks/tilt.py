@@ -35,7 +35,7 @@ from sqdf_bbo.classifier import load_digits_classifier
 from sqdf_bbo.diffusion.networks import GaussianDenoiser
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import load_prior
-from sqdf_bbo.finetuning.kl import chain_kl, official_alpha_to_ours
+from sqdf_bbo.finetuning.kl import chain_kl, ours_alpha_to_official
 from sqdf_bbo.finetuning.sqdf import RewardFn, SQDFConfig, SQDFTrainer
 
 __all__ = ["gaussian_tilt", "step_timing", "rollout_timing", "digits_benchmark", "main"]
@@ -136,7 +136,7 @@ def gaussian_tilt(device: torch.device, steps: int = 80, n_eval: int = 200_000) 
 
     alpha = 1.0
     cfg = SQDFConfig(
-        alpha=alpha,
+        kl_weight=ours_alpha_to_official(alpha, prior.dim),
         gamma=1.0,
         x0_method="tweedie",
         steps=steps,
@@ -206,7 +206,7 @@ def digits_benchmark(
     trainer: SQDFTrainer | None = None
     for a_off in alphas_official:
         cfg = SQDFConfig(
-            alpha=official_alpha_to_ours(a_off, prior.dim),
+            kl_weight=a_off,
             gamma=0.9,
             x0_method="tweedie",
             steps=steps,
@@ -228,7 +228,7 @@ def digits_benchmark(
         kl = chain_kl(trainer.policy.denoiser, prior, out.trajectory)
         run: dict[str, Any] = {
             "alpha_official": a_off,
-            "alpha": cfg.alpha,
+            "alpha": trainer.alpha,
             "train_s": train_s,
             "reward_before": float(before.double().mean()),
             "reward_after": float(after.double().mean()),

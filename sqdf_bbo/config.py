@@ -24,14 +24,12 @@ and in docs/ask_tell.md.
 All problems of one object are reported together in one :class:`ConfigError`, which is
 both a ``ValueError`` and a ``TypeError`` (callers may catch either).
 
-:func:`parse_field` turns the text of a command-line ``--set KEY=VALUE`` into a value of
-the field's declared type (see its docstring for the accepted spellings); a nested config's
-field is named by a dotted key (``finetune.steps``).
+:func:`parse_field` turns the text of a ``--set KEY=VALUE`` into a value of the field's
+declared type; a nested config's field is named by a dotted key (``finetune.steps``).
 
 :func:`config_to_dict` and :func:`config_from_dict` (de)serialize every config dataclass,
-nested configs included. A config that renamed fields lists them in a class attribute
-``RENAMED`` (old flat name → new dotted key); :func:`migrate` rewrites a stored dict with
-the new names, so that configs saved before the rename still load.
+nested ones included, in today's names only; old names are read from stored studies
+(:mod:`sqdf_bbo.migration`) and ``--set`` (:func:`setting_key`), with a warning.
 """
 
 from __future__ import annotations
@@ -49,6 +47,7 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
+from sqdf_bbo.deprecation import CHAINED, deprecate, rename_hint, renamed_settings
 from sqdf_bbo.text import parse_integer, parse_real
 
 __all__ = [
@@ -63,7 +62,8 @@ __all__ = [
     "as_config",
     "config_to_dict",
     "config_from_dict",
-    "migrate",
+    "setting_key",
+    "nested_class",
 ]
 
 ALLOW_NONFINITE = "allow_nonfinite"
@@ -355,17 +355,46 @@ def _parse(text: str, tp: Any, nonfinite: bool) -> Any:
     return _coerce(value, tp, nonfinite)
 
 
-def _nested_class(config_class: type, name: str) -> type | None:
+def nested_class(config_class: type, name: str) -> type | None:
     """The config dataclass type of field ``name``, or ``None`` when it is not one."""
     tp = _hints(config_class).get(name)
     return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
 
 
+def setting_key(config_class: type, name: str) -> str:
+    """The current (dotted) key of setting ``name`` of ``config_class``: ``name``, or the key
+    an old name became (with a :class:`DeprecationWarning`), at every level of a dotted key.
+
+    Raises:
+        ConfigError: unknown field (the message lists the valid ones).
+    """
+    owner, leaf, path = config_class, name, []
+    while True:  # at each level an old name becomes the (dotted) key it became
+        new = renamed_settings(owner).get(leaf, leaf)
+        if new not in (leaf, *CHAINED):
+            deprecate(f"the setting {'.'.join([*path, leaf])!r}", repr(".".join([*path, new])))
+        leaf = new
+        head, dot, rest = leaf.partition(".")
+        fields = [f.name for f in dataclasses.fields(owner)]
+        if head not in fields:
+            raise ConfigError(
+                f"unknown {owner.__name__} field {head!r}{rename_hint(owner, head)}; "
+                "valid fields: " + ", ".join(fields)
+            )
+        if not dot:
+            return ".".join([*path, leaf])
+        nested = nested_class(owner, head)
+        if nested is None:
+            raise ConfigError(f"{owner.__name__}.{head} is not a nested config: {name!r}")
+        path.append(head)
+        owner, leaf = nested, rest
+
+
 def parse_field(config_class: type, name: str, text: str) -> Any:
     """The value of field ``name`` of ``config_class`` written as ``text`` (``--set`` syntax).
 
-    ``name`` may be dotted to reach a field of a nested config (``finetune.steps``), and may
-    be an old name listed in ``config_class.RENAMED`` (parsed as the field it became).
+    ``name`` may be dotted to reach a field of a nested config (``finetune.steps``); an old
+    name is read as the field it became (:func:`setting_key`, with a warning).
     Accepted spellings: bool ``true/false/1/0/yes/no`` (any case); int ``3`` (``3.0`` is
     read as 3, ``2.5`` is an error); float ``1e-3`` (``inf``/``nan`` only for fields that
     allow them); ``none``/``null`` for optional fields; tuples as a JSON list or comma
@@ -375,23 +404,12 @@ def parse_field(config_class: type, name: str, text: str) -> Any:
     Raises:
         ConfigError: unknown field (the message lists the valid ones) or a bad value.
     """
-    owner, leaf, path = config_class, name, []
-    while True:  # at each level an old name (RENAMED) becomes the (dotted) key it became
-        leaf = getattr(owner, "RENAMED", {}).get(leaf, leaf)
-        head, dot, rest = leaf.partition(".")
-        fields = {f.name: f for f in dataclasses.fields(owner)}
-        if head not in fields:
-            raise ConfigError(
-                f"unknown {owner.__name__} field {head!r}; valid fields: " + ", ".join(fields)
-            )
-        if not dot:
-            break
-        nested = _nested_class(owner, head)
-        if nested is None:
-            raise ConfigError(f"{owner.__name__}.{head} is not a nested config: {name!r}")
-        path.append(head)
-        owner, leaf = nested, rest
-    new = ".".join([*path, leaf])
+    new = setting_key(config_class, name)
+    *path, leaf = new.split(".")
+    owner = config_class
+    for head in path:
+        owner = nested_class(owner, head)  # type: ignore[assignment]
+    fields = {f.name: f for f in dataclasses.fields(owner)}
     tp = _hints(owner).get(leaf, Any)
     try:
         return _parse(text, tp, _allows_nonfinite(fields[leaf]))
@@ -417,24 +435,6 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
-def migrate(config_class: type, d: Mapping[str, Any]) -> dict[str, Any]:
-    """``d`` with every old name of ``config_class.RENAMED`` replaced by its new (dotted) key.
-
-    Raises:
-        ConfigError: an old name and its new key both given.
-    """
-    renamed: Mapping[str, str] = getattr(config_class, "RENAMED", {})
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        new = renamed.get(key, key)
-        if new in out:
-            raise ConfigError(
-                f"{config_class.__name__}: {key!r} is the old name of {new!r}; give one of them"
-            )
-        out[new] = value
-    return out
-
-
 def _field_default(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
@@ -444,8 +444,8 @@ def _field_default(f: dataclasses.Field) -> Any:
 def config_from_dict(config_class: type, d: Mapping[str, Any], base: Any = None) -> Any:
     """Rebuild a ``config_class`` from a dict (:func:`config_to_dict`'s output, or part of it).
 
-    Old names are migrated first (:func:`migrate`); a dotted key ``a.b`` sets field ``b`` of the
-    nested config ``a``. A nested config given as a mapping changes only the fields it names
+    Only today's names are accepted (a stored study's old names go through
+    :func:`sqdf_bbo.migration.migrate` first); a dotted key ``a.b`` sets field ``b`` of the nested config ``a``. A nested config given as a mapping changes only the fields it names
     of that field's default (so ``{"finetune": {"steps": 3}}`` keeps the other defaults of the
     optimizer's fine-tuner); missing fields take their defaults, or ``base``'s when given.
 
@@ -456,7 +456,7 @@ def config_from_dict(config_class: type, d: Mapping[str, Any], base: Any = None)
     flat: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
     unknown = []
-    for key, value in migrate(config_class, d).items():
+    for key, value in d.items():
         head, dot, rest = str(key).partition(".")
         if head not in fields:
             unknown.append(key)
@@ -466,8 +466,9 @@ def config_from_dict(config_class: type, d: Mapping[str, Any], base: Any = None)
             flat[head] = value
     if unknown:
         which = "field" if len(unknown) == 1 else "fields"
+        hints = "".join(rename_hint(config_class, str(k)) for k in unknown)
         raise ConfigError(
-            f"unknown {config_class.__name__} {which} {', '.join(map(repr, unknown))}; "
+            f"unknown {config_class.__name__} {which} {', '.join(map(repr, unknown))}{hints}; "
             "valid fields: " + ", ".join(fields)
         )
     for head, part in nested.items():
@@ -476,10 +477,10 @@ def config_from_dict(config_class: type, d: Mapping[str, Any], base: Any = None)
             raise ConfigError(f"{config_class.__name__}.{head} is given both whole and by parts")
         flat[head] = {**given, **part}
     for name, value in flat.items():
-        nested_class = _nested_class(config_class, name)
-        if nested_class is not None and isinstance(value, Mapping):
+        inner_class = nested_class(config_class, name)
+        if inner_class is not None and isinstance(value, Mapping):
             inner = getattr(base, name) if base is not None else _field_default(fields[name])
-            flat[name] = config_from_dict(nested_class, value, base=inner)
+            flat[name] = config_from_dict(inner_class, value, base=inner)
     if base is not None:
         return dataclasses.replace(base, **flat)
     return config_class(**flat)
@@ -487,8 +488,8 @@ def config_from_dict(config_class: type, d: Mapping[str, Any], base: Any = None)
 
 def as_config(config: Any, config_class: type) -> Any:
     """An optimizer's ``config=`` argument as a ``config_class`` instance: ``None`` gives the
-    defaults, a mapping its fields (:func:`config_from_dict`: old names migrated, dotted keys
-    for nested configs, unknown names rejected), an instance itself; anything else is a
+    defaults, a mapping its fields (:func:`config_from_dict`: nested configs as mappings,
+    unknown and old names rejected), an instance itself; anything else is a
     ``TypeError``."""
     if config is None:
         return config_class()

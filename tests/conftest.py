@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
 from sqdf_bbo.diffusion.networks import MLPDenoiser
 from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.registry import Registry
 
 
 def tiny_unet(seed: int = 0) -> UNet2DModel:
@@ -52,3 +55,13 @@ def mlp_prior(
 @pytest.fixture
 def flat_prior() -> DiffusionPrior:
     return mlp_prior()
+
+
+@pytest.fixture(autouse=True)
+def _restore_registries():
+    """Every registry (optimizers, surrogates, priors, networks, tasks, suites, methods) is
+    as it was before the test: what a test registers leaves no trace."""
+    with ExitStack() as stack:
+        for registry in list(Registry.instances):
+            stack.enter_context(registry.temporarily())
+        yield

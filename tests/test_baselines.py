@@ -10,6 +10,7 @@ import torch
 
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning.seiko import SEIKOTrainConfig, SEIKOTrainer, keep_probability
+from sqdf_bbo.migration import migrate
 from sqdf_bbo.optimizers import GPBO, SEIKO, GPBOConfig, PriorSampler, SEIKOConfig
 from sqdf_bbo.optimizers.base import Optimizer
 from sqdf_bbo.optimizers.gp_bo import select_training_set
@@ -88,7 +89,7 @@ def test_seiko_last_k_truncation_flows_only_through_the_last_steps() -> None:
     K = prior.num_inference_steps
     seen: dict[str, list[torch.Tensor]] = {}
     for bp in (1, K):
-        cfg = SEIKOTrainConfig(alpha=0.0, truncation="last-k", bp_min=bp, bp_max=bp)
+        cfg = SEIKOTrainConfig(kl_weight=0.0, truncation="last-k", bp_min=bp, bp_max=bp)
         trainer = SEIKOTrainer(prior, cfg, seed=0)
         states = _spy_states(trainer)
         out = trainer._loss(lambda x0: x0.sum(1))
@@ -110,7 +111,7 @@ def test_seiko_official_truncation_keeps_step_i_with_probability_i_plus_1_over_k
 
     prior = _flat_prior()
     K = prior.num_inference_steps
-    trainer = SEIKOTrainer(prior, SEIKOTrainConfig(alpha=0.0), seed=0)
+    trainer = SEIKOTrainer(prior, SEIKOTrainConfig(kl_weight=0.0), seed=0)
     assert trainer.config.truncation == "official"
     n = 4000
     kept = np.zeros(K)
@@ -147,7 +148,7 @@ def test_seiko_dropped_steps_give_the_network_no_gradient() -> None:
     (keep never true) the policy network gets no gradient at all, while x_0 still depends
     on every state through the DDIM formula."""
     prior = _flat_prior()
-    trainer = SEIKOTrainer(prior, SEIKOTrainConfig(alpha=0.0), seed=0)
+    trainer = SEIKOTrainer(prior, SEIKOTrainConfig(kl_weight=0.0), seed=0)
     trainer._keep = lambda i, K, k_bp: False  # type: ignore[method-assign]
     out = trainer._loss(lambda x0: x0.sum(1))
     assert out["kept"] == 0
@@ -162,7 +163,7 @@ def test_seiko_dropped_steps_give_the_network_no_gradient() -> None:
 def test_seiko_moves_samples_toward_linear_reward_and_kl_to_previous() -> None:
     prior = _flat_prior()
     trainer = SEIKOTrainer(
-        prior, SEIKOTrainConfig(alpha=0.5, steps=30, chains_per_step=32, lr=1e-2), seed=0
+        prior, SEIKOTrainConfig(kl_weight=1.0, steps=30, chains_per_step=32, lr=1e-2), seed=0
     )
     g = torch.Generator().manual_seed(0)
     before = prior.sample(400, g).x[:, 0].mean()
@@ -182,22 +183,22 @@ def test_seiko_config_validation() -> None:
     with pytest.raises(ValueError, match="bp_min"):
         SEIKOConfig(finetune={"bp_min": 3, "bp_max": 2})
     # official kl_weight / loss_coeff = 1 on a dimension-mean KL with the ½: α = 1/D
-    assert SEIKOConfig().finetune.resolved_alpha(64) == 1 / 64
+    assert SEIKOConfig().finetune.alpha_for(64) == 1 / 64
     assert SEIKOTrainConfig() == SEIKOConfig().finetune  # one default, trainer and optimizer
-    assert SEIKOTrainConfig(alpha_official=None).resolved_alpha(64) == 0.01  # neither given
     finetune = SEIKOConfig().finetune
     assert finetune.steps == 10 and finetune.truncation == "official" and finetune.lr == 1e-4
     with pytest.raises(ValueError, match="truncation"):
         SEIKOConfig(finetune={"truncation": "first-k"})
     # SEIKO accepts α = 0 (reward back-propagation only); SQDF does not
-    assert SEIKOConfig(finetune={"alpha": 0.0}).finetune.resolved_alpha(64) == 0.0
-    with pytest.raises(ValueError, match=r"alpha must be in \[0, "):
-        SEIKOTrainConfig(alpha=-1.0)
-    # a v0.1 flat dict migrates
+    assert SEIKOConfig(finetune={"kl_weight": 0.0}).finetune.alpha_for(64) == 0.0
+    with pytest.raises(ValueError, match=r"kl_weight must be in \[0, "):
+        SEIKOTrainConfig(kl_weight=-1.0)
+    # a v0.1 flat dict migrates (with warnings)
     old = {"surrogate": "ensemble", "steps_per_round": 2, "finetune_batch_size": 4, "lr": 1e-3}
-    cfg = SEIKOConfig.from_dict(old)
+    with pytest.deprecated_call(match="'finetune.chains_per_step'"):
+        cfg = SEIKOConfig.from_dict(migrate(SEIKOConfig, old))
     assert (cfg.finetune.steps, cfg.finetune.chains_per_step, cfg.finetune.lr) == (2, 4, 1e-3)
-    assert cfg.finetune.alpha_official == 1.0 and SEIKOConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.finetune.kl_weight == 1.0 and SEIKOConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_gp_bo_first_round_uniform_in_box_then_in_box() -> None:

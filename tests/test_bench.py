@@ -188,7 +188,8 @@ def test_demo_writes_table_and_files(tmp_path: Path, monkeypatch, capsys) -> Non
         demo.DEMO_SUITE,
         budgets=(4, 4),
         finetune_steps=1,
-        finetune_batch_size=4,
+        transitions_per_step=4,
+        chains_per_step=4,
         surrogate_steps=5,
         rollouts_per_step=1,
     )
@@ -212,3 +213,55 @@ def test_every_method_variant_runs_on_rings(tmp_path: Path) -> None:
     rounds = run_suite(suite, tmp_path, progress=False, report=False)
     assert set(rounds["method"]) == set(variants)
     assert rounds["reward_mean"].notna().all()
+
+
+def test_an_optimizer_registered_once_runs_through_bench_and_init(tmp_path: Path) -> None:
+    """Issue 17: a new optimizer written once (a subclass with a ``method``) is a method of
+    ``sqdf-bbo bench`` and of ``sqdf-bbo init`` with no other change, and the registration
+    ends with the block that made it."""
+    from sqdf_bbo.cli import main
+    from sqdf_bbo.optimizers.base import Optimizer, Proposal
+    from sqdf_bbo.optimizers.registry import OPTIMIZERS
+
+    with OPTIMIZERS.temporarily():
+
+        class PriorTimesHalf(Optimizer):  # the whole of the new optimizer
+            method = "half-prior"
+
+            def __init__(self, prior, batch_size=64, seed=0, study=None, constraints=None):
+                self.prior = prior
+                super().__init__(
+                    prior.shape,
+                    batch_size=batch_size,
+                    seed=seed,
+                    study=study,
+                    constraints=constraints,
+                )
+
+            def _propose(self, n: int) -> Proposal:
+                return Proposal(0.5 * self.prior.sample(n, self.generator).x)
+
+            def _spec(self) -> dict:
+                return {"prior": self.prior}
+
+        code = main(
+            ["bench", "--suite", "smoke", "--methods", "half-prior,prior", "--tasks", "tiny-flat",
+             "--out", str(tmp_path / "bench"), "--no-progress", "--workers", "1"]
+        )  # fmt: skip
+        assert code == 0
+        rows = pd.read_csv(run_dir(tmp_path / "bench", "tiny-flat", "half-prior", 0) / "rounds.csv")
+        prior_rows = pd.read_csv(
+            run_dir(tmp_path / "bench", "tiny-flat", "prior", 0) / "rounds.csv"
+        )
+        assert rows["queries"].tolist() == [8, 16] and rows["reward_mean"].notna().all()
+        # its designs are the prior's samples halved: a smaller spread than the prior's batch
+        assert (rows["pairwise_dist"] < prior_rows["pairwise_dist"]).all()
+        prior = get_suite("smoke").prior(_tiny_flat_task())
+        prior.save(tmp_path / "prior")
+        study = tmp_path / "study"
+        argv = ["init", "--study", str(study), "--prior", str(tmp_path / "prior")]
+        assert main([*argv, "--method", "half-prior", "--batch-size", "3"]) == 0
+        assert type(Optimizer.load(study, attach=False)) is PriorTimesHalf
+    assert "half-prior" not in OPTIMIZERS  # gone with the block
+    with pytest.raises(ValueError, match="accepted values"):
+        get_suite("smoke").restricted(methods=["half-prior"])

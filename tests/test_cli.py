@@ -18,9 +18,9 @@ from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.optimizers.sqdf import SQDF
 
 FAST = [
-    "--set", "steps_per_round=3",
-    "--set", "finetune_batch_size=8",
-    "--set", "rollouts_per_step=2",
+    "--set", "finetune.steps=3",
+    "--set", "finetune.transitions_per_step=8",
+    "--set", "finetune.rollouts_per_step=2",
     "--set", "progress=false",
     "--set", 'surrogate_options={"steps": 20, "n_heads": 2}',
 ]  # fmt: skip
@@ -280,3 +280,18 @@ def test_other_methods_from_the_shell(
         == 2
     )
     assert capsys.readouterr().err.startswith("sqdf-bbo: unknown method 'nope'; available:")
+
+
+def test_old_setting_names_on_the_command_line_warn_and_still_work(
+    tmp_path: Path, prior_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = tmp_path / "old-names"
+    old = ["--set", "steps_per_round=3", "--set", "alpha_official=4", "--set", "progress=false"]
+    argv = ["init", "--study", str(study), "--prior", str(prior_dir), *old]
+    with pytest.deprecated_call(match=r"'steps_per_round' .* 0\.4; use 'finetune\.steps'"):
+        assert main(argv) == 0
+    opt = SQDF.load(study, attach=False)
+    assert opt.config.finetune.steps == 3 and opt.config.finetune.kl_weight == 4.0
+    # the old α (our convention) is not a plain rename: refused with what replaced it
+    assert main(["config", "--study", str(study), "--set", "alpha=0.5"]) == 2
+    assert "'alpha' was replaced by kl_weight" in capsys.readouterr().err

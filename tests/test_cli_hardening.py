@@ -143,7 +143,7 @@ def test_tell_checks_the_x_columns_of_each_id(
     rows[1]["x1"] = repr(float(rows[1]["x1"]) + 1e-3)
     res = with_values(write_rows(tmp_path / "edited.csv", header, rows), tmp_path / "res.csv")
     rc, _, err = run(capsys, "tell", "--study", s, str(res))
-    assert_one_line_error(rc, err, "line 3: the x columns of id 1 differ from the design")
+    assert_one_line_error(rc, err, "line 3: the design columns of id 1 differ from the design")
     rows[1]["x1"] = "abc"
     res = with_values(write_rows(tmp_path / "edited.csv", header, rows), tmp_path / "res.csv")
     assert_one_line_error(*run(capsys, "tell", "--study", s, str(res))[::2], "not a number")
@@ -243,7 +243,10 @@ def test_set_values_are_parsed_by_the_field_type(
     [
         (["stepz=3"], "unknown SQDFOptimizerConfig field 'stepz'; valid fields: "),
         (["clear_buffer_each_round=Flase"], "expected a bool"),
-        (["steps_per_round=2.5"], "steps_per_round: expected an integer, got 2.5"),
+        (
+            ["steps_per_round=2.5"],
+            "finetune.steps: expected an integer, got 2.5 (steps_per_round is now finetune.steps)",
+        ),
         (["lr=inf"], "lr"),
         (['surrogate_options={"steps": 2.5}'], "steps: expected an integer"),
         (["gamma"], "--set expects KEY=VALUE"),

@@ -4,14 +4,16 @@ study keeps them."""
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, UNet2DConditionModel, UNet2DModel
 from torch import nn
 
+from sqdf_bbo.cli import main
 from sqdf_bbo.diffusion.conditioning import Conditioning
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning.buffer import ReplayBuffer
@@ -155,7 +157,9 @@ def test_the_kl_is_to_the_conditional_reference_exactly(guidance: float) -> None
     """The policy moves class 1's ε by β: a class-1 transition's KL is (w a_i)² ‖β‖² / (2σ_i²)
     (w the guidance scale), every class-0 transition's is 0."""
     prior = label_prior(guidance)
-    trainer = SQDFTrainer(prior, SQDFConfig(alpha=1.0, x0_method="tweedie"), seed=0)
+    trainer = SQDFTrainer(
+        prior, SQDFConfig(kl_weight=1.5, x0_method="tweedie"), seed=0
+    )  # α = 1 on D = 3
     beta = torch.tensor([0.3, -0.2, 0.1])
     with torch.no_grad():
         trainer.policy.denoiser.bias[1] += beta
@@ -248,8 +252,6 @@ def test_ask_tell_with_conditions_round_trips_through_a_study(tmp_path: Path) ->
 
 def test_embedding_conditions_are_stored_as_tensors(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    from diffusers import UNet2DConditionModel
-
     unet = UNet2DConditionModel(
         sample_size=8,
         in_channels=1,
@@ -279,3 +281,28 @@ def test_an_unconditional_optimizer_refuses_conditions(flat_prior: DiffusionPrio
     opt = SQDF(flat_prior, batch_size=2, seed=0, config=_config())
     with pytest.raises(TypeError, match="takes no conditions"):
         opt.ask(2, conditions=[0, 1])
+
+
+# ---------------------------------------------------------------------- the shell
+def test_the_cli_asks_and_adds_with_conditions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prior_dir = unet_prior().save(tmp_path / "prior")
+    s = str(tmp_path / "study")
+    fast = ["--set", "finetune.steps=1", "--set", "progress=false"]
+    assert main(["init", "--study", s, "--prior", str(prior_dir), "--batch-size", "4", *fast]) == 0
+    assert main(["ask", "--study", s, "--out", str(tmp_path / "b.csv")]) == 2
+    assert "pass one condition per design" in capsys.readouterr().err
+    out = tmp_path / "b.csv"
+    assert main(["ask", "--study", s, "--out", str(out), "--conditions", "0,2"]) == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["condition"] for r in rows] == ["0", "2", "0", "2"]
+    archive = tmp_path / "archive.csv"
+    cols = [f"x{j}" for j in range(64)]
+    with open(archive, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*cols, "value", "condition"])
+        w.writerow([*(["0.0"] * 64), "0.5", "1"])
+    assert main(["add", "--study", s, str(archive)]) == 0
+    assert Optimizer.load(s, attach=False).history["condition"].tolist() == [0, 2, 0, 2, 1]

@@ -20,11 +20,12 @@ from sqdf_bbo.config import (
     check_fields,
     config_from_dict,
     config_to_dict,
-    migrate,
     parse_field,
+    setting_key,
 )
 from sqdf_bbo.finetuning.configs import SEIKOTrainConfig
 from sqdf_bbo.finetuning.sqdf import SQDFConfig
+from sqdf_bbo.migration import migrate
 from sqdf_bbo.optimizers import GPBOConfig, SEIKOConfig
 from sqdf_bbo.optimizers.sqdf import SQDFOptimizerConfig
 from sqdf_bbo.surrogates import EnsembleConfig, GPConfig, UCBConfig
@@ -117,7 +118,7 @@ def test_probed_defects_d4_d13() -> None:
     with pytest.raises(ValueError, match="steps: expected an integer, got 2.5"):
         SQDFOptimizerConfig(finetune={"steps": 2.5})
     with pytest.raises(ValueError, match="steps: expected an integer, got 2.5"):
-        SQDFOptimizerConfig.from_dict({"steps_per_round": 2.5})  # the old name
+        SQDFOptimizerConfig.from_dict(migrate(SQDFOptimizerConfig, {"steps_per_round": 2.5}))
     with pytest.raises(ValueError, match="n_heads"):
         EnsembleConfig(n_heads=True)
 
@@ -139,7 +140,7 @@ def test_values_are_normalized_to_the_declared_types() -> None:
     s = SQDFConfig(lora_targets=["a", "b"])  # type: ignore[arg-type]
     assert s.lora_targets == ("a", "b")
     assert _suite(seeds=[0, 1]).seeds == (0, 1)
-    assert SQDFOptimizerConfig(finetune={"alpha": None}).finetune.alpha is None
+    assert SQDFOptimizerConfig(finetune={"kl_weight": 1}).finetune.kl_weight == 1.0
     assert (
         SQDFOptimizerConfig().to_dict()
         == SQDFOptimizerConfig.from_dict(SQDFOptimizerConfig().to_dict()).to_dict()
@@ -159,29 +160,42 @@ V0_1_SQDF = {  # the optimizer config stored by v0.1 (tests/data/study_v0_1): fl
 
 
 def test_old_flat_names_migrate_into_the_nested_config() -> None:
-    moved = migrate(SQDFOptimizerConfig, V0_1_SQDF)
+    with pytest.deprecated_call():
+        moved = migrate(SQDFOptimizerConfig, V0_1_SQDF, dim=2)
     assert moved["finetune.steps"] == 2 and moved["finetune.transitions_per_step"] == 8
-    assert moved["finetune.alpha_official"] == 1.0 and moved["surrogate"] == "ensemble"
-    cfg = SQDFOptimizerConfig.from_dict(V0_1_SQDF)
+    assert moved["finetune.kl_weight"] == 1.0 and moved["surrogate"] == "ensemble"
+    assert "finetune.alpha" not in moved and "finetune.alpha_official" not in moved
+    cfg = SQDFOptimizerConfig.from_dict(moved)
     f = cfg.finetune
     assert (f.steps, f.transitions_per_step, f.onpolicy_fraction) == (2, 8, 0.5)
-    assert (f.alpha, f.alpha_official, f.eta, f.x0_method) == (None, 1.0, 1.0, "auto")
+    assert (f.kl_weight, f.eta, f.x0_method) == (1.0, 1.0, "auto")
     assert f.buffer_priority == "shift"  # absent in v0.1: today's default
     assert cfg.surrogate_options == {"steps": 10, "n_heads": 2} and cfg.progress is False
     # what today's code writes loads back to the same config
     assert SQDFOptimizerConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.to_dict()["finetune"]["transitions_per_step"] == 8
     with pytest.raises(ConfigError, match="old name of 'finetune.steps'"):
-        SQDFOptimizerConfig.from_dict({"steps_per_round": 2, "finetune.steps": 3})
+        migrate(SQDFOptimizerConfig, {"steps_per_round": 2, "finetune.steps": 3})
     with pytest.raises(ConfigError, match="unknown SQDFOptimizerConfig field 'stepz'"):
         SQDFOptimizerConfig.from_dict({"stepz": 2})
     with pytest.raises(ConfigError, match="unknown SQDFConfig field 'stepz'"):
         SQDFOptimizerConfig.from_dict({"finetune.stepz": 2})
 
 
+def test_python_code_refuses_old_names_and_names_the_new_key() -> None:
+    with pytest.raises(ConfigError, match="'steps_per_round' was renamed to 'finetune.steps'"):
+        SQDFOptimizerConfig.from_dict({"steps_per_round": 2})
+    with pytest.raises(ConfigError, match="'alpha_official' was renamed to 'kl_weight'"):
+        SQDFOptimizerConfig(finetune={"alpha_official": 2.0})
+    with pytest.raises(ConfigError, match="'batch_size' was renamed to 'chains_per_step'"):
+        SEIKOConfig(finetune={"batch_size": 4})
+    with pytest.raises(ConfigError, match=r"'alpha' was replaced by kl_weight .* 2 / D"):
+        SQDFOptimizerConfig(finetune={"alpha": 0.1})
+
+
 def test_nested_mapping_changes_only_the_named_settings_of_the_default() -> None:
     default = SQDFOptimizerConfig().finetune
-    assert (default.alpha_official, default.eta, default.x0_method) == (2.0, 1.0, "auto")
+    assert (default.kl_weight, default.eta, default.x0_method) == (2.0, 1.0, "auto")
     cfg = SQDFOptimizerConfig(finetune={"steps": 3})
     assert cfg.finetune == dataclasses.replace(default, steps=3)
     assert SQDFOptimizerConfig.from_dict({"finetune": {"steps": 3}}) == cfg
@@ -239,10 +253,20 @@ def test_parse_numbers_optional_and_json() -> None:
     P = SQDFOptimizerConfig
     assert parse_field(P, "finetune.steps", "3") == 3
     assert parse_field(P, "finetune.steps", "3.0") == 3
-    assert parse_field(P, "steps_per_round", "3") == 3  # the old flat name still parses
-    assert parse_field(P, "finetune_batch_size", "8") == 8
+    with pytest.deprecated_call(match="'steps_per_round' .* 0.4; use 'finetune.steps'"):
+        assert parse_field(P, "steps_per_round", "3") == 3  # the old flat name still parses
+    with pytest.deprecated_call(match="'finetune.transitions_per_step'"):
+        assert parse_field(P, "finetune_batch_size", "8") == 8
+    with pytest.deprecated_call(match="'finetune.batch_size' .* 'finetune.transitions_per_step'"):
+        assert setting_key(P, "finetune.batch_size") == "finetune.transitions_per_step"
+    with pytest.deprecated_call(match="'finetune.kl_weight'"):
+        assert setting_key(P, "alpha_official") == "finetune.kl_weight"
+    with pytest.raises(ConfigError, match="'alpha' was replaced by kl_weight"):
+        setting_key(P, "finetune.alpha")
     assert parse_field(P, "finetune.lr", "1e-3") == 1e-3
-    assert parse_field(P, "finetune.lr", "none") is None and parse_field(P, "lr", "null") is None
+    assert parse_field(P, "finetune.lr", "none") is None
+    with pytest.deprecated_call():
+        assert parse_field(P, "lr", "null") is None
     assert parse_field(SEIKOConfig, "finetune.chains_per_step", "4") == 4
     assert parse_field(P, "surrogate", "ucb") == "ucb"
     assert parse_field(P, "surrogate_options", '{"n_heads": 2}') == {"n_heads": 2}
@@ -286,11 +310,16 @@ def test_parse_unknown_key_lists_the_valid_ones() -> None:
 
 
 def test_old_names_inside_a_dotted_key_are_migrated_too() -> None:
-    # the CLI's --set finetune.batch_size=8 means what config_from_dict makes of it
-    assert parse_field(SQDFOptimizerConfig, "finetune.batch_size", "8") == 8
-    via_dict = config_from_dict(SQDFOptimizerConfig, {"finetune.batch_size": 8})
+    # the CLI's --set finetune.batch_size=8 means what a stored study's old name means
+    with pytest.deprecated_call():
+        assert parse_field(SQDFOptimizerConfig, "finetune.batch_size", "8") == 8
+        moved = migrate(SQDFOptimizerConfig, {"finetune.batch_size": 8})
+    via_dict = config_from_dict(SQDFOptimizerConfig, moved)
     assert via_dict.finetune.transitions_per_step == 8
-    with pytest.raises(ConfigError, match=r"finetune.batch_size is now finetune.transitions_per"):
+    now = r"finetune.batch_size is now finetune.transitions_per"
+    with pytest.raises(ConfigError, match=now), pytest.deprecated_call():
         parse_field(SQDFOptimizerConfig, "finetune.batch_size", "2.5")
+    with pytest.raises(ConfigError, match="'batch_size' was renamed"):  # Python: refused
+        config_from_dict(SQDFOptimizerConfig, {"finetune.batch_size": 8})
     with pytest.raises(ConfigError, match="unknown SQDFConfig field 'nope'"):
         parse_field(SQDFOptimizerConfig, "finetune.nope", "1")

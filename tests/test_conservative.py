@@ -103,7 +103,7 @@ def test_kappa_keeps_the_offline_batch_near_the_archive() -> None:
         cfg = SQDFOptimizerConfig(
             surrogate_objective="conservative",
             conservatism=kappa,
-            finetune={"gamma": 1.0, "alpha_official": 0.5},
+            finetune={"gamma": 1.0, "kl_weight": 0.5},
             progress=False,
         )
         opt = SQDF(prior, batch_size=128, seed=0, config=cfg)

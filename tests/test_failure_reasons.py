@@ -117,7 +117,7 @@ def test_bad_reasons_or_flags_change_nothing(
         opt.tell(b.ids, [0.5, math.nan], **kwargs)
     assert snapshot_of(opt) == before
     opt.close()
-    assert snapshot_of(Optimizer.load(tmp_path / "s", attach=False)) == before
+    assert snapshot_of(GaussianSearch.load(tmp_path / "s", attach=False)) == before
 
 
 # ---------------------------------------------------------------------------- mark_failed
@@ -157,7 +157,7 @@ def test_flags_and_reasons_survive_the_study_and_are_checksummed(tmp_path: Path)
     opt.mark_failed([b.ids[2]], "mislabelled")
     want = opt.history
     opt.close()
-    back = Optimizer.load(tmp_path / "s", attach=False).history
+    back = GaussianSearch.load(tmp_path / "s", attach=False).history
     assert back["transient"].tolist() == want["transient"].tolist() == [False, True, True]
     assert back["reason"].tolist() == ["too big", "node lost", "mislabelled"]
     # the flag is covered by the row checksum, both ways
@@ -166,7 +166,7 @@ def test_flags_and_reasons_survive_the_study_and_are_checksummed(tmp_path: Path)
         with sqlite3.connect(copy / DB_NAME) as conn:
             conn.execute("UPDATE points SET transient = ? WHERE id = ?", (flag, pid))
         with pytest.raises(StudyError, match=f"point {pid} fails its checksum"):
-            Optimizer.load(copy, attach=False)
+            GaussianSearch.load(copy, attach=False)
 
 
 @pytest.mark.parametrize("fixture", ["study_v0_1", "studies_before_layout/study_sqdf"])

@@ -145,9 +145,9 @@ def test_make_optimizer_sets_alpha_only_on_regularized_methods() -> None:
     task, suite = get_task("rings"), SUITES["smoke"]
     for method in ("sqdf", "seiko-bootstrap"):
         tuned = make_optimizer(method, task, 0, suite, alpha_official=4.0)
-        assert tuned.config.finetune.alpha_official == 4
-        default = type(make_optimizer(method, task, 0, suite).config)().finetune.alpha_official
-        assert make_optimizer(method, task, 0, suite).config.finetune.alpha_official == default
+        assert tuned.config.finetune.kl_weight == 4
+        default = type(make_optimizer(method, task, 0, suite).config)().finetune.kl_weight
+        assert make_optimizer(method, task, 0, suite).config.finetune.kl_weight == default
     with pytest.raises(ValueError, match="no KL weight"):
         make_optimizer("prior", task, 0, suite, alpha_official=2.0)
 

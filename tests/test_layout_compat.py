@@ -35,7 +35,7 @@ def test_study_saved_before_the_layout_loads_and_continues(name: str, tmp_path: 
     old = expected["config"]
     finetune = opt.config.finetune
     assert finetune.steps == old["steps_per_round"]
-    assert finetune.alpha_official == old["alpha_official"]
+    assert finetune.kl_weight == old["alpha_official"]
     assert opt.config.surrogate == old["surrogate"]
     assert dict(opt.config.surrogate_options) == old["surrogate_options"]
     if name == "sqdf":

@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.naturalness import ExactLogDensity, PCAGMMDensity
-from sqdf_bbo.data import RingsDistribution
-from sqdf_bbo.finetuning.kl import chain_kl
-from sqdf_bbo.metrics import (
+from benchmarks.metrics import (
     best_so_far,
     mean_pairwise_distance,
     median_pairwise_distance,
@@ -19,6 +16,9 @@ from sqdf_bbo.metrics import (
     top_fraction_mean,
     vendi_score,
 )
+from benchmarks.naturalness import ExactLogDensity, PCAGMMDensity
+from sqdf_bbo.data import RingsDistribution
+from sqdf_bbo.finetuning.kl import chain_kl
 
 
 @pytest.mark.parametrize("kernel", ["rbf", "cosine"])

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from benchmarks.airfoil_tasks import airfoil_start
 from benchmarks.offline.archives import build_archive, evaluate
 from benchmarks.offline.methods import BATCH, _ensemble, propose
 from benchmarks.offline.report import offline_table, queries_to_reach
+from benchmarks.offline.visible_prior import visible_prior
+from benchmarks.offline.xfoil_check import archive_xfoil_best, judge_batches
+from benchmarks.train_priors import AIRFOIL_RECIPE, _quick
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +82,32 @@ def test_queries_to_reach_and_tables() -> None:
     )
     table = offline_table(frame)
     assert "| sqdf | 0.90 ± 0.10 | 0.50 ± 0.00 | 1.00 ± 0.00 | 2.00 ± 0.00 |" in table
+
+
+def test_visible_prior_trains_on_the_visible_archive_and_reloads(tmp_path) -> None:
+    with pytest.raises(ValueError, match="no visible-only prior"):
+        visible_prior(build_archive("rings"), tmp_path / "r")
+    archive = build_archive("airfoil-ld")
+    assert (~archive.visible).sum() == 67 and archive.seen()[0].shape == (1672, 18)
+    prior = visible_prior(archive, tmp_path / "p", recipe=_quick(AIRFOIL_RECIPE))
+    again = visible_prior(archive, tmp_path / "p")  # loaded, not trained again
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert prior.name == "airfoil-visible" and prior.consistency is not None
+    assert torch.allclose(prior.sample(4, gen()).x, again.sample(4, gen()).x, atol=1e-6)
+
+
+def test_xfoil_check_judges_a_saved_batch(tmp_path) -> None:
+    """One saved airfoil batch (NACA 2412 and a copy): one distinct design judged by XFoil,
+    converged, close to NeuralFoil there (a real, well-known airfoil)."""
+    if shutil.which("xfoil") is None:
+        pytest.skip("XFoil is not installed (apt-get install xfoil)")
+    (tmp_path / "designs").mkdir()
+    x = torch.stack([airfoil_start(), airfoil_start()]).numpy()
+    np.save(tmp_path / "designs" / "airfoil-ld-0-sqdf.npy", x)
+    table = judge_batches(tmp_path)
+    row = table.iloc[0]
+    assert (row["method"], row["seed"], row["judged"]) == ("sqdf", 0, 1)
+    assert row["xfoil_conv_a5"] == 1.0 and 40 < row["xfoil_best_a5"] < 200
+    assert abs(row["nf_gap_a5"]) < 0.1 * row["xfoil_best_a5"]
+    ref = archive_xfoil_best()
+    assert ref["visible"] <= ref["full"]

@@ -79,7 +79,7 @@ def test_first_ask_is_finetuned_against_the_archive() -> None:
     x = prior.sample(256, torch.Generator().manual_seed(11)).x
     y = [float(v) for v in reward(x)]
     y[:8] = [NAN] * 8  # failed points are kept but not fitted
-    cfg = SQDFOptimizerConfig(finetune={"gamma": 1.0, "alpha_official": 0.5}, progress=False)
+    cfg = SQDFOptimizerConfig(finetune={"gamma": 1.0, "kl_weight": 0.5}, progress=False)
     opt = SQDF(prior, batch_size=128, seed=0, config=cfg)
     ids = opt.tell_external(x, y)
     batch = opt.ask()
@@ -150,3 +150,39 @@ def test_cli_bad_archive(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert len(SQDF.load(s, attach=False)) == 0, "nothing was added"
+
+
+def test_cli_warm_start_from_another_studys_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prior_dir = tiny_prior().save(tmp_path / "prior")
+    old, new = str(tmp_path / "old"), str(tmp_path / "new")
+    quiet = ["--set", "progress=false"]
+    for s in (old, new):
+        args = ["init", "--study", s, "--prior", str(prior_dir), "--batch-size", "5", *quiet]
+        assert main(args) == 0
+    assert main(["ask", "--study", old, "--out", str(tmp_path / "b.csv")]) == 0
+    (tmp_path / "r.csv").write_text(
+        "id,value,reason,transient\n0,1.5,,\n1,,clogged,true\n2,inf,diverged,\n3,2.5,,\n"
+    )  # id 4 stays pending
+    assert main(["tell", "--study", old, str(tmp_path / "r.csv")]) == 0
+    assert main(["fail", "--study", old, "--ids", "3", "--reason", "bad assay"]) == 0
+    export = tmp_path / "old.csv"
+    assert main(["export", "--study", old, "--out", str(export)]) == 0
+    capsys.readouterr()
+    assert main(["add", "--study", new, str(export)]) == 2  # the guard without the flag
+    assert "from another study" in capsys.readouterr().err
+    assert main(["add", "--study", new, str(export), "--from-export"]) == 0
+    assert "1 pending rows skipped" in capsys.readouterr().out
+    h = SQDF.load(new, attach=False).history.set_index("id")
+    assert list(h["source"]) == ["external"] * 4
+    assert list(h["state"]) == ["complete", "failed", "failed", "failed"]
+    assert h.loc[0, "value"] == 1.5
+    assert list(h["reason"]) == [None, "clogged", "diverged", "bad assay"]
+    assert list(h["transient"]) == [False, True, False, True]
+    (tmp_path / "p.csv").write_text("x0,x1,value,state\n0,0,,pending\n")
+    assert main(["add", "--study", new, str(tmp_path / "p.csv"), "--from-export"]) == 2
+    assert "no rows that were told" in capsys.readouterr().err
+    (tmp_path / "q.csv").write_text("x0,x1,value,state\n0,0,1,done\n")
+    assert main(["add", "--study", new, str(tmp_path / "q.csv"), "--from-export"]) == 2
+    assert "state 'done'" in capsys.readouterr().err

@@ -23,7 +23,8 @@ import pytest
 import torch
 
 from sqdf_bbo.optimizers.base import Batch, Observations, Optimizer, Proposal
-from sqdf_bbo.study.store import StudyError
+from sqdf_bbo.optimizers.registry import OPTIMIZERS
+from sqdf_bbo.study.errors import StudyError
 
 __all__ = ["OptimizerContract"]
 
@@ -267,8 +268,9 @@ class OptimizerContract:
 
 
 # ---------------------------------------------------------------------------- a tiny optimizer
-class GaussianSearch(Optimizer):
-    """Test-only optimizer: N(best design so far, scale²) with a learned scale."""
+class GaussianSearch(Optimizer, register=False):
+    """Test-only optimizer: N(best design so far, scale²) with a learned scale (not
+    registered: the CLI and the benchmarks never see it; its own ``load`` finds it)."""
 
     method = "test-gaussian-search"
 
@@ -300,11 +302,20 @@ class GaussianSearch(Optimizer):
         self.center, self.scale, self.fits = state["center"], state["scale"], state["fits"]
 
 
+@pytest.fixture
+def gaussian_search_registered():
+    """``GaussianSearch`` in the optimizer registry for one test (``Optimizer.load`` reads it)."""
+    with OPTIMIZERS.temporarily(GaussianSearch.method, GaussianSearch):
+        yield
+
+
+@pytest.mark.usefixtures("gaussian_search_registered")
 class TestGaussianSearchContract(OptimizerContract):
     def make_optimizer(self, study: Path | None = None) -> Optimizer:
         return GaussianSearch(batch_size=self.batch_size, seed=0, study=study)
 
 
+@pytest.mark.usefixtures("gaussian_search_registered")
 class TestImageShapeContract(OptimizerContract):
     batch_size = 3
 
@@ -346,7 +357,7 @@ def test_method_name_required() -> None:
 
 
 def test_bad_proposal_is_reported() -> None:
-    class Broken(GaussianSearch):
+    class Broken(GaussianSearch, register=False):
         method = "test-broken"
 
         def _propose(self, n: int) -> Proposal:
@@ -359,7 +370,7 @@ def test_bad_proposal_is_reported() -> None:
 
 
 def test_load_with_wrong_class_fails(tmp_path: Path) -> None:
-    class Other(GaussianSearch):
+    class Other(GaussianSearch, register=False):
         method = "test-other"
 
     GaussianSearch().save(tmp_path / "s")
@@ -390,3 +401,24 @@ def test_stale_copy_cannot_overwrite_newer_tells(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="does not have"):
         stale.save(study)
     assert GaussianSearch.load(study, attach=False).counts()["complete"] == 3
+
+
+def test_super_init_may_come_first_and_the_ledger_exists_before(tmp_path: Path) -> None:
+    """No call-order rule: attributes set after ``super().__init__`` reach the study's first
+    snapshot, and the study bookkeeping exists before any ``__init__`` code runs."""
+
+    class AttrsAfter(GaussianSearch, register=False):
+        method = "test-attrs-after"
+
+        def __init__(self, batch_size: int = 2, seed: int = 0, study=None) -> None:
+            assert self.round == 0 and len(self.ledger.points) == 0  # before any __init__
+            super().__init__(batch_size=batch_size, seed=seed, study=study)  # first
+            self.center = torch.full((2,), 0.5)  # after: still in the first snapshot
+
+        def _spec(self) -> dict[str, Any]:
+            return {}
+
+    AttrsAfter(study=tmp_path / "s").close()
+    back = AttrsAfter.load(tmp_path / "s", attach=False)
+    assert torch.equal(back.center, torch.full((2,), 0.5))
+    assert back.state_dict()["center"].tolist() == [0.5, 0.5]  # the state, said publicly

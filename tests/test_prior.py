@@ -156,7 +156,7 @@ def test_a_registered_network_without_config_saves_its_weights(tmp_path) -> None
             super().__init__()
             self.lin = nn.Linear(2, 2)
 
-    try:
+    with io.NETWORKS.temporarily():  # registered for this block only
         register_network(NoConfigNet)
         net = NoConfigNet()
         meta = save_module(net, tmp_path)
@@ -165,6 +165,4 @@ def test_a_registered_network_without_config_saves_its_weights(tmp_path) -> None
             load_module(meta, tmp_path)
         back = load_module(meta, tmp_path, instance=NoConfigNet())
         assert torch.equal(back.lin.weight, net.lin.weight)
-    finally:
-        io._NETWORKS.pop("NoConfigNet", None)
     assert "NoConfigNet" not in builtin_classes()

@@ -32,6 +32,7 @@ def test_available_priors() -> None:
     names = [
         "airfoil",
         "digits",
+        "digits-latent",
         "ehrlich-v32-l128-c4-k4-q4",
         "ehrlich-v32-l32-c4-k4-q4",
         "rings",
@@ -43,7 +44,7 @@ def test_available_priors() -> None:
 def test_unknown_prior_lists_accepted_names() -> None:
     with pytest.raises(
         ValueError,
-        match=r"unknown prior 'mnist'.*digits, ehrlich-v32-l128-c4-k4-q4, ehrlich-v32-l32-c4-k4-q4, rings",
+        match=r"unknown prior 'mnist'.*digits, digits-latent, ehrlich-v32-l128-c4-k4-q4, ehrlich-v32-l32-c4-k4-q4, rings",
     ):
         load_prior("mnist")
 

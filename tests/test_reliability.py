@@ -16,9 +16,7 @@ from sqdf_bbo.optimizers.sqdf import SQDF
 
 OLD_STUDY = Path(__file__).parent / "data" / "study_v0_1"
 FAST = {
-    "steps_per_round": 2,
-    "finetune_batch_size": 8,
-    "rollouts_per_step": 2,
+    "finetune": {"steps": 2, "transitions_per_step": 8, "rollouts_per_step": 2},
     "progress": False,
     "surrogate_options": {"steps": 10, "n_heads": 2},
 }

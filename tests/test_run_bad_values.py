@@ -40,7 +40,7 @@ def test_a_command_oracle_writing_1e39_fails_that_point_only(tmp_path: Path) -> 
     check_one_bad_value(opt, 0, "the oracle returned 1e+39, beyond ±1.84e+19")
     assert opt.history["value"].tolist()[1:] == [1.0, 2.0, 3.0]
     opt.close()
-    back = Optimizer.load(tmp_path / "s", attach=False)
+    back = GaussianSearch.load(tmp_path / "s", attach=False)
     check_one_bad_value(back, 0, "beyond")
 
 

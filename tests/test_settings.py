@@ -88,7 +88,7 @@ def test_a_setting_outside_its_range_is_refused_with_its_name(
     "setting",
     [
         "finetune.lr=1e300",
-        "finetune.alpha=1e300",
+        "finetune.kl_weight=1e300",
         'surrogate_options={"lr": 1e300}',
         "finetune.lr=1e10",
         "finetune.weight_decay=1e300",

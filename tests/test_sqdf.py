@@ -41,7 +41,7 @@ def linear_reward(x: torch.Tensor) -> torch.Tensor:
 
 def tilt_config(**kw) -> SQDFConfig:
     base = dict(
-        alpha=1.0,
+        kl_weight=1.0,  # α = kl_weight · 2 / D = 1 on this 2-D prior
         gamma=1.0,
         x0_method="tweedie",
         steps=60,
@@ -66,7 +66,7 @@ def tilt_runs() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     out = {}
     for name, kw in {
         "base": {},
-        "alpha3": {"alpha": 3.0},
+        "alpha3": {"kl_weight": 3.0},
         "gamma07": {"gamma": 0.7},
     }.items():
         tuned = finetune(prior, linear_reward, tilt_config(**kw), progress=False)
@@ -95,20 +95,21 @@ def test_config_validation() -> None:
     assert SQDFConfig().lr is None and SQDFConfig().resolve(prior).lr == 1e-4
     assert SQDFConfig(train="lora").resolve(prior).lr == 1e-3
     assert SQDFConfig(lr=3e-4, train="lora").resolve(prior).lr == 3e-4
-    # the defaults (the optimizer's too): alpha_official 2, eta 1, x0 auto
+    # the defaults (the optimizer's too): kl_weight 2 (official convention), eta 1, x0 auto
     default = SQDFConfig()
-    assert (default.alpha, default.alpha_official, default.eta) == (None, 2.0, 1.0)
+    assert (default.kl_weight, default.eta) == (2.0, 1.0)
     resolved = default.resolve(prior)
-    assert resolved.alpha == official_alpha_to_ours(2.0, prior.dim)
-    assert resolved.alpha_official is None and resolved.x0_method == "tweedie"  # no consistency
-    assert SQDFConfig(alpha_official=None).resolve(prior).alpha == 1.0  # neither given
-    assert SQDFConfig(alpha=0.3, alpha_official=2.0).resolved_alpha(64) == 0.3
+    assert resolved.kl_weight == 2.0 and resolved.x0_method == "tweedie"  # no consistency
+    assert default.alpha_for(prior.dim) == official_alpha_to_ours(2.0, prior.dim)
+    assert SQDFTrainer(prior, default).alpha == official_alpha_to_ours(2.0, prior.dim)
+    assert SQDFConfig(kl_weight=0.3).alpha_for(64) == pytest.approx(0.3 * 2 / 64)
     cfg = SQDFConfig(lora_targets=["to_q"])
     assert cfg.lora_targets == ("to_q",)
     assert SQDFConfig(**cfg.to_dict()) == cfg == SQDFConfig.from_dict(cfg.to_dict())
-    assert SQDFConfig.from_dict({"batch_size": 8}).transitions_per_step == 8  # old name
-    with pytest.raises(ValueError, match="alpha"):
-        SQDFConfig(alpha=0.0)
+    with pytest.raises(ValueError, match="'batch_size' was renamed to 'transitions_per_step'"):
+        SQDFConfig.from_dict({"batch_size": 8})  # old name: only stored studies and --set
+    with pytest.raises(ValueError, match="kl_weight"):
+        SQDFConfig(kl_weight=0.0)
     with pytest.raises(ValueError, match="gamma"):
         SQDFConfig(gamma=1.5)
     with pytest.raises(ValueError, match="accepted values: tweedie"):
@@ -123,7 +124,7 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="lr.*buffer_priority"):
         SQDFConfig(lr=-1.0, buffer_priority="seiko")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.alpha = 2.0  # type: ignore[misc]
+        cfg.kl_weight = 2.0  # type: ignore[misc]
 
 
 def test_trainer_rejects_deterministic_sampler_and_missing_consistency() -> None:
@@ -215,7 +216,7 @@ def test_last_step_never_produces_nan(flat_prior) -> None:
 
 
 def test_loss_value_matches_formula(flat_prior) -> None:
-    trainer = _perturbed_trainer(flat_prior, gamma=0.8, alpha=0.3)
+    trainer = _perturbed_trainer(flat_prior, gamma=0.8, kl_weight=0.3)
     K = flat_prior.num_inference_steps
     x_t = torch.randn(K, 2, generator=torch.Generator().manual_seed(5))
     step = torch.arange(K)
@@ -285,7 +286,7 @@ def test_estimator_choice_changes_only_the_x0_estimate(flat_prior, monkeypatch, 
     flat_prior.consistency = ConsistencyModel(
         MLPDenoiser(2, hidden=8, depth=1), flat_prior.scheduler.alphas_cumprod
     )
-    trainer = _perturbed_trainer(flat_prior, x0_method=method, ddim_m=2, gamma=0.9, alpha=1.0)
+    trainer = _perturbed_trainer(flat_prior, x0_method=method, ddim_m=2, gamma=0.9, kl_weight=1.0)
     K = flat_prior.num_inference_steps
     x_t = torch.randn(K, 2, generator=torch.Generator().manual_seed(1))
     step = torch.arange(K)

@@ -42,15 +42,15 @@ class TestSQDFContract(OptimizerContract):
 def test_alpha_conversion_and_x0_default() -> None:
     opt = SQDF(tiny_prior(), batch_size=2, config=FAST)
     resolved = opt.trainer.config
-    assert resolved.alpha == pytest.approx(2.0)  # α_official · 2 / D, 2 · 2 / 2
+    assert opt.trainer.alpha == pytest.approx(2.0)  # kl_weight · 2 / D, 2 · 2 / 2
     assert resolved.x0_method == "tweedie"  # no consistency model on this prior
     assert resolved.gamma == 0.9 and resolved.buffer_method == "reward+gamma"
     assert resolved.eta == 1.0 and resolved.lr == 1e-4
-    assert opt.config.finetune.alpha is None  # the optimizer's config keeps what was given
-    cfg = SQDFOptimizerConfig(finetune={"alpha_official": 1.0})
-    assert cfg.finetune.resolved_alpha(64) == pytest.approx(1 / 32)
+    # one KL weight, the same in the optimizer's config and the trainer's
+    assert opt.config.finetune.kl_weight == resolved.kl_weight == 2.0
+    cfg = SQDFOptimizerConfig(finetune={"kl_weight": 1.0})
+    assert cfg.finetune.alpha_for(64) == pytest.approx(1 / 32)
     assert cfg.finetune.eta == 1.0 and cfg.finetune.x0_method == "auto"  # other defaults kept
-    assert SQDFOptimizerConfig(finetune={"alpha": 0.3}).finetune.resolved_alpha(64) == 0.3
     with pytest.raises(ValueError, match="surrogate 'nope' is unknown"):
         SQDFOptimizerConfig(surrogate="nope")
     with pytest.raises(TypeError, match="DiffusionPrior"):
@@ -97,7 +97,7 @@ def test_rings_toy_reward_rises_and_stays_natural() -> None:
     a = torch.tensor([1.0, 0.5]) / torch.tensor([1.0, 0.5]).norm()
     reward = LinearOracle(direction=a)  # r(x) = aᵀx, |a| = 1, float64 values
 
-    cfg = SQDFOptimizerConfig(finetune={"gamma": 1.0, "alpha_official": 0.5}, progress=False)
+    cfg = SQDFOptimizerConfig(finetune={"gamma": 1.0, "kl_weight": 0.5}, progress=False)
     opt = SQDF(prior, batch_size=64, seed=0, config=cfg)
     first = opt.ask()
     opt.tell(first.ids, reward(first.x))
@@ -122,3 +122,39 @@ def test_rings_toy_reward_rises_and_stays_natural() -> None:
     assert r_sqdf > r_prior + 0.6, msg
     assert lp_sqdf > lp_prior - 1.5, msg
     assert lp_sqdf > lp_naive + 5.0, msg
+
+
+def test_a_surrogate_and_a_trainer_can_be_handed_in(tmp_path) -> None:
+    """Issue 17: instances instead of names (as BoTorch takes a model). The optimizer uses
+    them, its config describes them, a study records their classes and restores their state
+    into new ones passed to load."""
+    from sqdf_bbo.finetuning.sqdf import SQDFTrainer
+    from sqdf_bbo.study.errors import StudyError
+    from sqdf_bbo.surrogates import UCBSurrogate
+
+    prior = tiny_prior()
+    trainer = SQDFTrainer(prior, FAST.finetune.__class__(steps=2, transitions_per_step=8), seed=5)
+    surrogate = UCBSurrogate(seed=1, hidden=8, steps=10)
+    opt = SQDF(prior, batch_size=4, config=FAST, surrogate=surrogate, trainer=trainer,
+               study=tmp_path / "s")  # fmt: skip
+    assert opt.trainer is trainer and opt.surrogate is surrogate
+    assert opt.config.finetune == trainer.config and opt.config.surrogate == "ucb"
+    assert opt.config.surrogate_options == {"hidden": 8, "steps": 10}
+    b = opt.ask()
+    opt.tell(b.ids, (-(b.x**2).sum(1)).tolist())
+    opt.ask()
+    assert surrogate.fitted and trainer.round >= 1  # the round used the instances
+    opt.close()
+    with pytest.raises(StudyError, match="surrogate instance handed in"):
+        SQDF.load(tmp_path / "s", attach=False, trainer=SQDFTrainer(prior, trainer.config))
+    back = SQDF.load(
+        tmp_path / "s",
+        attach=False,
+        surrogate=UCBSurrogate(seed=1, hidden=8, steps=10),
+        trainer=SQDFTrainer(prior, trainer.config, seed=5),
+    )
+    assert back.surrogate.fitted
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(back.surrogate.mean(x), surrogate.mean(x))
+    with pytest.raises(TypeError, match="Surrogate"):
+        SQDF(prior, surrogate="ucb")  # type: ignore[arg-type]

@@ -94,22 +94,24 @@ def test_bad_rule_and_arguments_are_refused() -> None:
 # --------------------------------------------------------------------------- the config and trainer
 def test_config_resolves_gamma_at_the_samplers_k() -> None:
     prior20 = gaussian_prior(20)
-    cfg = SQDFConfig(gamma_rule="per50", alpha=1.0)
+    cfg = SQDFConfig(gamma_rule="per50", kl_weight=1.0)
     r = cfg.resolve(prior20)
     assert r.gamma == pytest.approx(0.9**2.5, rel=1e-12) and r.gamma_rule == "constant"
     assert r.resolve(prior20).gamma == r.gamma  # resolving twice changes nothing
     # K from the config wins over the prior's: at K = 50 the rule gives γ itself.
     assert SQDFConfig(gamma_rule="per50", num_inference_steps=50).resolve(prior20).gamma == 0.9
     assert SQDFConfig().resolve(prior20).gamma == 0.9  # the default rule is constant
-    # The ask/tell config takes the flat name too.
-    flat = SQDFOptimizerConfig.from_dict({"gamma_rule": "per50"})
-    assert flat.finetune.gamma_rule == "per50"
+    # The ask/tell config takes it nested, as every fine-tuner setting (issue 17).
+    nested = SQDFOptimizerConfig(finetune={"gamma_rule": "per50"})
+    assert nested.finetune.gamma_rule == "per50"
 
 
 def test_trainer_discounts_with_the_resolved_gamma() -> None:
     K = 20
     trainer = SQDFTrainer(
-        gaussian_prior(K), SQDFConfig(gamma_rule="per50", alpha=1.0, x0_method="tweedie"), seed=0
+        gaussian_prior(K),
+        SQDFConfig(gamma_rule="per50", kl_weight=1.0, x0_method="tweedie"),
+        seed=0,
     )
     x_t = torch.randn(K, 2, generator=torch.Generator().manual_seed(1))
     step = torch.arange(K)
@@ -152,7 +154,7 @@ def test_k_changes_the_rollout_work() -> None:
     for K in (5, 12):
         tr = SQDFTrainer(
             gaussian_prior(K),
-            SQDFConfig(alpha=1.0, x0_method="tweedie", rollouts_per_step=3, steps=1,
+            SQDFConfig(kl_weight=1.0, x0_method="tweedie", rollouts_per_step=3, steps=1,
                        transitions_per_step=8),
             seed=0,
         )  # fmt: skip

@@ -154,7 +154,7 @@ def test_a_study_saved_again_over_an_edit_is_whole_again(tmp_path: Path) -> None
     sql(tmp_path / "s", "DELETE FROM points WHERE id = 0")  # behind the writer's back
     opt.save(tmp_path / "s")  # the optimizer's own points are the truth: all rewritten
     opt.close()
-    back = Optimizer.load(tmp_path / "s", attach=False)
+    back = GaussianSearch.load(tmp_path / "s", attach=False)
     assert back.history["value"].tolist() == [1.0, 2.0, 3.0]
 
 

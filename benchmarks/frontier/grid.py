@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from benchmarks.layout import Cell
-from benchmarks.suites import METHODS, SUITES, Suite
+from benchmarks.suites import SUITES, Suite, known_method, method_names
 from sqdf_bbo.config import check_fields
 
 __all__ = [
@@ -58,9 +58,11 @@ class FrontierSuite:
     def __post_init__(self) -> None:
         check_fields(self)
         extra = [m for ms in self.task_methods.values() for m in ms]
-        unknown = [m for m in (*self.methods, *extra) if m not in METHODS]
+        unknown = [m for m in (*self.methods, *extra) if not known_method(m)]
         if unknown:
-            raise ValueError(f"unknown methods {unknown}; accepted values: {', '.join(METHODS)}")
+            raise ValueError(
+                f"unknown methods {unknown}; accepted values: {', '.join(method_names())}"
+            )
         if not self.tasks or not self.methods or not self.seeds or not self.alphas:
             raise ValueError("a frontier suite needs at least one task, method, seed and alpha")
         for grid in (self.alphas, *self.task_alphas.values()):

@@ -59,9 +59,10 @@ OFFLINE_METHODS = (
 )
 
 
-def make_finetuned(method: str, task_name: str, seed: int) -> SEIKO | SQDF:
-    """A fresh SEIKO / SQDF optimizer of ``method`` (``seiko``, ``sqdf``, ``sqdf-k<κ>``)."""
-    prior = get_task(task_name).prior()
+def make_finetuned(method: str, task_name: str, seed: int, prior: Any = None) -> SEIKO | SQDF:
+    """A fresh SEIKO / SQDF optimizer of ``method`` (``seiko``, ``sqdf``, ``sqdf-k<κ>``) on
+    ``prior`` (default: the task's shipped prior)."""
+    prior = get_task(task_name).prior() if prior is None else prior
     sur = dict(SETTINGS["surrogate_options"])
     if method == "seiko":
         cfg = SEIKOConfig(surrogate="ensemble", surrogate_options=sur, finetune=SETTINGS["seiko"])
@@ -115,19 +116,23 @@ def _cma_es(x: torch.Tensor, y: np.ndarray, seed: int, box: tuple[float, float])
     return es.ask().x.float()
 
 
-def propose(method: str, archive: Archive, seed: int) -> tuple[torch.Tensor, Any]:
+def propose(
+    method: str, archive: Archive, seed: int, prior: Any = None
+) -> tuple[torch.Tensor, Any]:
     """``BATCH`` designs ``(BATCH, *shape)`` of ``method`` from the visible part of
-    ``archive``, and the warm-started optimizer for the fine-tuned methods (else ``None``)."""
+    ``archive``, and the warm-started optimizer for the fine-tuned methods (else ``None``).
+    ``prior``: the prior of the generative methods (default: the task's shipped prior)."""
     task = get_task(archive.task)
+    prior = task.prior() if prior is None else prior
     x, y, reasons = archive.seen()
     if method == "archive-best":
         return _top(x, y, BATCH), None
     if method == "prior":
-        return PriorSampler(task.prior(), batch_size=BATCH, seed=seed).ask().x, None
+        return PriorSampler(prior, batch_size=BATCH, seed=seed).ask().x, None
     if method == "grad-ascent":
         return _grad_ascent(x, y, seed, task.box), None
     if method == "cma-es":
         return _cma_es(x, y, seed, task.box), None
-    opt = make_finetuned(method, archive.task, seed)
+    opt = make_finetuned(method, archive.task, seed, prior)
     opt.tell_external(x, y, reasons=reasons)
     return opt.ask().x, opt

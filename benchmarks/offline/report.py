@@ -12,7 +12,7 @@ import pandas as pd
 
 from benchmarks.offline.methods import OFFLINE_METHODS
 
-__all__ = ["offline_table", "queries_to_reach", "online_table", "main"]
+__all__ = ["offline_table", "per_seed_table", "queries_to_reach", "online_table", "main"]
 
 
 def _cell(values: pd.Series, digits: int = 2) -> str:
@@ -24,11 +24,12 @@ def _cell(values: pd.Series, digits: int = 2) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=0):.{digits}f}"
 
 
-def offline_table(frame: pd.DataFrame, columns: tuple[str, ...] = ("p100", "p50")) -> str:
-    """One row per method, for each task the mean ± std over seeds of ``columns`` and the
-    natural share and Vendi."""
+def offline_table(
+    frame: pd.DataFrame, columns: tuple[str, ...] = ("p100", "p50", "natural_frac", "vendi")
+) -> str:
+    """One row per method, for each task the mean ± std over seeds of ``columns``."""
     tasks = list(dict.fromkeys(frame["task"]))
-    cols = [*columns, "natural_frac", "vendi"]
+    cols = list(columns)
     head = ["method"] + [f"{t} {c}" for t in tasks for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in [m for m in OFFLINE_METHODS if m in set(frame["method"])]:
@@ -37,6 +38,17 @@ def offline_table(frame: pd.DataFrame, columns: tuple[str, ...] = ("p100", "p50"
             sub = frame[(frame["task"] == t) & (frame["method"] == method)]
             cells += [_cell(sub[c]) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_seed_table(frame: pd.DataFrame) -> str:
+    """Every seed: one row per task and seed, ``p100 / p50`` of every method."""
+    methods = [m for m in OFFLINE_METHODS if m in set(frame["method"])]
+    lines = ["| task | seed | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
+    for (task, seed), sub in frame.groupby(["task", "seed"], sort=False):
+        by = sub.set_index("method")
+        cells = [f"{by.loc[m, 'p100']:.2f} / {by.loc[m, 'p50']:.2f}" for m in methods]
+        lines.append(f"| {task} | {int(seed)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -88,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         offline_table(frame),
         "\n## Valid share of the batch",
         offline_table(frame, ("valid_frac",)),
+        "\n## Every seed: p100 / p50",
+        per_seed_table(frame),
     ]
     if (folder / "online.csv").exists():
         parts += [

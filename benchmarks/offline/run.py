@@ -9,6 +9,8 @@ continuation: the warm ``sqdf`` study (the archive and its offline batch told) k
 for ``ROUNDS − 1`` more rounds of 128, and a cold SQDF study with the same settings and seed
 runs ``ROUNDS`` rounds of 128 from the prior; one row per round and study in
 ``online.csv``. A (task, seed) block already in both files is skipped (resumable).
+``--visible-prior`` retrains the generative methods' prior on the visible archive first
+(airfoils; :mod:`.visible_prior`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tqdm import tqdm
 
 from benchmarks.offline.archives import ARCHIVE_TASKS, Archive, build_archive, evaluate
 from benchmarks.offline.methods import BATCH, OFFLINE_METHODS, make_finetuned, propose
+from benchmarks.offline.visible_prior import VISIBLE_PRIOR_TASKS, visible_prior
 from benchmarks.tasks import get_task
 
 __all__ = ["ROUNDS", "offline_row", "online_rows", "main"]
@@ -56,7 +59,7 @@ def _tell_batch(opt, task_name: str, x: torch.Tensor, ids: list[int]) -> np.ndar
     return y
 
 
-def online_rows(archive: Archive, seed: int, warm, warm_batch) -> list[dict]:
+def online_rows(archive: Archive, seed: int, warm, warm_batch, prior=None) -> list[dict]:
     """The warm study (``warm``, its first batch ``warm_batch`` asked, not told) and a cold
     one, ``ROUNDS`` queried batches each; one row per study and round (best so far of the
     queried designs, normalized; ``with_archive``: the archive's visible best included)."""
@@ -65,7 +68,7 @@ def online_rows(archive: Archive, seed: int, warm, warm_batch) -> list[dict]:
     for start, opt, batch in (("warm", warm, warm_batch), ("cold", None, None)):
         t0 = time.perf_counter()
         if opt is None:
-            opt = make_finetuned("sqdf", archive.task, seed)
+            opt = make_finetuned("sqdf", archive.task, seed, prior)
         best = -np.inf
         for r in range(1, ROUNDS + 1):
             if batch is None:
@@ -97,20 +100,33 @@ class _Asked:
         self.ids, self.x = ids, x
 
 
-def run_block(task_name: str, seed: int, methods: tuple[str, ...]) -> tuple[list, list]:
-    """Every offline method and the online continuation for one task and seed."""
+def run_block(
+    task_name: str,
+    seed: int,
+    methods: tuple[str, ...],
+    prior_folder: Path | None = None,
+    designs: Path | None = None,
+) -> tuple[list, list]:
+    """Every offline method and the online continuation for one task and seed; with
+    ``prior_folder``, the generative methods use a prior trained on the visible archive
+    only (:func:`~benchmarks.offline.visible_prior.visible_prior`, saved there); with
+    ``designs``, each offline batch is saved there as ``<task>-<seed>-<method>.npy``."""
     torch.manual_seed(seed)  # nothing should draw from it; a guard for third-party code
     archive = build_archive(task_name)
+    prior = None if prior_folder is None else visible_prior(archive, prior_folder)
     rows, warm = [], None
     for method in tqdm(methods, desc=f"{task_name} seed {seed}", leave=False):
         t0 = time.perf_counter()
-        x, opt = propose(method, archive, seed)
+        x, opt = propose(method, archive, seed, prior)
         rows.append(offline_row(archive, method, seed, x, time.perf_counter() - t0))
+        if designs is not None:
+            designs.mkdir(parents=True, exist_ok=True)
+            np.save(designs / f"{task_name}-{seed}-{method}.npy", x.detach().cpu().numpy())
         if method == "sqdf":
             ids = [int(i) for i in opt.pending]
             warm = (opt, _Asked(ids, x))
         print(f"  {task_name} seed {seed} {method}: {rows[-1]}", flush=True)
-    online = online_rows(archive, seed, *warm) if warm is not None else []
+    online = online_rows(archive, seed, *warm, prior=prior) if warm is not None else []
     return rows, online
 
 
@@ -127,6 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default=",".join(ARCHIVE_TASKS))
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--methods", default=",".join(OFFLINE_METHODS))
+    p.add_argument(
+        "--visible-prior",
+        action="store_true",
+        help="the generative methods use a prior retrained on the visible archive only "
+        f"(tasks {', '.join(VISIBLE_PRIOR_TASKS)}; saved in OUT/prior-TASK and reused)",
+    )
+    p.add_argument(
+        "--save-designs", action="store_true", help="save every offline batch in OUT/designs"
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skip {task_name} seed {seed} (in {off_csv})", flush=True)
                 continue
             t0 = time.perf_counter()
-            rows, online = run_block(task_name, seed, methods)
+            folder = out / f"prior-{task_name}" if args.visible_prior else None
+            keep = out / "designs" if args.save_designs else None
+            rows, online = run_block(task_name, seed, methods, folder, keep)
             _append(on_csv, online)
             _append(off_csv, rows)  # last: a block counts as done once both are written
             print(f"{task_name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)

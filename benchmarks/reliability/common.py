@@ -38,9 +38,7 @@ CLI_TELLS = 24  # category 2: sequential CLI tell calls while another process po
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
 FAST = {
-    "steps_per_round": 2,
-    "finetune_batch_size": 8,
-    "rollouts_per_step": 2,
+    "finetune": {"steps": 2, "transitions_per_step": 8, "rollouts_per_step": 2},
     "progress": False,
     "surrogate_options": {"steps": 20, "n_heads": 2},
 }
@@ -249,7 +247,8 @@ def resume_attached(study: Path, before: Mapping[int, float]) -> tuple[list[str]
     opt = SQDF.load(study)
     other = []
     snaps = sorted(p.name for p in (study / "snapshots").iterdir())
-    ref = opt._store.read_meta().get("snapshot") if opt._store is not None else None
+    store = opt.ledger.store
+    ref = store.read_meta().get("snapshot") if store is not None else None
     if snaps not in ([ref], []):
         other.append(f"snapshots after attach: {snaps}, referenced {ref!r}")
     # 2. Tell the pending points, ask again, close.

@@ -37,7 +37,7 @@ from benchmarks.reliability.common import (
 from benchmarks.reliability.kills import invented, read_log
 from benchmarks.reliability.processes import BackgroundChild, ChildRun, wait_for_events
 from sqdf_bbo.optimizers.sqdf import SQDF
-from sqdf_bbo.study.store import StudyError
+from sqdf_bbo.study.errors import StudyError
 
 
 # ---------------------------------------------------------------------------- category 2

@@ -26,7 +26,8 @@ from benchmarks.reliability.common import (
     tree_digest,
 )
 from sqdf_bbo.optimizers.sqdf import SQDF
-from sqdf_bbo.study.store import DB_NAME, StudyError
+from sqdf_bbo.study.errors import StudyError
+from sqdf_bbo.study.store import DB_NAME
 
 
 # ---------------------------------------------------------------------------- category 3

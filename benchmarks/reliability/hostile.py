@@ -96,8 +96,8 @@ def _api_cases() -> list[ApiCase]:
         ApiCase("mark_failed reason 3", lambda o, c: o.mark_failed([c.complete], reason=3), T),
         ApiCase("new optimizer batch_size 10**9", lambda o, c: SQDF(o.prior, batch_size=10**9), V),
         ApiCase("new optimizer seed 2**63", lambda o, c: SQDF(o.prior, seed=2**63), V),
-        ApiCase("new optimizer steps_per_round 2.5",
-                lambda o, c: SQDF(o.prior, config={**FAST, "steps_per_round": 2.5}), (TypeError, ValueError)),
+        ApiCase("new optimizer finetune.steps 2.5",
+                lambda o, c: SQDF(o.prior, config={**FAST, "finetune": {"steps": 2.5}}), (TypeError, ValueError)),
         ApiCase("new optimizer unknown config key",
                 lambda o, c: SQDF(o.prior, config={"no_such_field": 1}), (TypeError, ValueError)),
     ]  # fmt: skip

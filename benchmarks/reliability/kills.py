@@ -31,8 +31,8 @@ from benchmarks.reliability.common import (
     told_problems,
 )
 from benchmarks.reliability.processes import ChildRun, Event, run_and_kill
+from sqdf_bbo.study.errors import StudyError
 from sqdf_bbo.study.folder import CREATING_GRACE_S
-from sqdf_bbo.study.store import StudyError
 
 
 # ---------------------------------------------------------------------------- category 1

@@ -32,7 +32,7 @@ from sqdf_bbo.surrogates import EnsembleConfig, GPConfig, UCBConfig
 
 INIT_SETS = (
     "finetune.lr=1e300",
-    "finetune.alpha=1e300",
+    "finetune.kl_weight=1e300",
     'surrogate_options={"lr": 1e300}',
     "finetune.lr=1e10",
     "finetune.weight_decay=1e300",

@@ -32,17 +32,26 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import warnings
 from collections.abc import Sequence
 
 from sqdf_bbo.cli.errors import CLIError
 from sqdf_bbo.cli.parser import build_parser
-from sqdf_bbo.study.store import StudyError
+from sqdf_bbo.study.errors import StudyError
 
 __all__ = ["main", "build_parser", "CLIError"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sqdf-bbo`` console script; returns the exit code."""
+    """Entry point of the ``sqdf-bbo`` console script; returns the exit code.
+
+    The package's own deprecation warnings (an old setting name in ``--set`` or in a stored
+    study) are shown on stderr; Python hides a ``DeprecationWarning`` by default."""
+    warnings.filterwarnings(
+        "default",
+        message=".*deprecated and will be removed in sqdf-bbo",
+        category=DeprecationWarning,
+    )
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))

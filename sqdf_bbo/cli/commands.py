@@ -17,15 +17,14 @@ import numpy as np
 import torch
 
 from sqdf_bbo.cli.csvio import (
-    check_design_columns,
-    design_columns,
+    has_designs,
     ids_from_file,
-    parse_designs,
     parse_flag,
     parse_id,
     parse_id_list,
     parse_value,
     read_csv,
+    read_designs,
     require_columns,
     write_atomic,
     write_designs_csv,
@@ -44,7 +43,9 @@ from sqdf_bbo.cli.studies import (
     status_of,
     study_class,
     study_uid,
+    units_of,
 )
+from sqdf_bbo.optimizers.registry import build
 
 __all__ = [
     "cmd_init",
@@ -71,20 +72,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         kwargs["config"] = parse_sets(args.set, config_class(cls))  # checked again by the class
     prior = open_prior(args.prior, args.device)
     first = next(iter(n for n in params if n != "self"), None)
-    if first == "prior":
-        opt = cls(prior, **kwargs)
-    elif first == "shape":  # methods that search a box directly (e.g. gp-bo)
-        box = args.box or prior.value_range
-        if box is None:
-            raise CLIError(
-                f"method {args.method!r} searches a box and prior {args.prior!r} is unbounded; "
-                "pass --box LOW,HIGH"
-            )
-        if "box" in params:
-            kwargs["box"] = tuple(box)
-        opt = cls(prior.shape, **kwargs)
-    else:
+    if first == "shape" and args.box is None and prior.value_range is None:
+        raise CLIError(
+            f"method {args.method!r} searches a box and prior {args.prior!r} is unbounded; "
+            "pass --box LOW,HIGH"
+        )
+    if first not in ("prior", "shape"):
         raise CLIError(f"method {args.method!r} cannot be created from the shell")
+    opt = build(cls, prior, args.box, **kwargs)
     print(
         f"created study {opt.study} (method {args.method}, prior {args.prior}, design shape "
         f"{tuple(opt.shape)}, batch size {opt.batch_size}, seed {opt.seed})\n"
@@ -94,19 +89,41 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_condition(text: str) -> int | str:
+    """One condition of the command line or a CSV cell: an integer class label, or a prompt."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def parse_conditions(text: str, n: int) -> list[int | str]:
+    """``--conditions``: comma-separated conditions cycled over ``n`` designs."""
+    items = [parse_condition(t) for t in text.split(",") if t.strip()]
+    if not items:
+        raise CLIError(f"--conditions {text!r} names no condition")
+    return [items[i % len(items)] for i in range(n)]
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
         raise CLIError(f"--out must name a .csv file, got {args.out!r}")
     opt = load_study(args.study)
     try:
-        batch = opt.ask(args.n)
+        n = args.n if args.n is not None else opt.batch_size
+        conditions = parse_conditions(args.conditions, n) if args.conditions else None
+        batch = opt.ask(n, conditions=conditions) if conditions else opt.ask(args.n)
     finally:
         opt.close()
     npy = out.with_suffix(".npy")
     # The points are committed as pending now; if writing fails they can be re-exported.
     try:
-        write_designs_csv(out, batch.ids, batch.x, {"study": [study_uid(opt)] * len(batch)})
+        extra = {"study": [study_uid(opt)] * len(batch)}
+        if batch.conditions is not None:
+            extra["condition"] = [str(c) for c in batch.conditions]
+        write_designs_csv(out, batch.ids, batch.x, extra, units_of(opt))
         arr = batch.x.cpu().numpy()
 
         def write_npy(tmp: Path) -> None:
@@ -161,18 +178,64 @@ def cmd_tell(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     """External observations (an archive, docs/offline.md): columns ``x0..x{D-1}`` and
     ``value`` as in an asked batch file, optional ``reason`` and ``transient`` for failed rows
-    (an ``id`` column is ignored: the study gives new ids)."""
+    (an ``id`` column is ignored: the study gives new ids). ``--from-export``: the file is
+    ``sqdf-bbo export`` output of another study (its ``study`` column is not checked, its
+    pending rows are skipped, and a row whose ``state`` is failed is a failed point)."""
     header, rows = read_csv(args.data)
-    if "value" not in header or not design_columns(header):
+    if "value" not in header:
         raise CLIError(
             f"{args.data} needs columns x0..x{{D-1}} and value (got {', '.join(header)})"
         )
+    skipped = 0
+    if args.from_export:
+        require_columns(header, ("state",), args.data)
+        kept = [(line, r) for line, r in rows if r["state"] != "pending"]
+        skipped = len(rows) - len(kept)
+        rows = kept
     if not rows:
-        raise CLIError(f"{args.data} has no rows")
+        raise CLIError(f"{args.data} has no rows" + (" that were told" if skipped else ""))
+    opt = load_study(args.study)
+    try:
+        if not args.from_export:
+            try:
+                check_study_column(header, rows, opt, args.data)
+            except CLIError as err:
+                raise CLIError(
+                    f"{err} (to warm-start from another study's export, add --from-export)"
+                ) from None
+        values, reasons, transient = _archive_rows(rows, args.data, args.from_export)
+        units = units_of(opt)
+        if not has_designs(header, units):
+            names = "x0..x{D-1}" if units is None else ", ".join(units.names)
+            raise CLIError(f"{args.data} needs columns {names} and value (got {', '.join(header)})")
+        xs = read_designs(header, rows, int(np.prod(opt.shape)), args.data, units)
+        x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
+        # validates everything before writing anything
+        conds = None
+        if "condition" in header:  # a conditional prior's archive: one condition per row
+            conds = [parse_condition(r["condition"]) for _, r in rows]
+        ids = opt.tell_external(x, values, reasons=reasons, transient=transient, conditions=conds)
+    finally:
+        opt.close()
+    n_failed = sum(1 for v in values if not math.isfinite(v))
+    pending = f"; {skipped} pending rows skipped" if skipped else ""
+    print(
+        f"added {len(ids)} external observations (ids {ids[0]}..{ids[-1]}; {n_failed} failed, "
+        f"{sum(transient)} of them transient{pending}) to {args.study}; the next ask fits "
+        "them first"
+    )
+    return 0
+
+
+def _archive_rows(
+    rows: list, path: str, from_export: bool
+) -> tuple[list[float], list[str | None], list[bool]]:
+    """Values (NaN: failed), reasons and transient flags of an archive's rows."""
     values, reasons, transient = [], [], []
     for line, r in rows:
-        where = f"{args.data} line {line}"
-        values.append(parse_value(r["value"], where))
+        where = f"{path} line {line}"
+        failed = from_export and _export_state(r["state"], where) == "failed"
+        values.append(math.nan if failed else parse_value(r["value"], where))
         reasons.append(r.get("reason") or None)
         transient.append(parse_flag(r.get("transient", ""), where))
         if math.isfinite(values[-1]) and (reasons[-1] or transient[-1]):
@@ -180,22 +243,13 @@ def cmd_add(args: argparse.Namespace) -> int:
                 f"{where}: a reason or transient flag is for a failed row, but value is "
                 f"{r['value']!r} (leave the value empty or write nan for a failed point)"
             )
-    opt = load_study(args.study)
-    try:
-        check_study_column(header, rows, opt, args.data)
-        xcols = check_design_columns(header, int(np.prod(opt.shape)), args.data)
-        xs = parse_designs(rows, xcols, args.data)
-        x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), *opt.shape)
-        # validates everything before writing anything
-        ids = opt.tell_external(x, values, reasons=reasons, transient=transient)
-    finally:
-        opt.close()
-    n_failed = sum(1 for v in values if not math.isfinite(v))
-    print(
-        f"added {len(ids)} external observations (ids {ids[0]}..{ids[-1]}; {n_failed} failed, "
-        f"{sum(transient)} of them transient) to {args.study}; the next ask fits them first"
-    )
-    return 0
+    return values, reasons, transient
+
+
+def _export_state(raw: str, where: str) -> str:
+    if raw not in ("complete", "failed"):
+        raise CLIError(f"{where}: state {raw!r} is not pending, complete or failed")
+    return raw
 
 
 def cmd_fail(args: argparse.Namespace) -> int:
@@ -284,7 +338,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         "transient": ["true" if t else "false" for t in h["transient"].tolist()],
         "study": [study_uid(opt)] * len(ids),
     }
-    write_designs_csv(out, ids, x, extra)
+    if "condition" in h.columns:
+        extra["condition"] = ["" if c is None else str(c) for c in h["condition"].tolist()]
+    write_designs_csv(out, ids, x, extra, units_of(opt))
     print(f"wrote {len(ids)} points to {out}")
     return 0
 

@@ -10,9 +10,11 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sqdf_bbo.cli.errors import CLIError
+from sqdf_bbo.diffusion.units import DesignUnits
 from sqdf_bbo.text import parse_integer, parse_real
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "parse_value",
     "parse_flag",
     "design_columns",
+    "has_designs",
+    "read_designs",
     "check_design_columns",
     "parse_designs",
 ]
@@ -56,11 +60,19 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_designs_csv(
-    path: Path, ids: list[int], x: torch.Tensor, extra: dict[str, list] | None = None
+    path: Path,
+    ids: list[int],
+    x: torch.Tensor,
+    extra: dict[str, list] | None = None,
+    units: DesignUnits | None = None,
 ) -> None:
-    """Columns ``id, x0..x{D-1}`` (flattened designs, by ``repr``) and then ``extra``'s."""
+    """Columns ``id, x0..x{D-1}`` (flattened designs, by ``repr``) and then ``extra``'s; with
+    the prior's ``units``, the designs in those units under their names instead."""
     flat = x.reshape(x.shape[0], -1).double().cpu().numpy()
-    header = ["id"] + [f"x{j}" for j in range(flat.shape[1])] + list(extra or {})
+    names = [f"x{j}" for j in range(flat.shape[1])]
+    if units is not None:
+        flat, names = units.to_user(flat), list(units.names)
+    header = ["id"] + names + list(extra or {})
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as fh:
@@ -203,6 +215,33 @@ def check_design_columns(header: list[str], dim: int, path: str) -> list[str]:
             f"have {dim} values); " + "; ".join(parts)
         )
     return expected
+
+
+def has_designs(header: list[str], units: DesignUnits | None) -> bool:
+    """Whether a file carries designs: ``x`` columns, or the prior's unit names."""
+    return bool(design_columns(header)) or (
+        units is not None and any(n in header for n in units.names)
+    )
+
+
+def read_designs(
+    header: list[str], rows: Rows, dim: int, path: str, units: DesignUnits | None = None
+) -> np.ndarray:
+    """The flattened designs ``(n, dim)`` float64 of a file: from the unit columns (all of
+    the prior's names, converted back) when it has any, else from ``x0..x{dim-1}``."""
+    if units is not None and any(n in header for n in units.names):
+        missing = [n for n in units.names if n not in header]
+        if missing:
+            raise CLIError(
+                f"{path} has some of the design columns {', '.join(units.names)} but not "
+                f"{', '.join(missing[:5])}"
+            )
+        if design_columns(header):
+            raise CLIError(f"{path} has both x columns and named design columns; keep one set")
+        values = np.asarray(parse_designs(rows, list(units.names), path), dtype=np.float64)
+        return units.from_user(values.reshape(len(rows), -1))
+    xcols = check_design_columns(header, dim, path)
+    return np.asarray(parse_designs(rows, xcols, path), dtype=np.float64).reshape(len(rows), -1)
 
 
 def parse_designs(rows: Rows, xcols: list[str], path: str) -> list[list[float]]:

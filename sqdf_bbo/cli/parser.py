@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--n", type=int, default=None, help="number of designs (default: the study's batch size)"
     )
     sp.add_argument("--out", default="batch.csv", help="CSV file (default batch.csv)")
+    sp.add_argument(
+        "--conditions",
+        default=None,
+        help="a conditional prior's conditions, comma-separated and cycled over the batch: "
+        "class labels (0,1,2) or prompts (a cat,a dog); written as a condition column",
+    )
     sp.set_defaults(func=cmd_ask)
 
     sp = sub.add_parser("tell", help="report values from a CSV with columns id,value")
@@ -115,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         "failed: a design failure); optional reason and transient columns for failed rows; "
         "an optional study column is checked against the study; the next ask is fine-tuned "
         "against these points (docs/offline.md)",
+    )
+    sp.add_argument(
+        "--from-export",
+        action="store_true",
+        help="DATA is sqdf-bbo export output of another study (warm start from it): its "
+        "study column is not checked, pending rows are skipped, failed rows stay failed",
     )
     sp.set_defaults(func=cmd_add)
 

@@ -17,16 +17,16 @@ from sqdf_bbo.cli.csvio import (
     DESIGN_ATOL,
     DESIGN_RTOL,
     Rows,
-    check_design_columns,
-    design_columns,
-    parse_designs,
+    has_designs,
+    read_designs,
 )
 from sqdf_bbo.cli.errors import CLIError
-from sqdf_bbo.config import parse_field
+from sqdf_bbo.config import ConfigError, parse_field, setting_key
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.priors import available_priors, load_prior
+from sqdf_bbo.diffusion.units import DesignUnits
 from sqdf_bbo.optimizers import Optimizer
-from sqdf_bbo.optimizers.registry import registered_methods  # the package registers all
+from sqdf_bbo.optimizers.registry import OPTIMIZERS  # the package registers all
 from sqdf_bbo.study.persist import flat_settings
 from sqdf_bbo.study.store import StudyStore
 
@@ -89,13 +89,19 @@ def parse_sets(items: Sequence[str], config_class: type | None) -> dict[str, Any
         if config_class is None:
             out[key] = _parse_untyped(raw)
         else:
-            out[key] = parse_field(config_class, key, raw)
+            new = setting_key(config_class, key)  # an old name: warned, read as the new key
+            try:
+                out[new] = parse_field(config_class, new, raw)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"{err} ({key} is now {new})" if new != key else str(err)
+                ) from None
     return out
 
 
 def optimizer_classes() -> dict[str, type]:
-    """The methods the shell can create, by name (test-only registrations left out)."""
-    return {k: v for k, v in registered_methods().items() if not k.startswith("test-")}
+    """The methods the shell can create, by name (every registered optimizer)."""
+    return dict(OPTIMIZERS)
 
 
 def load_study(
@@ -139,7 +145,7 @@ def recorded_changes(path: str) -> list[dict[str, Any]]:
 
 def study_uid(opt: Optimizer) -> str:
     """The uid shared by every copy of a study (store meta ``study_uid``)."""
-    return str(opt._study_uid)
+    return str(opt.study_uid)
 
 
 def check_study_column(header: list[str], rows: Rows, opt: Optimizer, path: str) -> None:
@@ -155,14 +161,20 @@ def check_study_column(header: list[str], rows: Rows, opt: Optimizer, path: str)
             )
 
 
+def units_of(opt: Optimizer) -> DesignUnits | None:
+    """The units the study's CSV files carry designs in (its prior's ``units``), if any."""
+    units = getattr(getattr(opt, "prior", None), "units", None)
+    return units if isinstance(units, DesignUnits) else None
+
+
 def check_told_designs(
     header: list[str], rows: Rows, ids: list[int], opt: Optimizer, path: str
 ) -> None:
     """When a results file has x columns, each known id's row must match its stored design."""
-    if not design_columns(header):
+    units = units_of(opt)
+    if not has_designs(header, units):
         return
-    xcols = check_design_columns(header, int(np.prod(opt.shape)), path)
-    given = parse_designs(rows, xcols, path)
+    given = read_designs(header, rows, int(np.prod(opt.shape)), path, units)
     known = set(int(i) for i in opt.history["id"])
     picked = [k for k, i in enumerate(ids) if i in known]  # unknown ids: reported by tell
     if not picked:
@@ -174,7 +186,7 @@ def check_told_designs(
         if not np.allclose(x, row, rtol=DESIGN_RTOL, atol=DESIGN_ATOL):
             diff = float(np.nanmax(np.abs(x - row))) if np.isfinite(x).all() else math.nan
             raise CLIError(
-                f"{path} line {rows[k][0]}: the x columns of id {ids[k]} differ from the design "
+                f"{path} line {rows[k][0]}: the design columns of id {ids[k]} differ from the design "
                 f"asked under that id (largest difference {diff:.3g}); is the file from another "
                 "study? nothing was changed"
             )

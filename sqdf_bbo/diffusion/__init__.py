@@ -6,6 +6,7 @@
 ``consistency``     consistency model for sharp x0 estimates, and its distillation
 ``sequence``        the sequence prior's x0-network and one-hot decoder (docs/sequences.md)
 ``conditioning``    conditions of a conditional prior (labels, embeddings, prompts), guidance
+``latent``          :class:`LatentDecoder`: latents → designs (a VAE with its scaling factor)
 ``prior``           :class:`DiffusionPrior`: DDIM sampler, per-step Gaussians, x0 estimates
 ``priors``          the shipped priors (``load_prior``, ``available_priors``)
 ==================  ==========================================================
@@ -16,4 +17,4 @@ rebuild has registered itself with :mod:`~sqdf_bbo.diffusion.io`.
 
 from __future__ import annotations
 
-from sqdf_bbo.diffusion import conditioning, consistency, networks, sequence  # noqa: F401  (networks register with io)
+from sqdf_bbo.diffusion import conditioning, consistency, latent, networks, sequence  # noqa: F401  (networks register with io)

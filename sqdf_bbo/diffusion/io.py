@@ -20,10 +20,13 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["save_module", "load_module", "builtin_classes", "register_network"]
+from sqdf_bbo.registry import Registry
+
+__all__ = ["save_module", "load_module", "builtin_classes", "register_network", "NETWORKS"]
 
 _WEIGHTS = "model.safetensors"
-_NETWORKS: dict[str, type[nn.Module]] = {}
+NETWORKS: Registry[type[nn.Module]] = Registry("network")
+"""Network classes :func:`load_module` rebuilds, by class name (:func:`register_network`)."""
 
 
 def register_network(cls: type[nn.Module]) -> type[nn.Module]:
@@ -31,13 +34,12 @@ def register_network(cls: type[nn.Module]) -> type[nn.Module]:
     by class name, as ``cls(**module.config)`` (``config``: a JSON-able dict of constructor
     arguments) or through ``cls.save_parts`` / ``cls.load_parts``. A registered network with
     neither is saved as weights only and loads into an instance the caller passes."""
-    _NETWORKS[cls.__name__] = cls
-    return cls
+    return NETWORKS.register(cls.__name__, cls)
 
 
 def builtin_classes() -> dict[str, type[nn.Module]]:
     """Networks this package can rebuild from their config (the registered ones)."""
-    return dict(_NETWORKS)
+    return dict(NETWORKS)
 
 
 def _diffusers_class(name: str) -> type[nn.Module] | None:

@@ -44,6 +44,7 @@ from sqdf_bbo.checksums import verify_checksums, write_checksums
 from sqdf_bbo.diffusion.conditioning import Conditioning
 from sqdf_bbo.diffusion.io import load_module, save_module
 from sqdf_bbo.diffusion.networks import call_denoiser, expand_like
+from sqdf_bbo.diffusion.units import DesignUnits
 
 __all__ = [
     "DiffusionPrior",
@@ -116,6 +117,9 @@ class DiffusionPrior:
             prior, :class:`~sqdf_bbo.diffusion.sequence.OneHotDecoder`); a registered network
             so that ``save``/``load`` rebuild it.
         name: a label for reports.
+        units: optional :class:`~sqdf_bbo.diffusion.units.DesignUnits`: the numbers the
+            study's CSV files carry for each design (e.g. the airfoil prior's Kulfan
+            parameters); the optimizers never see them.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class DiffusionPrior:
         decoder: nn.Module | None = None,
         name: str = "custom",
         conditioning: Conditioning | None = None,
+        units: DesignUnits | None = None,
     ) -> None:
         from diffusers import DDIMScheduler  # lazy: diffusers is slow to import
 
@@ -168,6 +173,9 @@ class DiffusionPrior:
         self.consistency = consistency
         self.decoder = decoder
         self.conditioning = conditioning
+        if units is not None and not isinstance(units, DesignUnits):
+            raise TypeError(f"units must be DesignUnits, got {type(units).__name__}")
+        self.units = units
         self.shape = shape
         self.eta = float(eta)
         self.num_inference_steps = int(num_inference_steps)
@@ -254,6 +262,7 @@ class DiffusionPrior:
             decoder=self.decoder,
             name=self.name,
             conditioning=self.conditioning,
+            units=self.units,
         )
 
     # ------------------------------------------------------------------ checks
@@ -571,6 +580,8 @@ class DiffusionPrior:
         }
         if self.conditioning is not None:  # absent key: an unconditional prior (as before)
             meta["conditioning"] = save_module(self.conditioning, path / "conditioning")
+        if self.units is not None:
+            meta["units"] = self.units.to_dict()
         (path / "prior.json").write_text(json.dumps(meta, indent=2))
         write_checksums(path)
         return path
@@ -626,4 +637,5 @@ class DiffusionPrior:
             decoder=decoder,
             name=meta.get("name", "custom"),
             conditioning=conditioning,
+            units=None if meta.get("units") is None else DesignUnits.from_dict(meta["units"]),
         )

@@ -1,13 +1,15 @@
 """The settings of the fine-tuners (:class:`SQDFConfig`, :class:`SEIKOTrainConfig`), each
 validated here and nowhere else.
 
-Both weigh a KL with α, given in our convention (``alpha``: the exact Gaussian KL, summed
-over dimensions) or in the official code's (``alpha_official``, converted with the design
-dimension D by :func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours` when the trainer is
-built); ``alpha`` wins when both are set. Settings that depend on the prior (α from
-``alpha_official``, ``x0_method="auto"``, ``lr=None``) stay as given in the config and are
-resolved by ``config.resolve(prior)``, which the trainer calls (its ``.config`` is the
-resolved copy).
+The KL weight is one setting, ``kl_weight``, given in the convention of the method's
+official code (SQDF: α_official of its BBO script; SEIKO: ``kl_weight / loss_coeff``), so
+that the defaults and the papers' numbers read the same. The α the loss uses (our
+convention: the exact Gaussian KL, summed over the D design dimensions) follows from it and
+D alone: :meth:`_TrainerConfig.alpha_for` (SQDF α = kl_weight · 2 / D, SEIKO α =
+kl_weight / D; :func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours`); a trainer keeps it
+as ``trainer.alpha``, and its ``.config`` holds the same ``kl_weight`` as the config it was
+given. Settings that depend on the prior (``x0_method="auto"``, ``lr=None``) are resolved
+by ``config.resolve(prior)``, which the trainer calls (its ``.config`` is the resolved copy).
 
 The ask/tell optimizers hold one of these as their ``finetune`` field
 (:class:`~sqdf_bbo.optimizers.sqdf.SQDFOptimizerConfig`,
@@ -28,10 +30,11 @@ from sqdf_bbo.config import (
     config_to_dict,
     limit_problems,
 )
+from sqdf_bbo.deprecation import deprecate
 from sqdf_bbo.diffusion.prior import X0_METHODS, DiffusionPrior
 from sqdf_bbo.finetuning.buffer import PRIORITIES, SAMPLING_METHODS
 from sqdf_bbo.finetuning.discount import GAMMA_RULES, discount_for_steps
-from sqdf_bbo.finetuning.kl import official_alpha_to_ours
+from sqdf_bbo.finetuning.kl import official_alpha_to_ours, ours_alpha_to_official
 
 __all__ = ["SQDFConfig", "SEIKOTrainConfig", "TRAIN_MODES", "TRUNCATIONS", "X0_CHOICES"]
 
@@ -49,21 +52,40 @@ def _one_of(name: str, value: str, accepted: tuple[str, ...]) -> list[str]:
 
 
 class _TrainerConfig:
-    """Shared behaviour of the fine-tuners' configs: α resolution and (de)serialization."""
+    """Shared behaviour of the fine-tuners' configs: the KL weight and (de)serialization."""
 
-    DEFAULT_ALPHA: ClassVar[float]
     KL_CONVENTION: ClassVar[str]
-    alpha: float | None
-    alpha_official: float | None
+    kl_weight: float
 
-    def resolved_alpha(self, dim: int) -> float:
-        """α in our convention for designs of ``dim`` dimensions: ``alpha`` when set, else
-        ``alpha_official`` converted, else the default."""
-        if self.alpha is not None:
-            return self.alpha
-        if self.alpha_official is not None:
-            return official_alpha_to_ours(self.alpha_official, dim, self.KL_CONVENTION)
-        return self.DEFAULT_ALPHA
+    def alpha_for(self, dim: int) -> float:
+        """α in our convention (exact summed Gaussian KL) for designs of ``dim`` dimensions,
+        from ``kl_weight`` (the official code's convention)."""
+        return official_alpha_to_ours(self.kl_weight, dim, self.KL_CONVENTION)
+
+    @classmethod
+    def migrate_legacy(cls, d: dict[str, Any], dim: int | None) -> dict[str, Any]:
+        """Stored settings with the old ``alpha`` (our convention; ``None``: "from
+        ``alpha_official``") turned into ``kl_weight`` with the design dimension ``dim``
+        (:func:`sqdf_bbo.migration.migrate`); a numeric ``alpha`` won over ``alpha_official``."""
+        if "alpha" not in d:
+            return d
+        out = dict(d)
+        alpha = out.pop("alpha")
+        deprecate(
+            f"the setting 'alpha' of {cls.__name__}",
+            f"'kl_weight' (the official convention: α = kl_weight · "
+            f"{'2' if cls.KL_CONVENTION == 'sqdf' else '1'} / D)",
+            stacklevel=5,
+        )
+        if alpha is None:
+            return out
+        if dim is None:
+            raise ConfigError(
+                f"{cls.__name__}: 'alpha' was replaced by 'kl_weight' (the official "
+                "convention), and converting it needs the design dimension: give kl_weight"
+            )
+        out["kl_weight"] = ours_alpha_to_official(alpha, dim, cls.KL_CONVENTION)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able settings (``from_dict`` rebuilds them)."""
@@ -71,7 +93,7 @@ class _TrainerConfig:
 
     @classmethod
     def from_dict(cls, d: Any) -> Any:
-        """Settings from :meth:`to_dict` output (old field names accepted)."""
+        """Settings from :meth:`to_dict` output."""
         return config_from_dict(cls, d)
 
 
@@ -80,15 +102,14 @@ class SQDFConfig(_TrainerConfig):
     """Settings of one SQDF fine-tuner (:class:`~sqdf_bbo.finetuning.sqdf.SQDFTrainer`).
 
     Attributes:
-        alpha: KL weight α (> 0) on the exact summed Gaussian KL; larger α stays closer to
-            the prior. ``None``: from ``alpha_official``, or 1.0 when that is ``None`` too.
-        alpha_official: α in the official SQDF code's convention (α = α_official · 2 / D,
-            :func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours`); used when ``alpha`` is
-            ``None``. Default 2.0: the official config's default (its BBO script uses 1.0),
-            chosen by the frontier benchmark as the α with the most reward whose final
-            batches stay as natural as the prior's (≥ 0.95 × its natural fraction) on both
-            digits tasks (docs/results/frontier; α_official 1 kept 88 % natural on
-            digits-ink); on digits (D = 64) it is α = 1/16.
+        kl_weight: the KL weight in the official SQDF code's convention (its α_official;
+            > 0): the loss weighs the exact summed Gaussian KL with α = kl_weight · 2 / D
+            (:meth:`alpha_for`); larger stays closer to the prior. Default 2.0: the official
+            config's default (its BBO script uses 1.0), chosen by the frontier benchmark as
+            the weight with the most reward whose final batches stay as natural as the
+            prior's (≥ 0.95 × its natural fraction) on both digits tasks
+            (docs/results/frontier; 1 kept 88 % natural on digits-ink); on digits (D = 64)
+            it is α = 1/16.
         gamma: discount γ ∈ (0, 1] of the soft-Q estimate γ^k r̂(f(x_prev)), as given
             for the official K = 50 (see ``gamma_rule``).
         gamma_rule: how ``gamma`` is used at the sampler's K
@@ -142,13 +163,10 @@ class SQDFConfig(_TrainerConfig):
             rank) and peft target module names (default every Linear/Conv2d).
     """
 
-    DEFAULT_ALPHA: ClassVar[float] = 1.0
     KL_CONVENTION: ClassVar[str] = "sqdf"
-    RENAMED: ClassVar[dict[str, str]] = {"batch_size": "transitions_per_step"}
     #: The sane range of each numeric setting (checked by ``check_fields``).
     LIMITS: ClassVar[dict[str, Range]] = {
-        "alpha": Range(0, 1e6, low_open=True),
-        "alpha_official": Range(0, 1e6, low_open=True),
+        "kl_weight": Range(0, 1e6, low_open=True),
         "gamma": Range(0, 1, low_open=True),
         "ddim_m": Range(1, 1000),
         "steps": Range(0, 1_000_000),
@@ -165,8 +183,7 @@ class SQDFConfig(_TrainerConfig):
         "lora_alpha": Range(0, 1e6, low_open=True),
     }
 
-    alpha: float | None = None
-    alpha_official: float | None = 2.0
+    kl_weight: float = 2.0
     gamma: float = 0.9
     gamma_rule: str = "constant"
     discount_constraints: bool = False
@@ -205,9 +222,9 @@ class SQDFConfig(_TrainerConfig):
             raise ConfigError("invalid SQDFConfig: " + "; ".join(problems))
 
     def resolve(self, prior: DiffusionPrior) -> SQDFConfig:
-        """A copy for ``prior`` with α (``alpha_official`` converted), ``x0_method``
-        (``auto``), ``lr`` (``None``) and γ (``gamma_rule`` at K: ``num_inference_steps``,
-        else the prior's) resolved."""
+        """A copy for ``prior`` with ``x0_method`` (``auto``), ``lr`` (``None``) and γ
+        (``gamma_rule`` at K: ``num_inference_steps``, else the prior's) resolved
+        (``kl_weight`` stays: the α it means for ``prior`` is :meth:`alpha_for`)."""
         K = self.num_inference_steps or prior.num_inference_steps
         gamma = discount_for_steps(self.gamma, K, self.gamma_rule)
         x0 = self.x0_method
@@ -215,15 +232,7 @@ class SQDFConfig(_TrainerConfig):
             usable = prior.consistency is not None and not prior.conditional
             x0 = "consistency" if usable else "tweedie"
         lr = self.lr if self.lr is not None else (1e-3 if self.train == "lora" else 1e-4)
-        return dataclasses.replace(
-            self,
-            alpha=self.resolved_alpha(prior.dim),
-            alpha_official=None,
-            x0_method=x0,
-            lr=lr,
-            gamma=gamma,
-            gamma_rule="constant",
-        )
+        return dataclasses.replace(self, x0_method=x0, lr=lr, gamma=gamma, gamma_rule="constant")
 
 
 @dataclass(frozen=True)
@@ -231,11 +240,10 @@ class SEIKOTrainConfig(_TrainerConfig):
     """Settings of the SEIKO fine-tuner (:class:`~sqdf_bbo.finetuning.seiko.SEIKOTrainer`).
 
     Attributes:
-        alpha: KL weight α (>= 0; our convention: exact Gaussian KL). ``None``: from
-            ``alpha_official``, or 0.01 when that is ``None`` too.
-        alpha_official: the official ratio ``kl_weight / loss_coeff`` (default: the official
-            0.01 / 0.01 = 1), which weighs Σ_i mean_d Δ²/(2σ²) (dimension mean, with the ½):
-            α = α_official / D; used when ``alpha`` is ``None``.
+        kl_weight: the KL weight in the official SEIKO code's convention, the ratio
+            ``kl_weight / loss_coeff`` (default: the official 0.01 / 0.01 = 1), which weighs
+            Σ_i mean_d Δ²/(2σ²) (dimension mean, with the ½): the loss uses α =
+            kl_weight / D on the exact summed KL (:meth:`alpha_for`).
         steps: gradient steps per :meth:`SEIKOTrainer.train` call (one round; official:
             5 epochs × 2 steps).
         chains_per_step: sampling chains per gradient step.
@@ -247,13 +255,10 @@ class SEIKOTrainConfig(_TrainerConfig):
             is drawn uniformly from {bp_min, …, bp_max} at every gradient step.
     """
 
-    DEFAULT_ALPHA: ClassVar[float] = 0.01
     KL_CONVENTION: ClassVar[str] = "seiko"
-    RENAMED: ClassVar[dict[str, str]] = {"batch_size": "chains_per_step"}
     #: The sane range of each numeric setting (checked by ``check_fields``).
     LIMITS: ClassVar[dict[str, Range]] = {
-        "alpha": Range(0, 1e6),
-        "alpha_official": Range(0, 1e6, low_open=True),
+        "kl_weight": Range(0, 1e6),
         "steps": Range(0, 1_000_000),
         "chains_per_step": Range(1, 100_000),
         "lr": Range(0, 1, low_open=True),
@@ -262,8 +267,7 @@ class SEIKOTrainConfig(_TrainerConfig):
         "bp_max": Range(1, 10_000),
     }
 
-    alpha: float | None = None
-    alpha_official: float | None = 1.0
+    kl_weight: float = 1.0
     steps: int = 10
     chains_per_step: int = 32
     lr: float = 1e-4
@@ -283,5 +287,7 @@ class SEIKOTrainConfig(_TrainerConfig):
             raise ConfigError("invalid SEIKOTrainConfig: " + "; ".join(problems))
 
     def resolve(self, prior: DiffusionPrior) -> SEIKOTrainConfig:
-        """A copy for ``prior`` with α resolved (``alpha_official`` converted)."""
-        return dataclasses.replace(self, alpha=self.resolved_alpha(prior.dim), alpha_official=None)
+        """This config: nothing of SEIKO's depends on the prior (the α that ``kl_weight``
+        means for ``prior`` is :meth:`alpha_for`)."""
+        del prior
+        return self

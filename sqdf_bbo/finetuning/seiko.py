@@ -29,7 +29,7 @@ One gradient step on a batch of b fresh chains:
 The official loss is ``loss_coeff·|r − target| + kl_weight·Σ_i mean_d Δ²/(2σ²)`` with
 ``loss_coeff = kl_weight = 0.01`` and a target (10) above every reachable reward, i.e.
 −r + 1·KL_mean; in our convention (KL summed over the D dimensions) that is α = 1/D
-(``SEIKOTrainConfig(alpha_official=a)`` converts with α = a/D,
+(``SEIKOTrainConfig(kl_weight=a)`` is converted with α = a/D,
 :func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours` with ``convention="seiko"``).
 
 This differs from SQDF, which never differentiates through the sampling chain:
@@ -67,7 +67,8 @@ class SEIKOTrainer:
         seed: seeds the generator of chains and truncation draws.
 
     Attributes:
-        config: the resolved settings; reference: the pretrained prior (the baseline of the
+        config: the resolved settings; alpha: the KL weight α the loss uses (our
+        convention, from ``config.kl_weight``); reference: the pretrained prior (the baseline of the
         chain KL the optimizer reports); policy: the prior being fine-tuned; previous: the
         frozen copy of the previous round's network (SEIKO's KL reference).
     """
@@ -82,6 +83,7 @@ class SEIKOTrainer:
             )
         config = config if config is not None else SEIKOTrainConfig()
         self.config = config = config.resolve(prior)
+        self.alpha = config.alpha_for(prior.dim)
         self.reference = prior
         self.policy = prior.clone()
         for p in self.policy.denoiser.parameters():
@@ -164,7 +166,7 @@ class SEIKOTrainer:
                 f"reward_fn must return shape ({cfg.chains_per_step},), got {tuple(r.shape)}"
             )
         # 4. Loss.
-        loss = -r.mean() + cfg.alpha * kl.mean()
+        loss = -r.mean() + self.alpha * kl.mean()
         return {"loss": loss, "reward": r.detach().mean(), "kl": kl.detach().mean(), "kept": kept}
 
     def train(

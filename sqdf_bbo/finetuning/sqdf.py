@@ -10,7 +10,7 @@ Notation (paper symbol → name here):
     μ_θ, μ_ref       step means                ``DiffusionPrior.step_mean`` of policy / KL reference
     σ_t              sigma                     DDIM noise scale of transition i (η-scaled)
     i, k = K−1−i     step, steps to go         transition i maps trajectory state i to state i+1
-    α                config.alpha              KL weight (our KL: exact Gaussian KL, summed over dims)
+    α                self.alpha                KL weight (our KL: exact Gaussian KL, summed over dims)
     γ                config.gamma              discount of the soft-Q estimate
     f                x0 estimator              ``tweedie`` / ``consistency`` / ``ddim`` (ddim-m) of p'
     r̂                reward_fn                 differentiable reward (a surrogate's optimistic value)
@@ -47,8 +47,8 @@ addition to the tilt that every earlier step makes.
 
 α conventions. The official code (Shin-woocheol/SQDF) averages its KL over
 the D design dimensions and drops the ½, so α_official = α · D / 2; convert with
-:func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours` (``SQDFConfig(alpha_official=…)``
-does it for the prior's D). The settings and their validation live in
+:func:`~sqdf_bbo.finetuning.kl.official_alpha_to_ours`; the setting ``SQDFConfig(kl_weight=…)``
+is α_official, and the trainer converts it for the prior's D (``trainer.alpha``). The settings and their validation live in
 :mod:`sqdf_bbo.finetuning.configs`.
 """
 
@@ -124,7 +124,8 @@ class SQDFTrainer:
             own buffer.
 
     Attributes:
-        config: the resolved settings (α in our convention, ``x0_method`` and ``lr`` set).
+        config: the resolved settings (``x0_method`` and ``lr`` set).
+        alpha: the KL weight α the loss uses (our convention; from ``config.kl_weight``).
         reference: frozen copy of the pretrained prior (x0 estimator and KL reference).
         policy: the prior being fine-tuned (``DiffusionPrior`` sharing the
             trainer's network; sample it with :meth:`sample`).
@@ -144,6 +145,7 @@ class SQDFTrainer:
             raise TypeError(f"prior must be a DiffusionPrior, got {type(prior).__name__}")
         config = config if config is not None else SQDFConfig()
         self.config = config = config.resolve(prior)
+        self.alpha = config.alpha_for(prior.dim)
         self.seed = seed = int(seed)
         if config.eta is not None or config.num_inference_steps is not None:
             prior = prior.with_settings(
@@ -378,7 +380,7 @@ class SQDFTrainer:
         # 4. Exact Gaussian KL with the variance floored on σ = 0 steps.
         var = (out.sigma**2).clamp(min=self.kl_var_floor)
         kl = gaussian_step_kl(out.mean, ref_mean, var)
-        loss = -(q - cfg.alpha * kl).mean()
+        loss = -(q - self.alpha * kl).mean()
         parts = {"reward": reward.detach(), "q": q.detach(), "kl": kl.detach()}
         return loss, parts
 

@@ -21,10 +21,15 @@ any order, failed points, external points, persistence): subclass :class:`Optimi
 unique ``method`` and implement ``_propose``; the other hooks are optional. Each hook's
 docstring below states its contract; docs/ask_tell.md has a complete example.
 
-**Call ``super().__init__`` last** in a subclass's ``__init__``: with ``study=DIR`` it ends by
-creating the study folder, saving ``_spec()`` and a first snapshot (``_extra_state()``), so
-every attribute those hooks read must be set before (``Optimizer.check_seed(seed)`` checks
-a seed needed earlier); work done after it is missing from the study's first snapshot.
+A subclass's ``__init__`` may call ``super().__init__`` anywhere: with ``study=DIR`` the
+study folder (``_spec()`` and a first snapshot) is created once the whole construction has
+returned, and the study bookkeeping (``opt.ledger``, :class:`~sqdf_bbo.study.ledger.Ledger`)
+exists before any ``__init__`` code runs.
+
+The state a study stores is said explicitly: ``spec()`` (the constructor's arguments),
+``state_dict()`` / ``load_state_dict()`` (the algorithm's state, from the ``_extra_state`` /
+``_load_extra_state`` hooks) and ``ledger`` (points and counters); :mod:`sqdf_bbo.study.persist`
+uses nothing else.
 
 Persistence (``study=DIR``, ``save``, ``load``): :mod:`sqdf_bbo.study.persist`. Inputs are
 checked by :mod:`sqdf_bbo.optimizers.inputs`.
@@ -34,8 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -49,9 +53,11 @@ from sqdf_bbo.constraints import Constraint, Constraints, as_constraints
 from sqdf_bbo.optimizers import inputs
 from sqdf_bbo.optimizers.batch import Batch, Proposal
 from sqdf_bbo.optimizers.feasible import propose_feasible
-from sqdf_bbo.optimizers.registry import class_for_study, register, registered_methods
+from sqdf_bbo.optimizers.registry import OPTIMIZERS, class_for_study, registered_methods
 from sqdf_bbo.progress import progress_bar
 from sqdf_bbo.study import persist
+from sqdf_bbo.study.errors import StudyError
+from sqdf_bbo.study.ledger import Ledger
 from sqdf_bbo.study.points import (
     STATES,
     Best,
@@ -62,7 +68,6 @@ from sqdf_bbo.study.points import (
     observations_of,
     state_of,
 )
-from sqdf_bbo.study.store import StudyError, StudyStore
 
 __all__ = [
     "Optimizer",
@@ -77,16 +82,35 @@ __all__ = [
 T = TypeVar("T", bound="Optimizer")
 
 
-class Optimizer(ABC):
+class _Constructed(ABCMeta):
+    """Opens the requested study folder once the whole ``__init__`` chain has returned (so
+    a subclass may call ``super().__init__`` at any point of its own)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__call__(*args, **kwargs)
+        obj._open_requested_study()
+        return obj
+
+
+def _ledger_field(name: str, doc: str) -> property:
+    def get(self: Optimizer) -> Any:
+        return getattr(self.ledger, name)
+
+    def put(self: Optimizer, value: Any) -> None:
+        setattr(self.ledger, name, value)
+
+    return property(get, put, doc=doc)
+
+
+class Optimizer(metaclass=_Constructed):
     """Ask/tell optimizer base (see the module docstring for the hooks).
 
     Args:
         shape: design shape, e.g. ``(2,)`` or ``(1, 8, 8)``.
         batch_size: default number of designs per ``ask()``.
         seed: seeds ``self.generator`` (torch) and ``self.np_rng`` (numpy).
-        study: folder to write the study through to (created here, at the end of
-            ``__init__``; must not hold a study yet); ``None`` keeps everything in memory
-            until ``save``. A subclass calls ``super().__init__`` last (module docstring).
+        study: folder to write the study through to (created once the object is built;
+            must not hold a study yet); ``None`` keeps everything in memory until ``save``.
         device: where designs and ``self.generator`` live.
         dtype: design dtype.
         constraints: known constraints, callables ``c(x (n, *shape)) -> (n,) | (n, m)``
@@ -107,11 +131,14 @@ class Optimizer(ABC):
     #: must not be called again for the rows a known constraint rejects), e.g. CMA-ES.
     redraws_for_constraints: ClassVar[bool] = True
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        """A subclass with its own ``method`` registers itself (:mod:`.registry`), unless it is
+        declared ``class Mine(Optimizer, register=False)`` (e.g. a test's: its own ``load``
+        still finds it)."""
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("method")
-        if name:
-            register(name, cls)
+        if name and register:
+            OPTIMIZERS.register(name, cls)
 
     def __init__(
         self,
@@ -149,15 +176,50 @@ class Optimizer(ABC):
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.seed)
         self.np_rng = np.random.default_rng(self.seed)
-        self.round = 0
-        self._fitted_count = 0
-        self._refit_pending = False  # a fitted observation was marked failed since the fit
-        self._points: dict[int, Point] = {}
-        self._next_id = 0
-        self._store: StudyStore | None = None
-        self._study_uid = uuid.uuid4().hex  # shared by every saved copy of this study
-        if study is not None:  # last: saves _spec() and a snapshot of the finished object
-            self._store = persist.create(self, study)
+        self._requested_study = study  # created once construction returns (_Constructed)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__new__(cls)
+        obj.ledger = Ledger()  # before any __init__ code: the study's bookkeeping
+        return obj
+
+    def _open_requested_study(self) -> None:
+        """Create the ``study=`` folder holding the finished object (``_spec()`` and a first
+        snapshot); called once the whole ``__init__`` chain has returned."""
+        study = self.__dict__.pop("_requested_study", None)
+        if study is not None and self.ledger.store is None:
+            self.ledger.store = persist.create(self, study)
+
+    ledger: Ledger
+    round = _ledger_field("round", "Rounds fitted so far (a new round at each refit).")
+    _points = _ledger_field("points", "Every point by id.")
+    _next_id = _ledger_field("next_id", "The id the next point gets.")
+    _fitted_count = _ledger_field("fitted_count", "Successful points the last fit saw.")
+    _refit_pending = _ledger_field("refit_pending", "A fitted point was excluded since.")
+    _store = _ledger_field("store", "The open study store, or None.")
+    _study_uid = _ledger_field("uid", "The study's id, shared by its saved copies.")
+
+    @property
+    def study_uid(self) -> str:
+        """The study's id, shared by every saved copy of it (CSV files carry it)."""
+        return self.ledger.uid
+
+    # ------------------------------------------------------------------ the state a study stores
+    def spec(self) -> dict[str, Any]:
+        """The constructor's arguments a study stores (the ``_spec`` hook)."""
+        return self._spec()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The algorithm's state a study snapshots (the ``_extra_state`` hook)."""
+        return self._extra_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the ``_load_extra_state`` hook)."""
+        self._load_extra_state(state)
+
+    def settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Let restored parts follow changed settings (the ``_settings_changed`` hook)."""
+        self._settings_changed(changes)
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -621,8 +683,7 @@ class Optimizer(ABC):
         once). A detached load may run while a writer works: it reads one committed state
         and retries when the writer replaced the snapshot it was reading.
         """
-        requested = None if cls is Optimizer else cls.method
-        resolve = partial(class_for_study, requested=requested)
+        resolve = partial(class_for_study, requested=None if cls is Optimizer else cls)
         changes = dict(config_changes or {})
         return persist.load(
             path, resolve, attach=attach, device=device, runtime=runtime, changes=changes

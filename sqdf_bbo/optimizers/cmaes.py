@@ -37,7 +37,7 @@ import torch
 
 from sqdf_bbo.config import Range, as_config, check_fields, config_to_dict
 from sqdf_bbo.optimizers.base import Optimizer, Proposal
-from sqdf_bbo.study.store import StudyError
+from sqdf_bbo.study.errors import StudyError
 
 __all__ = ["CMAES", "CMAESConfig"]
 

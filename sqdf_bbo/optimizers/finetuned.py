@@ -15,6 +15,8 @@ proposal (:mod:`.batch`) live apart.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -31,11 +33,12 @@ from sqdf_bbo.constraints import Constraints, as_constraints
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning import FineTuner
 from sqdf_bbo.finetuning.kl import chain_kl
+from sqdf_bbo.migration import migrate
 from sqdf_bbo.optimizers.base import Observations, Optimizer
 from sqdf_bbo.optimizers.batch import Proposal, sample_proposal
 from sqdf_bbo.optimizers.constraint_term import ConstraintTerm
-from sqdf_bbo.study.store import StudyError
-from sqdf_bbo.surrogates import SURROGATES, check_options, make_surrogate
+from sqdf_bbo.study.errors import StudyError
+from sqdf_bbo.surrogates import SURROGATES, Surrogate, check_options, make_surrogate
 from sqdf_bbo.surrogates.conservative import check_conservative, conservative_value
 from sqdf_bbo.surrogates.feasibility import check_feasibility_options
 
@@ -125,11 +128,10 @@ class FinetunedPriorConfig(RewardGuards):
             depends on the condition; ``False``: the design alone.
         progress: tqdm bars while fine-tuning.
 
-    Old flat field names (the fine-tuner's settings before they moved into ``finetune``) are
-    listed in ``RENAMED`` and accepted by :meth:`from_dict` and ``--set``.
+    Old names of these settings (e.g. the fine-tuner's, flat before they moved into
+    ``finetune``) are read only from stored studies and ``--set``
+    (:mod:`sqdf_bbo.deprecation`).
     """
-
-    RENAMED: ClassVar[dict[str, str]] = {}
 
     surrogate: str = "ensemble"
     surrogate_options: Mapping[str, Any] = field(default_factory=dict)
@@ -165,8 +167,8 @@ class FinetunedPriorConfig(RewardGuards):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Any:
-        """Settings from :meth:`to_dict` output, or from a dict of a study saved before the
-        fine-tuner's settings moved into ``finetune`` (old flat names, :data:`RENAMED`)."""
+        """Settings from :meth:`to_dict` output (today's names; a stored study's old names
+        go through :func:`sqdf_bbo.migration.migrate` first)."""
         return config_from_dict(cls, d)
 
 
@@ -193,6 +195,14 @@ class FinetunedPriorOptimizer(Optimizer):
             records only that one was used: pass it again to ``load(path, feature_map=...)``.
         constraints: known constraints (:class:`~sqdf_bbo.optimizers.base.Optimizer`); they
             also enter the reward (:mod:`.constraint_term`).
+        surrogate: a :class:`~sqdf_bbo.surrogates.Surrogate` instance to use instead of the
+            one ``config.surrogate`` names (as BoTorch takes a model); a registered class's
+            settings then become ``config.surrogate`` / ``surrogate_options``.
+        trainer: a fine-tuner instance (``trainer_class(prior, config, seed=...)``, or any
+            object meeting :class:`~sqdf_bbo.finetuning.FineTuner`) to use instead of the one
+            built from ``config.finetune``; its settings become ``config.finetune``. Both are
+            code, so a study records only their classes: pass new ones of the same kind to
+            ``load(path, surrogate=..., trainer=...)`` and their state is restored into them.
 
     A conditional prior (``prior.conditional``) makes a conditional optimizer: ``ask(n,
     conditions=...)`` takes one condition per design, the fine-tuner's chains keep them, its
@@ -214,6 +224,8 @@ class FinetunedPriorOptimizer(Optimizer):
         study: str | Path | None = None,
         feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
         constraints: Any = None,
+        surrogate: Surrogate | None = None,
+        trainer: FineTuner | None = None,
     ) -> None:
         if not isinstance(prior, DiffusionPrior):
             raise TypeError(
@@ -226,6 +238,7 @@ class FinetunedPriorOptimizer(Optimizer):
         self.constraints = constraints
         self.prior = prior
         self.config = config
+        self._given = _handed_in(self, prior, surrogate, trainer)  # and the config says so
         self.feature_map = feature_map
         self.conditional = prior.conditional
         self._start_model(int(seed))
@@ -308,7 +321,7 @@ class FinetunedPriorOptimizer(Optimizer):
         if not self.constraint_model.active:
             return None
         d = self.prior.to_design(x) if self.config.clip_designs else x
-        return self.constraint_model(d, float(self.trainer.config.alpha))
+        return self.constraint_model(d, float(self.trainer.alpha))
 
     def _refit_needed(self) -> bool:
         """New design failures teach the feasibility model: refit (when it is on)."""
@@ -423,14 +436,25 @@ class FinetunedPriorOptimizer(Optimizer):
     def _start_model(self, seed: int) -> None:
         """The model before any round: a fine-tuner whose policy is the pretrained prior, an
         unfitted surrogate and feasibility model and the reward's scale, seeded from ``seed``."""
-        cfg = self.config
-        self.trainer: FineTuner = self.trainer_class(self.prior, cfg.finetune, seed=seed + 1)
-        options = dict(cfg.surrogate_options)
-        # a surrogate that reads conditions gets features already made (surrogate_input)
-        feature_map = None if self._reads_condition else self.feature_map
-        self.surrogate = make_surrogate(
-            cfg.surrogate, seed=seed + 3, feature_map=feature_map, **options
-        )
+        cfg, given = self.config, self._given
+        again = "trainer" in self.__dict__  # _unfit: handed-in parts go back to their state then
+        if given.trainer is not None:
+            if again:
+                given.trainer.load_state_dict(copy.deepcopy(given.trainer_state))
+            self.trainer = given.trainer
+        else:
+            self.trainer = self.trainer_class(self.prior, cfg.finetune, seed=seed + 1)
+        if given.surrogate is not None:
+            if again:
+                given.surrogate.load_state_dict(copy.deepcopy(given.surrogate_state))
+            self.surrogate = given.surrogate
+        else:
+            options = dict(cfg.surrogate_options)
+            # a surrogate that reads conditions gets features already made (surrogate_input)
+            feature_map = None if self._reads_condition else self.feature_map
+            self.surrogate = make_surrogate(
+                cfg.surrogate, seed=seed + 3, feature_map=feature_map, **options
+            )
         self.constraint_model = ConstraintTerm(
             self.constraints,
             cfg.learn_feasibility,
@@ -487,10 +511,16 @@ class FinetunedPriorOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ persistence
     def _spec(self) -> dict[str, Any]:
+        given = {  # instances handed in are code: the study records their classes
+            f"given_{k}": type(v).__qualname__
+            for k, v in (("surrogate", self._given.surrogate), ("trainer", self._given.trainer))
+            if v is not None
+        }
         return {
             "prior": self.prior,
             "config": self.config.to_dict(),
             "uses_feature_map": self.feature_map is not None,
+            **given,
         }
 
     @classmethod
@@ -502,13 +532,24 @@ class FinetunedPriorOptimizer(Optimizer):
         seed: int,
         feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
         constraints: Constraints | Any = None,
+        surrogate: Surrogate | None = None,
+        trainer: FineTuner | None = None,
     ) -> FinetunedPriorOptimizer:
         if spec.get("uses_feature_map") and feature_map is None:
             raise StudyError(
                 "this study's surrogate was fit on a feature map, which a study folder cannot "
                 "store: load it with the same map, e.g. SQDF.load(path, feature_map=fn)"
             )
-        stored = dict(spec["config"])
+        for key, given in (("surrogate", surrogate), ("trainer", trainer)):
+            if spec.get(f"given_{key}") and given is None:
+                raise StudyError(
+                    f"this study was made with a {key} instance handed in "
+                    f"({spec[f'given_{key}']}), which a study folder cannot store: load it "
+                    f"with a new one of the same kind, e.g. SQDF.load(path, {key}=...); its "
+                    "state is restored from the study"
+                )
+        # old setting names (with a DeprecationWarning); D converts an old α
+        stored = migrate(cls.config_class, dict(spec["config"]), dim=spec["prior"].dim)
         # a study made before failures taught anything keeps running as it was made
         stored.setdefault("learn_feasibility", False)
         return cls(
@@ -518,6 +559,8 @@ class FinetunedPriorOptimizer(Optimizer):
             config=cls.config_class.from_dict(stored),
             feature_map=feature_map,
             constraints=constraints,
+            surrogate=surrogate,
+            trainer=trainer,
         )
 
     def _extra_state(self) -> dict[str, Any]:
@@ -556,3 +599,53 @@ class FinetunedPriorOptimizer(Optimizer):
         self.best_value = float(state.get("best_value", math.nan))
         self.round_log = [dict(r) for r in state["round_log"]]
         self.constraint_model.load_state_dict(state, self.device)
+
+
+@dataclass
+class _HandedIn:
+    """Instances handed to the constructor, with their states then (``_unfit`` returns to them)."""
+
+    surrogate: Surrogate | None = None
+    trainer: FineTuner | None = None
+    surrogate_state: dict[str, Any] = field(default_factory=dict)
+    trainer_state: dict[str, Any] = field(default_factory=dict)
+
+
+def _handed_in(
+    opt: FinetunedPriorOptimizer,
+    prior: DiffusionPrior,
+    surrogate: Surrogate | None,
+    trainer: FineTuner | None,
+) -> _HandedIn:
+    """Check the instances handed in and make ``opt.config`` describe them: a trainer's
+    settings become ``config.finetune``; a registered surrogate's class and settings become
+    ``config.surrogate`` / ``surrogate_options``."""
+    if surrogate is not None and not isinstance(surrogate, Surrogate):
+        raise TypeError(f"surrogate must be a Surrogate, got {type(surrogate).__name__}")
+    if trainer is not None:
+        reference = getattr(trainer, "reference", None)
+        if not isinstance(reference, DiffusionPrior) or reference.shape != prior.shape:
+            raise ValueError(
+                "trainer must be a fine-tuner (e.g. SQDFTrainer(prior, config)) of a prior of "
+                f"shape {prior.shape}, the optimizer's"
+            )
+        expected = type(opt.config.finetune)
+        if not isinstance(trainer.config, expected):
+            raise TypeError(
+                f"{type(opt).__name__} takes a trainer whose config is a {expected.__name__}, "
+                f"got {type(trainer.config).__name__}"
+            )
+        opt.config = dataclasses.replace(opt.config, finetune=trainer.config)
+    if surrogate is not None:
+        name = next((n for n, c in SURROGATES.items() if type(surrogate) is c), None)
+        if name is not None:
+            default = config_to_dict(surrogate.config_class())
+            mine = config_to_dict(surrogate.config)
+            options = {k: v for k, v in mine.items() if default.get(k) != v}
+            opt.config = dataclasses.replace(opt.config, surrogate=name, surrogate_options=options)
+    return _HandedIn(
+        surrogate=surrogate,
+        trainer=trainer,
+        surrogate_state={} if surrogate is None else copy.deepcopy(surrogate.state_dict()),
+        trainer_state={} if trainer is None else copy.deepcopy(trainer.state_dict()),
+    )

@@ -16,16 +16,12 @@ through the chain, KL to the previous round. Same: surrogate family, reward scal
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from sqdf_bbo.finetuning.configs import SEIKOTrainConfig
 from sqdf_bbo.finetuning.seiko import SEIKOTrainer
 from sqdf_bbo.optimizers.finetuned import FinetunedPriorConfig, FinetunedPriorOptimizer
 
 __all__ = ["SEIKO", "SEIKOConfig"]
-
-
-_FINETUNE_FIELDS = ("alpha_official", "alpha", "lr", "grad_clip", "truncation", "bp_min", "bp_max")
 
 
 @dataclass(frozen=True)
@@ -42,12 +38,6 @@ class SEIKOConfig(FinetunedPriorConfig):
             there, with its default). A mapping changes only the settings it names;
             ``SEIKOTrainConfig()`` is the default.
     """
-
-    RENAMED: ClassVar[dict[str, str]] = {
-        **{name: f"finetune.{name}" for name in _FINETUNE_FIELDS},
-        "steps_per_round": "finetune.steps",
-        "finetune_batch_size": "finetune.chains_per_step",
-    }
 
     surrogate: str = "ucb"
     progress: bool = False

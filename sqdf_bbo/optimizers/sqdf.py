@@ -10,7 +10,6 @@ KL-regularized to the **pretrained** prior.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.finetuning.configs import SQDFConfig
@@ -18,13 +17,6 @@ from sqdf_bbo.finetuning.sqdf import SQDFTrainer
 from sqdf_bbo.optimizers.finetuned import FinetunedPriorConfig, FinetunedPriorOptimizer
 
 __all__ = ["SQDF", "SQDFOptimizerConfig"]
-
-
-_FINETUNE_FIELDS = (
-    "alpha_official", "alpha", "gamma", "gamma_rule", "eta", "num_inference_steps", "x0_method", "ddim_m",
-    "lr", "grad_clip", "onpolicy_fraction", "rollouts_per_step", "buffer_capacity",
-    "buffer_method", "buffer_priority", "clear_buffer_each_round", "train", "lora_rank",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,12 +32,6 @@ class SQDFOptimizerConfig(FinetunedPriorConfig):
             the settings it names (``finetune={"steps": 20}``); ``SQDFConfig()`` is the
             default, so a mapping and an instance with the same settings are the same config.
     """
-
-    RENAMED: ClassVar[dict[str, str]] = {
-        **{name: f"finetune.{name}" for name in _FINETUNE_FIELDS},
-        "steps_per_round": "finetune.steps",
-        "finetune_batch_size": "finetune.transitions_per_step",
-    }
 
     finetune: SQDFConfig = field(default_factory=SQDFConfig)
 

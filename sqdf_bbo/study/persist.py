@@ -8,11 +8,13 @@ which knows the registry).
 A study holds, besides the points: a header written once (method, shape, dtype, batch size,
 seed, study uid, the constructor ``spec`` with priors saved under ``objects/``), counters
 updated with the points (:func:`counters`) and, after every ask, a snapshot of the state
-(:func:`snapshot`: RNG states, round, the algorithm's ``_extra_state``).
+(:func:`snapshot`: RNG states, round, the algorithm's ``state_dict()``). It reads and writes an
+optimizer through its public interface only (:class:`Persistable`: ``ledger``, ``spec()``,
+``state_dict()``, ``load_state_dict()``, ``settings_changed()``).
 
 Settings can change after a study was made: ``load(..., changes=)`` applies dotted keys of
 the method's ``config_class`` to the stored ``spec`` (:func:`changed_settings`), rebuilds the
-optimizer with them, restores its state and calls its ``_settings_changed`` hook; an attached
+optimizer with them, restores its state and calls its ``settings_changed``; an attached
 load then rewrites ``spec`` and appends ``{"at": time, "changes": {key: [old, new]}}`` to
 the ``config_changes`` metadata, in one commit.
 """
@@ -32,11 +34,14 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import numpy as np
 import torch
 
-from sqdf_bbo.config import config_from_dict, config_to_dict, migrate
+from sqdf_bbo.config import config_from_dict, config_to_dict
 from sqdf_bbo.diffusion.prior import DiffusionPrior
+from sqdf_bbo.migration import migrate
 from sqdf_bbo.study.codec import join_state, split_state
+from sqdf_bbo.study.errors import SnapshotMissing, StudyError
+from sqdf_bbo.study.ledger import Ledger
 from sqdf_bbo.study.points import Point
-from sqdf_bbo.study.store import SnapshotMissing, StudyError, StudyStore, is_study, lock_study
+from sqdf_bbo.study.store import StudyStore, is_study, lock_study
 
 __all__ = [
     "Persistable",
@@ -54,49 +59,41 @@ _LOAD_ATTEMPTS = 8  # detached loads racing a writer's snapshot replacement
 
 
 class Persistable(Protocol):
-    """What persisting needs of an optimizer (all of it set by the ``Optimizer`` base)."""
+    """What persisting needs of an optimizer: public attributes and methods only (all of
+    them given by the ``Optimizer`` base); the study's bookkeeping is its :class:`Ledger`."""
 
     method: ClassVar[str]
     shape: tuple[int, ...]
+    state_shape: tuple[int, ...]
     dtype: torch.dtype
     batch_size: int
     seed: int
-    round: int
     generator: torch.Generator
     np_rng: np.random.Generator
-    _points: dict[int, Point]
-    _next_id: int
-    _fitted_count: int
-    _refit_pending: bool
-    _study_uid: str
-    _store: StudyStore | None
+    ledger: Ledger
     constraints: Any  # sqdf_bbo.constraints.Constraints | None (names are stored)
 
-    def _spec(self) -> dict[str, Any]: ...
-    def _extra_state(self) -> dict[str, Any]: ...
-    def _load_extra_state(self, state: dict[str, Any]) -> None: ...
-    def _settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None: ...
+    def spec(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def settings_changed(self, changes: dict[str, tuple[Any, Any]]) -> None: ...
 
 
 # ---------------------------------------------------------------------------- what is stored
 def counters(opt: Persistable) -> dict[str, Any]:
     """The metadata that changes with the points (committed with them)."""
-    return {
-        "round": opt.round,
-        "fitted_count": opt._fitted_count,
-        "refit_pending": opt._refit_pending,
-    }
+    return opt.ledger.counters()
 
 
 def snapshot(opt: Persistable) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The optimizer's state as (JSON, tensors): RNGs, round and ``_extra_state``."""
-    extra_json, tensors = split_state(opt._extra_state(), prefix="extra")
+    """The optimizer's state as (JSON, tensors): RNGs, round and ``state_dict()``."""
+    extra_json, tensors = split_state(opt.state_dict(), prefix="extra")
     tensors["rng/torch"] = opt.generator.get_state().clone()
     state = {
         "extra": extra_json,
         "numpy_rng": opt.np_rng.bit_generator.state,
-        "round": opt.round,
-        "fitted_count": opt._fitted_count,
+        "round": opt.ledger.round,
+        "fitted_count": opt.ledger.fitted_count,
     }
     return state, tensors
 
@@ -110,7 +107,7 @@ def header(opt: Persistable) -> dict[str, Any]:
         "dtype": str(opt.dtype).removeprefix("torch."),
         "batch_size": opt.batch_size,
         "seed": opt.seed,
-        "study_uid": opt._study_uid,
+        "study_uid": opt.ledger.uid,
         "constraints": constraint_names(opt),
         # a latent prior's chains are not designs: their shape, for decoding them
         **({"state_shape": list(opt.state_shape)} if opt.state_shape != opt.shape else {}),
@@ -123,10 +120,10 @@ def constraint_names(opt: Persistable) -> list[str]:
 
 
 def encoded_spec(opt: Persistable) -> tuple[dict[str, Any], dict[str, DiffusionPrior]]:
-    """``_spec()`` with DiffusionPriors replaced by ``{"__prior__": key}``; (json, priors)."""
+    """``spec()`` with DiffusionPriors replaced by ``{"__prior__": key}``; (json, priors)."""
     objects: dict[str, DiffusionPrior] = {}
     out: dict[str, Any] = {}
-    for k, v in opt._spec().items():
+    for k, v in opt.spec().items():
         if isinstance(v, DiffusionPrior):
             objects[k] = v
             out[k] = {"__prior__": k}
@@ -153,7 +150,7 @@ def _write_all(opt: Persistable, store: StudyStore) -> None:
     """A new snapshot, then every point and the pointer to it in one commit."""
     state, tensors = snapshot(opt)
     name = store.write_snapshot(state, tensors)
-    store.replace_all(list(opt._points.values()), {**counters(opt), "snapshot": name})
+    store.replace_all(list(opt.ledger.points.values()), {**counters(opt), "snapshot": name})
 
 
 def create(opt: Persistable, path: str | Path) -> StudyStore:
@@ -170,7 +167,7 @@ def create(opt: Persistable, path: str | Path) -> StudyStore:
 
 def record_new(opt: Persistable, points: list[Point], snapshot_state: bool = True) -> None:
     """Commit new points (and, after an ask, a snapshot of the state) to ``opt``'s study."""
-    store = opt._store
+    store = opt.ledger.store
     if store is None:
         return
     meta = counters(opt)
@@ -187,12 +184,12 @@ def save(opt: Persistable, path: str | Path) -> Path:
     an earlier ``save`` of this same study wrote (updated in place if nothing told there
     would be lost)."""
     path = Path(path).expanduser().absolute()
-    if opt._store is not None and path == opt._store.path:
-        store, own = opt._store, True
+    if opt.ledger.store is not None and path == opt.ledger.store.path:
+        store, own = opt.ledger.store, True
     elif is_study(path):
         store, own = StudyStore.open(path), False
         uid = store.read_meta().get("study_uid")
-        if uid is None or uid != opt._study_uid:
+        if uid is None or uid != opt.ledger.uid:
             store.close()
             raise StudyError(f"{path} holds another study; save to a new folder or load that study")
         lost = _would_lose(opt, store)
@@ -218,7 +215,7 @@ def _would_lose(opt: Persistable, store: StudyStore) -> list[int]:
     """Ids whose stored state is newer than (or differs from) ``opt``'s."""
     lost = []
     for r in store.read_points():
-        mine = opt._points.get(r.id)
+        mine = opt.ledger.points.get(r.id)
         told_there = r.state != "pending"
         same = mine is not None and (
             mine.state == r.state
@@ -268,7 +265,7 @@ def load(
             except BaseException:
                 store.close()
                 raise
-            obj._store = store
+            obj.ledger.store = store
     finally:
         if lock_fd is not None:
             os.close(lock_fd)
@@ -328,7 +325,8 @@ def _load_from(
     target = resolve(str(meta.get("method")), store.path)
     record: dict[str, Any] = {}
     if changes:
-        spec, diff = changed_settings(store.path, target, meta.get("spec"), changes)
+        shape = meta.get("state_shape") or meta.get("shape") or (1,)  # the chains' D
+        spec, diff = changed_settings(store.path, target, meta.get("spec"), changes, shape)
         entry = {"at": time.time(), "changes": {k: list(v) for k, v in diff.items()}}
         if diff:  # values equal to the current ones change (and record) nothing
             record = {"spec": spec, "config_changes": [*meta.get("config_changes", []), entry]}
@@ -342,33 +340,37 @@ def _load_from(
         if stored is not None:
             _restore_state(obj, store.path, *stored, n_points=len(points))
         if changes:
-            obj._settings_changed(diff)
+            obj.settings_changed(diff)
     except StudyError:
         raise
     except Exception as err:
         what = "the changed settings" if changes else "the stored state"
         raise StudyError(f"{store.path}: {what} cannot be restored ({err})") from err
-    obj._points = {p.id: p for p in points}
-    obj._next_id = max(obj._points, default=-1) + 1
-    obj.round = int(meta["round"])
-    obj._fitted_count = int(meta.get("fitted_count", 0))
-    obj._refit_pending = bool(meta.get("refit_pending", False))
-    obj._study_uid = meta["study_uid"]
+    ledger = obj.ledger
+    ledger.points = {p.id: p for p in points}
+    ledger.next_id = max(ledger.points, default=-1) + 1
+    ledger.round = int(meta["round"])
+    ledger.fitted_count = int(meta.get("fitted_count", 0))
+    ledger.refit_pending = bool(meta.get("refit_pending", False))
+    ledger.uid = meta["study_uid"]
     return obj, record
 
 
 def changed_settings(
-    where: Path, target: Any, spec: Any, changes: Mapping[str, Any]
+    where: Path, target: Any, spec: Any, changes: Mapping[str, Any], shape: Any = (1,)
 ) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
     """The stored constructor ``spec`` with ``changes`` (dotted keys of ``target``'s
     ``config_class``) applied to its ``config``, and what changed (dotted key → (old, new)).
+    Old names in either are migrated (``shape``: the study's design shape, whose size D
+    converts an old α).
     ``StudyError`` when the method has no settings or a change is not a valid setting."""
     config_class = getattr(target, "config_class", None)
     if config_class is None or not isinstance(spec, dict) or "config" not in spec:
         raise StudyError(f"{where}: method {target.method!r} has no settings to change")
+    dim = math.prod(int(s) for s in shape)
     try:  # the stored settings are not checked first: changing them repairs invalid ones
-        stored = migrate(config_class, spec["config"])
-        new = config_from_dict(config_class, {**stored, **migrate(config_class, changes)})
+        stored = migrate(config_class, spec["config"], dim)
+        new = config_from_dict(config_class, {**stored, **migrate(config_class, changes, dim)})
     except (TypeError, ValueError) as err:
         raise StudyError(f"{where}: cannot change the settings: {err}") from None
     before, after = _flat_stored(config_class, stored), flat_settings(new)
@@ -380,7 +382,7 @@ def _flat_stored(config_class: type, d: Mapping[str, Any], prefix: str = "") -> 
     """Stored settings (a dict, maybe invalid) by dotted key, like :func:`flat_settings`."""
     hints = typing.get_type_hints(config_class)
     out: dict[str, Any] = {}
-    for k, v in migrate(config_class, d).items():
+    for k, v in d.items():
         inner = hints.get(k)
         if isinstance(v, Mapping) and isinstance(inner, type) and dataclasses.is_dataclass(inner):
             out.update(_flat_stored(inner, v, f"{prefix}{k}."))
@@ -447,7 +449,7 @@ def _restore_state(
     tensors: dict[str, torch.Tensor],
     n_points: int,
 ) -> None:
-    """RNG states and ``_load_extra_state`` from a snapshot."""
+    """RNG states and ``load_state_dict`` from a snapshot."""
     try:
         obj.generator.set_state(tensors["rng/torch"])
     except RuntimeError:  # saved on another device kind: reseed deterministically
@@ -458,4 +460,4 @@ def _restore_state(
         )
         obj.generator.manual_seed(obj.seed + 1_000_003 * (n_points + 1))
     obj.np_rng.bit_generator.state = state["numpy_rng"]
-    obj._load_extra_state(join_state(state["extra"], tensors))
+    obj.load_state_dict(join_state(state["extra"], tensors))

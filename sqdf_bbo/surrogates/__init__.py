@@ -42,4 +42,6 @@ __all__ = [
     "check_options",
 ]
 
-SURROGATES.update({"ensemble": EnsembleSurrogate, "ucb": UCBSurrogate, "gp": GPSurrogate})
+SURROGATES.register("ensemble", EnsembleSurrogate)
+SURROGATES.register("ucb", UCBSurrogate)
+SURROGATES.register("gp", GPSurrogate)

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import torch
 
 from sqdf_bbo.config import ConfigError, Range
+from sqdf_bbo.registry import Registry
 
 __all__ = [
     "Surrogate",
@@ -418,9 +419,9 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None
         raise ValueError(f"{name} must be finite and {bound}, got {value}")
 
 
-SURROGATES: dict[str, type[Surrogate]] = {}
-"""The surrogate registry: accepted names of :func:`make_surrogate` (filled by
-:mod:`sqdf_bbo.surrogates` with ``ensemble``, ``ucb`` and ``gp``)."""
+SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
+"""The surrogate registry: accepted names of :func:`make_surrogate` (each built-in class
+registers itself with ``@SURROGATES.register(name)``: ``ensemble``, ``ucb``, ``gp``)."""
 
 
 def make_surrogate(name: str, **kwargs: Any) -> Surrogate:
@@ -429,7 +430,7 @@ def make_surrogate(name: str, **kwargs: Any) -> Surrogate:
     ``kwargs`` are ``seed``, ``feature_map``, ``config`` and any field of the
     surrogate's config (e.g. ``make_surrogate("ucb", seed=1, beta=2.0)``).
     """
-    cls = SURROGATES.get(str(name).lower()) if isinstance(name, str) else None
+    cls = SURROGATES.get(str(name).lower(), None) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"unknown surrogate {name!r}; accepted names: {sorted(SURROGATES)}")
     return cls(**kwargs)
