@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 
-from benchmarks.suites import METHODS, Suite
+from benchmarks.suites import Suite
 from benchmarks.train_priors import DenoiserTrainConfig, PriorRecipe
 from sqdf_bbo.classifier import ClassifierTrainConfig
 from sqdf_bbo.config import (
@@ -35,7 +35,7 @@ def _suite(**kw: Any) -> Suite:
     base: dict[str, Any] = {
         "name": "t",
         "tasks": ("rings",),
-        "methods": (METHODS[0],),
+        "methods": ("prior",),
         "seeds": (0,),
         "budgets": (4,),
     }
