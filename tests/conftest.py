@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from typing import Any
 
 import pytest
 import torch
@@ -13,8 +14,9 @@ from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.registry import Registry
 
 
-def tiny_unet(seed: int = 0) -> UNet2DModel:
-    """A random-weight 1×8×8 UNet2DModel with block_out_channels=(4, 8)."""
+def tiny_unet(seed: int = 0, **extra: Any) -> UNet2DModel:
+    """A random-weight 1×8×8 UNet2DModel with block_out_channels=(4, 8); ``extra`` goes to
+    the constructor (e.g. ``num_class_embeds=4`` for a class-conditional one)."""
     torch.manual_seed(seed)
     return UNet2DModel(
         sample_size=8,
@@ -25,6 +27,7 @@ def tiny_unet(seed: int = 0) -> UNet2DModel:
         down_block_types=("DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D"),
         norm_num_groups=4,
+        **extra,
     )
 
 

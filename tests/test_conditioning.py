@@ -23,6 +23,7 @@ from sqdf_bbo.finetuning.sqdf import SQDFTrainer
 from sqdf_bbo.optimizers.base import Optimizer
 from sqdf_bbo.optimizers.sqdf import SQDF
 from sqdf_bbo.study.codec import bytes_condition, condition_bytes
+from tests.conftest import tiny_unet
 
 TINY = {"hidden": 8, "depth": 1, "steps": 10, "batch_size": 32, "n_heads": 2}
 
@@ -52,18 +53,7 @@ def label_prior(guidance: float = 1.0, steps: int = 4) -> DiffusionPrior:
 
 
 def tiny_label_unet() -> UNet2DModel:
-    torch.manual_seed(0)
-    return UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        num_class_embeds=4,
-    )
+    return tiny_unet(num_class_embeds=4)
 
 
 def unet_prior(guidance: float = 2.0) -> DiffusionPrior:
