@@ -55,6 +55,8 @@ _EXPORTS: dict[str, str] = {
     "SEIKOConfig": "optimizers",
     "GPBO": "optimizers",
     "GPBOConfig": "optimizers",
+    "CMAES": "optimizers",
+    "CMAESConfig": "optimizers",
     # surrogates
     "Surrogate": "surrogates",
     "EnsembleSurrogate": "surrogates",
