@@ -130,20 +130,24 @@ def train_sequence_prior(
     v, L = oracle.num_states, oracle.length
     key = (v, oracle.random_seed, recipe)
     if key not in _TRAINED:
-        _TRAINED[key] = _train_network(oracle, recipe, device, progress, name)
+        # 1. The natural family: a pool of chain windows (x_0 ~ π), drawn once for both parts.
+        chain = training_chain(oracle, recipe)
+        net = _train_network(chain, v, recipe, device, progress, name)
+        _TRAINED[key] = (net, allowed_transitions(chain, v))
+    net, allowed = _TRAINED[key]
     return DiffusionPrior(
-        copy.deepcopy(_TRAINED[key]),
+        copy.deepcopy(net),
         sequence_scheduler(),
         shape=(L, v),
         eta=recipe.eta,
         num_inference_steps=recipe.num_inference_steps,
         value_range=(-1.0, 1.0),
-        decoder=sequence_decoder(oracle, recipe),
+        decoder=ViterbiDecoder(v, allowed),
         name=name,
     )
 
 
-_TRAINED: dict[tuple, nn.Module] = {}
+_TRAINED: dict[tuple, tuple[nn.Module, torch.Tensor]] = {}
 
 
 def training_chain(oracle: EhrlichOracle, recipe: SequenceRecipe = SEQUENCE_RECIPE) -> torch.Tensor:
@@ -166,12 +170,11 @@ def sequence_decoder(
 
 
 def _train_network(
-    oracle: EhrlichOracle, recipe: SequenceRecipe, device: str, progress: bool, name: str
+    chain: torch.Tensor, v: int, recipe: SequenceRecipe, device: str, progress: bool, name: str
 ) -> nn.Module:
-    """Steps 1.-2. of :func:`train_sequence_prior`: the trained x0-network (EMA weights, CPU)."""
-    v = oracle.num_states
-    # 1. The natural family: a pool of chain windows (x_0 ~ π) from a seeded generator.
-    pool = one_hot_designs(training_chain(oracle, recipe), v)
+    """Step 2. of :func:`train_sequence_prior`: the x0-network (EMA weights, CPU) trained on
+    the chain windows ``chain (pool_size, length)``."""
+    pool = one_hot_designs(chain, v)
 
     def draw(b: int, g: torch.Generator) -> torch.Tensor:
         return pool[torch.randint(pool.shape[0], (b,), generator=g)]

@@ -11,6 +11,7 @@ import torch
 
 from sqdf_bbo.cli import main
 from sqdf_bbo.optimizers.sqdf import SQDF, SQDFOptimizerConfig
+from tests.test_cli import FAST as CLI_FAST
 from tests.test_sqdf_optimizer import FAST, tiny_prior
 
 NAN = float("nan")
@@ -95,14 +96,9 @@ def test_first_ask_is_finetuned_against_the_archive() -> None:
 def test_cli_add_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     prior_dir = tiny_prior().save(tmp_path / "prior")
     s = str(tmp_path / "study")
-    fast = [
-        "--set", "finetune.steps=3",
-        "--set", "finetune.transitions_per_step=8",
-        "--set", "finetune.rollouts_per_step=2",
-        "--set", "progress=false",
-        "--set", 'surrogate_options={"steps": 20, "n_heads": 2}',
-    ]  # fmt: skip
-    assert main(["init", "--study", s, "--prior", str(prior_dir), "--batch-size", "3", *fast]) == 0
+    assert (
+        main(["init", "--study", s, "--prior", str(prior_dir), "--batch-size", "3", *CLI_FAST]) == 0
+    )
     data = tmp_path / "archive.csv"
     data.write_text(
         "id,x0,x1,value,reason,transient\n"

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
 
+from benchmarks.sequence_priors import (
+    SEQUENCE_RECIPE,
+    ehrlich_oracle,
+    train_sequence_prior,
+    training_chain,
+)
 from sqdf_bbo.diffusion.prior import DiffusionPrior
 from sqdf_bbo.diffusion.sequence import (
     OneHotDecoder,
@@ -94,3 +101,15 @@ def test_viterbi_decoder_is_saved_with_the_prior(tmp_path) -> None:
     back = DiffusionPrior.load(tmp_path / "p")
     assert isinstance(back.decoder, ViterbiDecoder)
     assert torch.equal(back.decoder.allowed.bool(), allowed)
+
+
+def test_a_trained_sequence_prior_decodes_within_its_training_transitions() -> None:
+    name, recipe = "ehrlich-v8-l16-c2-k2-q2", replace(SEQUENCE_RECIPE, steps=2, pool_size=200)
+    prior = train_sequence_prior(name, recipe, progress=False)
+    oracle = ehrlich_oracle(name)
+    want = allowed_transitions(training_chain(oracle, recipe), 8)
+    assert isinstance(prior.decoder, ViterbiDecoder)
+    assert torch.equal(prior.decoder.allowed.bool(), want)
+    assert not bool((want & ~(oracle.transition_matrix > 0)).any())
+    x = prior.sample(16, torch.Generator().manual_seed(0)).x
+    assert bool(oracle.feasible(oracle.tokens(prior.to_design(x))).all())
